@@ -1,0 +1,3 @@
+from netvirt.management.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""The import direction of DESIGN.md §2, enforced (docs/architecture.md explains the table)."""
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "netvirt"
+
+# plane -> the planes it may import. "management.spec" is the pure spec model, usable below the CLI.
+ALLOWED = {
+    "wire": set(),
+    "management.spec": set(),
+    "graph": {"wire"},
+    "environments": {"graph", "wire", "management.spec"},
+    "dataplane": {"graph", "wire"},
+    "trace": {"dataplane", "graph", "wire"},
+    "control": {"graph", "environments", "dataplane", "trace", "wire", "management.spec"},
+    "management": {"wire", "graph", "environments", "dataplane", "trace", "control", "management.spec"},
+}
+
+
+def plane_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "netvirt" or len(parts) < 2 or parts[1] == "__main__":
+        return None
+    if parts[1:3] == ["management", "spec"]:
+        return "management.spec"
+    return parts[1]
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def test_every_plane_is_known():
+    planes = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert planes <= {name.split(".")[0] for name in ALLOWED}
+
+
+def test_import_direction():
+    violations = []
+    for path in sorted(SRC.rglob("*.py")):
+        own = plane_of(module_name(path))
+        if own is None:
+            continue
+        for imported in imports_of(path):
+            other = plane_of(imported)
+            if other is None or other == own or other in ALLOWED[own]:
+                continue
+            if own == "management.spec" or other.split(".")[0] != own.split(".")[0]:
+                violations.append(f"{module_name(path)} imports {imported} ({own} -> {other})")
+    assert not violations, "\n".join(violations)
+
+
+def test_no_relative_imports_and_no_scapy_in_src():
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path}: use absolute imports"
+        assert "scapy" not in imports_of(path) and not any(
+            name.startswith("scapy") for name in imports_of(path)
+        ), f"{path} imports scapy (GPL, test-only)"
+
+
+def test_every_plane_states_its_contract():
+    for init in SRC.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and "ontract" in doc, f"{init} must open with a docstring stating its contract"
