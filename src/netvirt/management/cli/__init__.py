@@ -14,10 +14,15 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from netvirt.management.cli import demo, pcap
+@app.callback()
+def _root() -> None:
+    """Build virtual networks and trace how a packet travels through them."""
 
-    for module in (demo, pcap):
+
+def _register() -> None:
+    from netvirt.management.cli import demo, pcap, spec
+
+    for module in (demo, pcap, spec):
         module.register(app)
 
 
