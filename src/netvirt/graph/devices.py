@@ -246,6 +246,7 @@ class KindInfo:
 
 _ALL = frozenset({"sim", "linux", "ebpf", "userspace"})
 _KERNEL = frozenset({"sim", "linux", "ebpf"})
+_OVERLAY = frozenset({"sim", "linux", "userspace"})  # the userspace switch encapsulates itself
 _SIM = frozenset({"sim"})
 
 # The one table of per-kind defaults. Levels and techniques follow the notes' walkthrough tables;
@@ -254,10 +255,10 @@ KINDS: dict[DeviceKind, KindInfo] = {
     DeviceKind.NIC: KindInfo(Mode.HARDWARE, "NIC", "Physical Signal Reception", _ALL, None),
     DeviceKind.VETH: KindInfo(Mode.KERNEL, "Namespace", "Veth Pair (Namespace crossover)", _KERNEL, Veth),
     DeviceKind.BRIDGE: KindInfo(Mode.KERNEL, "Linux Kernel", "Linux Bridge (L2 Switching)", _KERNEL, Bridge),
-    DeviceKind.VXLAN: KindInfo(Mode.KERNEL, "Linux Kernel", "VXLAN Encapsulation", _ALL, Tunnel),
-    DeviceKind.GENEVE: KindInfo(Mode.KERNEL, "Linux Kernel", "Geneve Encapsulation", _ALL, Tunnel),
-    DeviceKind.NVGRE: KindInfo(Mode.KERNEL, "Linux Kernel", "NVGRE Encapsulation", _ALL, Tunnel),
-    DeviceKind.TAP: KindInfo(Mode.KERNEL_USER, "Linux Kernel", "TAP Device (Kernel/User handoff)", _ALL, None),
+    DeviceKind.VXLAN: KindInfo(Mode.KERNEL, "Linux Kernel", "VXLAN Encapsulation", _OVERLAY, Tunnel),
+    DeviceKind.GENEVE: KindInfo(Mode.KERNEL, "Linux Kernel", "Geneve Encapsulation", _OVERLAY, Tunnel),
+    DeviceKind.NVGRE: KindInfo(Mode.KERNEL, "Linux Kernel", "NVGRE Encapsulation", _OVERLAY, Tunnel),
+    DeviceKind.TAP: KindInfo(Mode.KERNEL_USER, "Linux Kernel", "TAP Device (Kernel/User handoff)", _OVERLAY, None),
     DeviceKind.MACVLAN: KindInfo(Mode.KERNEL, "Linux Kernel", "Macvlan Sub-interface", _KERNEL, Macvlan),
     DeviceKind.SOCKET: KindInfo(Mode.USER, "App", "Socket API (Buffer Read)", frozenset({"sim", "linux"}), Socket),
     DeviceKind.HYPERVISOR_SWITCH: KindInfo(
