@@ -125,7 +125,7 @@ def _device_problems(host: str, dev: Device, caps: Capabilities) -> list[Problem
     what = f"device '{dev.name}' ({dev.kind})"
     can = _can(dev.backends, caps)
     if caps.backend not in dev.backends:
-        reason = " (model-only)" if dev.backends == {"sim"} else f" (it declares backends {', '.join(sorted(dev.backends))})"
+        reason = " (model-only)" if dev.backends == {"sim"} else ""
         return [Problem(where, f"{what} cannot be realised by backend '{caps.backend}'{reason}{can}")]
     if dev.kind not in caps.device_kinds:
         return [Problem(where, f"{what} cannot be realised by backend '{caps.backend}'{_qualified(caps, dev.kind)}{can}")]

@@ -84,7 +84,7 @@ def _network_changes(old: NetworkGraph, new: NetworkGraph, counter: list[int]) -
     hosts = _by_key(old.hosts, new.hosts, lambda g: g.host)
     for key, (before, after) in hosts.items():
         if before is None or after is None:
-            yield _change(ObjectKind.HOST, "", key, before, after)
+            yield _change(ObjectKind.HOST, key, key, before, after)
     yield from _compare(ObjectKind.SEGMENT, "", old.segments, new.segments, lambda s: s.name, counter)
 
 

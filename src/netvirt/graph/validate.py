@@ -122,16 +122,18 @@ def _device_problems(
 def _link_problems(graph: HostGraph, devices: dict[tuple[str, str], Device]) -> Iterator[Problem]:
     wired: Counter[tuple[str, str]] = Counter()
     for link in graph.links:
+        where = f"{graph.host}:link {link.a}<->{link.b}"
+        if link.a == link.b:
+            yield Problem(where, "a link needs two different ends")
+            continue
         for end in (link.a, link.b):
             key = (end.namespace, end.device)
             wired[key] += 1
             dev = devices.get(key)
             if dev is None:
-                yield Problem(f"{graph.host}:link {link.a}<->{link.b}", f"end {end} does not exist")
+                yield Problem(where, f"end {end} does not exist")
             elif dev.kind is DeviceKind.VETH:
-                yield Problem(f"{graph.host}:link {link.a}<->{link.b}", f"{end} is a veth: wire it by its peer")
-        if link.a == link.b:
-            yield Problem(f"{graph.host}:link {link.a}<->{link.b}", "a link needs two different ends")
+                yield Problem(where, f"end {end} is a veth: wire it by its peer")
     for (ns, name), count in wired.items():
         if count > 1:
             yield Problem(f"{graph.host}:{ns}/{name}", f"on {count} links; a device has at most one wire")

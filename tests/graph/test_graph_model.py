@@ -1,0 +1,114 @@
+"""Graph constructors: per-kind defaults, value checks with clear messages, frozen and hashable."""
+
+import dataclasses
+from ipaddress import ip_address, ip_interface, ip_network
+
+import pytest
+from graph_strategies import example_host
+
+from netvirt.graph import (
+    ACCEPT,
+    KINDS,
+    Bridge,
+    Chain,
+    CtState,
+    Device,
+    DeviceKind,
+    Dnat,
+    FdbEntry,
+    GraphError,
+    Match,
+    Mode,
+    NatTarget,
+    NetfilterHook,
+    PortRange,
+    Proto,
+    Route,
+    RouteType,
+    Rule,
+    Socket,
+    Tunnel,
+    Veth,
+)
+
+
+def test_every_kind_has_defaults():
+    assert set(KINDS) == set(DeviceKind)
+    for info in KINDS.values():
+        assert info.level and info.technique and "sim" in info.backends
+
+
+def test_device_of_takes_defaults_and_overrides():
+    veth = Device.of(DeviceKind.VETH, "veth0", "pod1", config=Veth("eth0", "host"))
+    assert (veth.mode, veth.level, veth.technique) == (Mode.KERNEL, "Namespace", "Veth Pair (Namespace crossover)")
+    assert veth.backends == frozenset({"sim", "linux", "ebpf"})
+    switch = Device.of(DeviceKind.NDIS_FILTER, "ndis", "win", level="Network Stack (Windows)")
+    assert switch.level == "Network Stack (Windows)" and switch.backends == frozenset({"sim"})
+
+
+def test_config_must_fit_kind():
+    with pytest.raises(GraphError, match="kind veth needs config Veth, got None"):
+        Device.of(DeviceKind.VETH, "veth0", "pod1")
+    with pytest.raises(GraphError, match="kind tap takes no config"):
+        Device.of(DeviceKind.TAP, "tap0", "h", config=Bridge())
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Device.of(DeviceKind.NIC, "eth 0", "h"), "'eth 0' is not a valid name"),
+        (lambda: Device.of(DeviceKind.NIC, "eth0", "h", mtu=67), "mtu: 67 is out of range"),
+        (lambda: Device.of(DeviceKind.NIC, "eth0", "h", mac="zz:00:00:00:00:00"), "not a MAC address"),
+        (lambda: Tunnel(vni=1 << 24), "tunnel vni: 16777216 is out of range"),
+        (lambda: PortRange(10, 9), "out of range; expected an integer 10..65535"),
+        (lambda: Match(dst_ports=PortRange(1, 2)), "ports need proto tcp or udp"),
+        (lambda: Match(proto=Proto.TCP, icmp_type=3), "icmp_type needs proto icmp"),
+        (lambda: Match(src=ip_network("10.0.0.0/8"), dst=ip_network("fd00::/8")), "mixes IPv4 and IPv6"),
+        (lambda: Match(src=ip_network("fd00::/8"), proto=Proto.ICMP), "mixes IPv4 and IPv6"),
+        (lambda: Match(ct_states=frozenset()), "empty set never matches"),
+        (lambda: Dnat(targets=()), "at least one target"),
+        (lambda: Dnat(targets=(NatTarget(ip_address("10.0.0.1")), NatTarget(ip_address("fd00::1")))), "mix"),
+        (lambda: Route(dst=ip_network("10.0.0.0/8")), "needs via or dev"),
+        (lambda: Route(dst=ip_network("10.0.0.0/8"), via=ip_address("fd00::1")), "not an IPv4 address"),
+        (lambda: FdbEntry("02:00:00:00:00:01"), "exactly one of device"),
+        (lambda: Socket(proto=Proto.ICMP, port=1), "must be tcp or udp"),
+    ],
+)
+def test_impossible_values_are_refused(build, message):
+    with pytest.raises(GraphError, match=message):
+        build()
+
+
+def test_blackhole_route_needs_no_device():
+    assert Route(dst=ip_network("10.0.0.0/8"), kind=RouteType.BLACKHOLE).dev is None
+
+
+def test_lists_become_tuples_and_graphs_are_hashable():
+    chain = Chain(hook=NetfilterHook.INPUT, rules=[Rule(action=ACCEPT)])
+    assert isinstance(chain.rules, tuple)
+    dev = Device.of(DeviceKind.NIC, "eth0", "h", addresses=[ip_interface("10.0.0.1/24")], backends={"sim"})
+    assert isinstance(dev.addresses, tuple) and isinstance(dev.backends, frozenset)
+    match = Match(ct_states={CtState.NEW})
+    assert match.ct_states == frozenset({CtState.NEW})
+    graph = example_host()
+    assert hash(graph) == hash(example_host())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        graph.host = "other"  # type: ignore[misc]
+
+
+def test_mac_is_canonical_and_family_is_derived():
+    assert Device.of(DeviceKind.NIC, "e", "h", mac="02:AB:00:00:00:01").mac == "02:ab:00:00:00:01"
+    assert Match(dst=ip_network("fd00::/64")).family == 6
+    assert Match(proto=Proto.ICMP).family == 4
+    assert Match(proto=Proto.TCP).family is None
+    assert Proto.ICMPV6.number == 58
+
+
+def test_lookups_name_what_is_missing():
+    graph = example_host()
+    assert graph.device("pod1", "eth0").config == Veth("veth-pod1", "host1")
+    assert [d.name for d in graph.devices_in("pod1")] == ["eth0", "http"]
+    assert graph.namespace("host1").chain("nat", "prerouting") is not None
+    assert graph.namespace("host1").chain("filter", "input") is None
+    with pytest.raises(KeyError, match="host host1 has no device pod1/eth9"):
+        graph.device("pod1", "eth9")
