@@ -18,7 +18,8 @@
 
 Any other type keeps its second word raw in ``rest_of_header`` (unused for destination
 unreachable and time exceeded, the pointer for parameter problem). Neighbor Discovery options
-other than the link-layer address are skipped. The checksum covers an IPv6 pseudo-header; it is
+other than the link-layer address are skipped; emit writes a 6-byte (Ethernet) link-layer address
+option when ``link_layer_address`` is set. The checksum covers an IPv6 pseudo-header; it is
 verified when ``src`` and ``dst`` are given to ``parse``/``decode``.
 """
 
@@ -110,11 +111,10 @@ class Repr(NamedTuple):
             body = flags.to_bytes(4, "big") + self.target_address
             address = self.link_layer_address
             if address:
+                if len(address) != 6:
+                    raise ValueError(f"icmpv6: link_layer_address must be 6 bytes (Ethernet), got {address!r}")
                 option = SOURCE_LINK_LAYER_ADDRESS if kind == NEIGHBOR_SOLICITATION else TARGET_LINK_LAYER_ADDRESS
-                size = -(-(2 + len(address)) // 8) * 8
-                if size > 2040:
-                    raise ValueError(f"icmpv6: link_layer_address of {len(address)} bytes does not fit an option")
-                body += bytes((option, size // 8)) + address + bytes(size - 2 - len(address))
+                body += bytes((option, 1)) + address
             return body
         return self.rest_of_header.to_bytes(4, "big")
 
