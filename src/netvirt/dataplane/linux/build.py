@@ -1,0 +1,210 @@
+"""The Builder: the one way netvirt changes the kernel, with ownership recorded first.
+
+Contract: ``with Builder(names) as build:`` holds the deployment's record lock. Every method that
+creates a kernel object (namespace, link, nftables table, iptables chain) records it in the
+ownership journal *before* creating it, then converges it (``ensure`` semantics: re-running a
+build from any partial state — including one killed mid-way — ends in the same state). Methods
+that only configure (addresses, routes, neighbours, FDB, sysctls, MTU, up) act only on
+namespaces or links this deployment owns; anything else raises ``NotOwned``. Links may live in
+a namespace netvirt does not own only if their name carries the link prefix, so ``cleanup`` can
+recognise them. Errors from the kernel say which namespace and link they concern.
+"""
+
+from collections.abc import Iterable
+from ipaddress import IPv4Interface, IPv6Interface
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+from netvirt.dataplane.linux import iptables, links, netns, nftables
+from netvirt.dataplane.linux.links import LinkError, VxlanSpec
+from netvirt.dataplane.linux.naming import Names, check_link_name
+from netvirt.dataplane.linux.ownership import (
+    STATE_DIR,
+    OwnedIptChain,
+    OwnedLink,
+    OwnedNamespace,
+    OwnedNftTable,
+    Record,
+)
+from netvirt.dataplane.linux.rulesets import Ruleset
+from netvirt.graph.host import Neighbour, Route
+from netvirt.graph.values import IPAddress
+
+
+class NotOwned(RuntimeError):
+    """A change to a namespace or link that this deployment does not own."""
+
+
+class Builder:
+    """Creates and configures one deployment's kernel objects (see the module docstring)."""
+
+    def __init__(self, names: Names, state_dir: Path = STATE_DIR):
+        self.names = names
+        self.record = Record(names, state_dir)
+        self._netlink: dict[str, IPRoute] = {}
+
+    def __enter__(self) -> "Builder":
+        self.record.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for ipr in self._netlink.values():
+            ipr.close()
+        self._netlink.clear()
+        self.record.__exit__(*exc)
+
+    # --- ownership --------------------------------------------------------------------------
+
+    def owns_namespace(self, namespace: str) -> bool:
+        return OwnedNamespace(namespace) in self.record.objects
+
+    def _owned_link(self, namespace: str, name: str) -> bool:
+        return self.owns_namespace(namespace) or any(
+            isinstance(obj, OwnedLink) and (obj.namespace, obj.name) == (namespace, name)
+            for obj in self.record.objects
+        )
+
+    def _require_namespace(self, namespace: str) -> None:
+        if not self.owns_namespace(namespace):
+            raise NotOwned(f"namespace {namespace} is not netvirt's ({self.names.deployment}); "
+                           "create it with Builder.namespace")
+
+    def _require_link(self, namespace: str, name: str) -> None:
+        if not self._owned_link(namespace, name):
+            raise NotOwned(f"link {name} in namespace {namespace} is not netvirt's ({self.names.deployment})")
+
+    def _link_name(self, namespace: str, name: str) -> str:
+        check_link_name(name)
+        if not self.owns_namespace(namespace) and not self.names.owns_link(name):
+            raise NotOwned(
+                f"link {name} in namespace {namespace}, which netvirt does not own, must carry the "
+                f"link prefix '{self.names.prefix}-' (use Names.link) so cleanup can recognise it"
+            )
+        return name
+
+    def netlink(self, namespace: str) -> IPRoute:
+        """The (cached) netlink handle of ``namespace``, for the calling thread."""
+        if namespace not in self._netlink:
+            self._netlink[namespace] = netns.netlink(namespace)
+        return self._netlink[namespace]
+
+    def _do(self, namespace: str, action, *args, **kwargs):
+        try:
+            return action(self.netlink(namespace), *args, **kwargs)
+        except LinkError as error:
+            raise LinkError(f"namespace {namespace}: {error}") from error
+
+    # --- objects ----------------------------------------------------------------------------
+
+    def namespace(self, local: str) -> str:
+        """Ensure the namespace for ``local`` (loopback up) and return its full name."""
+        name = self.names.namespace(local)
+        self.record.add(OwnedNamespace(name))
+        netns.ensure(name)
+        self._do(name, links.set_link, "lo", up=True)
+        return name
+
+    def bridge(self, namespace: str, name: str, *, mtu: int | None = None, ageing_time: int = 300) -> None:
+        """Ensure bridge ``name`` in ``namespace`` (up)."""
+        self.record.add(OwnedLink(namespace, self._link_name(namespace, name), "bridge"))
+        self._do(namespace, links.ensure_bridge, name, ageing_time=ageing_time)
+        self._do(namespace, links.set_link, name, mtu=mtu, up=True)
+
+    def veth(
+        self,
+        namespace: str,
+        name: str,
+        peer_namespace: str,
+        peer: str,
+        *,
+        mtu: int | None = None,
+        mac: str | None = None,
+        peer_mac: str | None = None,
+    ) -> None:
+        """Ensure the veth pair ``namespace/name`` <-> ``peer_namespace/peer`` (both ends up)."""
+        self.record.add(
+            OwnedLink(namespace, self._link_name(namespace, name), "veth"),
+            OwnedLink(peer_namespace, self._link_name(peer_namespace, peer), "veth"),
+        )
+        try:
+            links.ensure_veth(self.netlink(namespace), name, self.netlink(peer_namespace), peer_namespace, peer)
+        except LinkError as error:
+            raise LinkError(f"namespace {namespace}: {error}") from error
+        self._do(namespace, links.set_link, name, mtu=mtu, mac=mac, up=True)
+        self._do(peer_namespace, links.set_link, peer, mtu=mtu, mac=peer_mac, up=True)
+
+    def vxlan(self, namespace: str, name: str, spec: VxlanSpec, *, mtu: int | None = None) -> None:
+        """Ensure VXLAN device ``name`` in ``namespace`` exactly as ``spec`` (up)."""
+        self.record.add(OwnedLink(namespace, self._link_name(namespace, name), "vxlan"))
+        self._do(namespace, links.ensure_vxlan, name, spec)
+        self._do(namespace, links.set_link, name, mtu=mtu, up=True)
+
+    def nftables(self, namespace: str, ruleset: Ruleset) -> bool:
+        """Ensure this deployment's nftables table in ``namespace`` holds exactly ``ruleset``;
+        True if it had to be (re)applied."""
+        table = self.names.nft_table
+        self.record.add(OwnedNftTable(namespace, table))
+        if not nftables.drift(namespace, table, ruleset):
+            return False
+        nftables.apply(namespace, table, ruleset)
+        return True
+
+    def iptables(self, namespace: str, ruleset: Ruleset) -> bool:
+        """Ensure this deployment's iptables chains in ``namespace`` hold exactly ``ruleset``;
+        True if they had to be (re)applied."""
+        self.record.add(*(
+            OwnedIptChain(namespace, version, table, self.names.ipt_chain(chain.hook), chain.hook.upper())
+            for version in (4, 6)
+            for table, chain in ruleset.chains()
+        ))
+        if not iptables.drift(namespace, self.names, ruleset):
+            return False
+        iptables.apply(namespace, self.names, ruleset)
+        return True
+
+    # --- configuration of owned objects -----------------------------------------------------
+
+    def link(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        up: bool | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        master: str | None = None,
+    ) -> None:
+        """Set state, MTU, MAC or bridge (``master``) of an owned link."""
+        self._require_link(namespace, name)
+        self._do(namespace, links.set_link, name, up=up, mtu=mtu, mac=mac, master=master)
+
+    def addresses(self, namespace: str, name: str, interfaces: Iterable[IPv4Interface | IPv6Interface]) -> None:
+        """Exactly ``interfaces`` as the global addresses of owned link ``name``."""
+        self._require_link(namespace, name)
+        self._do(namespace, links.ensure_addresses, name, list(interfaces))
+
+    def routes(self, namespace: str, routes: Iterable[Route]) -> None:
+        """Exactly ``routes`` as netvirt's routes in owned ``namespace`` (kernel link names)."""
+        self._require_namespace(namespace)
+        self._do(namespace, links.ensure_routes, list(routes))
+
+    def neighbours(self, namespace: str, name: str, entries: Iterable[Neighbour]) -> None:
+        """Exactly ``entries`` as the permanent neighbours of owned link ``name``."""
+        self._require_link(namespace, name)
+        self._do(namespace, links.ensure_neighbours, name, list(entries))
+
+    def vxlan_fdb(self, namespace: str, name: str, entries: Iterable[tuple[str, IPAddress]]) -> None:
+        """Exactly ``entries`` (MAC, remote VTEP) as the static FDB of owned VXLAN ``name``."""
+        self._require_link(namespace, name)
+        self._do(namespace, links.ensure_vxlan_fdb, name, list(entries))
+
+    def sysctl(self, namespace: str, key: str, value: str | int) -> None:
+        """Set a net.* sysctl inside owned ``namespace``."""
+        self._require_namespace(namespace)
+        netns.sysctl(namespace, key, value)
+
+    def forwarding(self, namespace: str, *, ipv4: bool, ipv6: bool) -> None:
+        """Turn IPv4 / IPv6 forwarding on or off in owned ``namespace``."""
+        self.sysctl(namespace, "net.ipv4.ip_forward", int(ipv4))
+        self.sysctl(namespace, "net.ipv6.conf.all.forwarding", int(ipv6))

@@ -1,0 +1,290 @@
+"""Netlink primitives for one namespace: links, addresses, routes, neighbours, FDB entries.
+
+Contract: every function takes a pyroute2 ``IPRoute`` opened in the namespace (``netns.netlink``)
+and kernel link names. ``ensure_*`` functions converge: from any partial state (missing, half
+made, wrong kind or settings) they end in exactly the requested state and do nothing when it
+already holds, so re-running them is cheap and safe. Devices whose settings cannot be changed in
+place (a VXLAN's VNI, a veth's peer) are deleted and re-created. ``ensure_routes``,
+``ensure_neighbours`` and ``ensure_vxlan_fdb`` manage the complete set of *netvirt's* entries:
+routes carry the protocol number ``RTPROT_NETVIRT``; only permanent neighbours and static FDB
+entries on the given device are touched.
+"""
+
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_network
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netvirt.dataplane.linux import netns
+from netvirt.graph.host import Neighbour, Route, RouteType
+from netvirt.graph.rules import PortRange
+from netvirt.graph.values import IPAddress
+
+RTPROT_NETVIRT = 77  # marks netvirt's routes (iproute2 shows "proto 77")
+IFA_F_NODAD = 0x02
+NUD_PERMANENT = 0x80
+NUD_NOARP = 0x40
+NTF_SELF = 0x02
+ZERO_MAC = "00:00:00:00:00:00"
+_ENODEV = 19
+
+
+class LinkError(RuntimeError):
+    """A link operation the kernel refused; says which link, in which namespace, and why."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VxlanSpec:
+    """A VXLAN device: ``vni``, underlay source ``local``, UDP ``dst_port`` (4789), source ports
+    ``src_ports`` (a flow hash picks one), ``ttl`` (0 = inherit), learning (off: the control plane
+    installs FDB entries) and ``arp_proxy`` (answer ARP/ND from the neighbour table instead of
+    flooding it), optionally bound to the underlay device ``underlay``."""
+
+    vni: int
+    local: IPAddress
+    dst_port: int = 4789
+    src_ports: PortRange = PortRange(32768, 61000)
+    ttl: int = 64
+    learning: bool = False
+    arp_proxy: bool = False
+    underlay: str | None = None
+
+
+def find(ipr: IPRoute, name: str):
+    """The link message of ``name``, or None when there is no such link."""
+    try:
+        return ipr.link("get", ifname=name)[0]
+    except NetlinkError as error:
+        if error.code == _ENODEV:
+            return None
+        raise
+
+
+def index(ipr: IPRoute, name: str) -> int:
+    """The ifindex of link ``name``; LinkError if it does not exist."""
+    msg = find(ipr, name)
+    if msg is None:
+        raise LinkError(f"no link {name!r}")
+    return msg["index"]
+
+
+def kind(msg) -> str | None:
+    """The link kind (``veth``, ``bridge``, ``vxlan``, ...) of a link message; None for physical."""
+    return msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+
+
+def _kernel(action: str, name: str, call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs)
+    except NetlinkError as error:
+        raise LinkError(f"{action} {name}: {os.strerror(error.code)}") from error
+
+
+def delete(ipr: IPRoute, name: str) -> bool:
+    """Delete link ``name``; False if it did not exist."""
+    msg = find(ipr, name)
+    if msg is None:
+        return False
+    try:
+        ipr.link("del", index=msg["index"])
+    except NetlinkError as error:
+        if error.code != _ENODEV:  # gone meanwhile (e.g. its veth peer was deleted)
+            raise
+    return True
+
+
+def ensure_bridge(ipr: IPRoute, name: str, *, ageing_time: int = 300) -> None:
+    """A bridge called ``name`` (learning bridge, STP off) with the given FDB ageing (seconds)."""
+    msg = find(ipr, name)
+    if msg is not None and kind(msg) != "bridge":
+        delete(ipr, name)
+        msg = None
+    centis = ageing_time * 100
+    if msg is None:
+        _kernel("create bridge", name, ipr.link, "add", ifname=name, kind="bridge",
+                br_ageing_time=centis, br_stp_state=0)
+    elif msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA", "IFLA_BR_AGEING_TIME") != centis:
+        ipr.link("set", index=msg["index"], kind="bridge", br_ageing_time=centis)
+
+
+def ensure_veth(
+    ipr: IPRoute, name: str, peer_ipr: IPRoute, peer_namespace: str, peer: str
+) -> None:
+    """A veth pair: ``name`` here and ``peer`` in namespace ``peer_namespace`` (whose netlink
+    handle is ``peer_ipr``). Ends that exist but are not each other's peer are re-created."""
+    mine, theirs = find(ipr, name), find(peer_ipr, peer)
+    if (
+        mine is not None and theirs is not None
+        and kind(mine) == kind(theirs) == "veth"
+        and mine.get("IFLA_LINK") == theirs["index"]
+        and theirs.get("IFLA_LINK") == mine["index"]
+    ):
+        return
+    delete(ipr, name)
+    delete(peer_ipr, peer)
+    fd = os.open(netns.path(peer_namespace), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _kernel("create veth", f"{name} <-> {peer_namespace}/{peer}", ipr.link, "add",
+                ifname=name, kind="veth", peer={"ifname": peer, "net_ns_fd": fd})
+    finally:
+        os.close(fd)
+
+
+def _vxlan_attrs(spec: VxlanSpec, underlay_index: int | None) -> dict:
+    attrs = {
+        "vxlan_id": spec.vni,
+        "vxlan_port": spec.dst_port,
+        "vxlan_port_range": {"low": spec.src_ports.first, "high": spec.src_ports.last},
+        "vxlan_ttl": spec.ttl,
+        "vxlan_learning": int(spec.learning),
+        "vxlan_proxy": int(spec.arp_proxy),
+    }
+    attrs["vxlan_local" if spec.local.version == 4 else "vxlan_local6"] = str(spec.local)
+    if underlay_index is not None:
+        attrs["vxlan_link"] = underlay_index
+    return attrs
+
+
+def ensure_vxlan(ipr: IPRoute, name: str, spec: VxlanSpec) -> None:
+    """A VXLAN device ``name`` configured exactly as ``spec`` (re-created if it differs)."""
+    underlay_index = index(ipr, spec.underlay) if spec.underlay else None
+    want = _vxlan_attrs(spec, underlay_index)
+    msg = find(ipr, name)
+    if msg is not None:
+        data = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+        have = {
+            key: data.get("IFLA_" + key.upper()) if data is not None else None for key in want
+        }
+        if kind(msg) == "vxlan" and have == want:
+            return
+        delete(ipr, name)
+    _kernel("create vxlan", name, ipr.link, "add", ifname=name, kind="vxlan", **want)
+
+
+def set_link(
+    ipr: IPRoute,
+    name: str,
+    *,
+    up: bool | None = None,
+    mtu: int | None = None,
+    mac: str | None = None,
+    master: str | None = None,
+    nomaster: bool = False,
+) -> None:
+    """Set what differs among the given attributes of link ``name`` (None = leave as is)."""
+    msg = find(ipr, name)
+    if msg is None:
+        raise LinkError(f"no link {name!r}")
+    change: dict = {}
+    if mtu is not None and msg.get("IFLA_MTU") != mtu:
+        change["mtu"] = mtu
+    if mac is not None and msg.get("IFLA_ADDRESS") != mac.lower():
+        change["address"] = mac.lower()
+    if master is not None:
+        master_index = index(ipr, master)
+        if msg.get("IFLA_MASTER") != master_index:
+            change["master"] = master_index
+    elif nomaster and msg.get("IFLA_MASTER"):
+        change["master"] = 0
+    is_up = bool(msg["flags"] & 1)
+    if up is not None and up != is_up:
+        change["state"] = "up" if up else "down"
+    if change:
+        _kernel("configure link", name, ipr.link, "set", index=msg["index"], **change)
+
+
+def ensure_addresses(ipr: IPRoute, name: str, interfaces: Iterable[IPv4Interface | IPv6Interface]) -> None:
+    """Exactly ``interfaces`` as the global addresses of link ``name`` (IPv6 without DAD, so
+    usable at once; link-local and host-scope addresses are left alone)."""
+    link = index(ipr, name)
+    want = {(str(i.ip), i.network.prefixlen) for i in interfaces}
+    have = set()
+    for msg in ipr.addr("dump", index=link):
+        if msg["scope"] != 0:  # 0 = global (universe)
+            continue
+        have.add((msg.get("IFA_ADDRESS"), msg["prefixlen"]))
+    for address, prefixlen in have - want:
+        ipr.addr("del", index=link, address=address, prefixlen=prefixlen)
+    for address, prefixlen in sorted(want - have):
+        flags = IFA_F_NODAD if ip_address(address).version == 6 else 0
+        _kernel(f"add address {address}/{prefixlen} to", name, ipr.addr, "add",
+                index=link, address=address, prefixlen=prefixlen, flags=flags)
+
+
+def _route_key(dst: str, prefixlen: int, metric: int) -> tuple:
+    return (str(ip_network(f"{dst}/{prefixlen}")), metric)
+
+
+def ensure_routes(ipr: IPRoute, routes: Iterable[Route]) -> None:
+    """Exactly ``routes`` as netvirt's routes (protocol RTPROT_NETVIRT) in the main table;
+    ``dev`` fields are kernel link names. Routes of other protocols are never touched."""
+    want = {}
+    for route in routes:
+        want[(str(route.dst), route.metric)] = route
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for msg in ipr.route("dump", family=family, proto=RTPROT_NETVIRT):
+            if msg["proto"] != RTPROT_NETVIRT or msg.get("RTA_TABLE", 254) != 254:
+                continue
+            dst = msg.get("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
+            key = _route_key(dst, msg["dst_len"], msg.get("RTA_PRIORITY", 0))
+            if key not in want:
+                ipr.route("del", dst=f"{key[0]}", priority=key[1], proto=RTPROT_NETVIRT,
+                          family=family, type=msg["type"])
+    for route in want.values():
+        request: dict = {"dst": str(route.dst), "proto": RTPROT_NETVIRT, "priority": route.metric,
+                         "family": socket.AF_INET if route.dst.version == 4 else socket.AF_INET6}
+        if route.kind is not RouteType.UNICAST:
+            request["type"] = route.kind.value
+        if route.via is not None:
+            request["gateway"] = str(route.via)
+        if route.dev is not None:
+            request["oif"] = index(ipr, route.dev)
+        if route.src is not None:
+            request["prefsrc"] = str(route.src)
+        _kernel("replace route", f"{route.dst} via {route.via or route.dev}",
+                ipr.route, "replace", **request)
+
+
+def ensure_neighbours(ipr: IPRoute, name: str, entries: Iterable[Neighbour]) -> None:
+    """Exactly ``entries`` as the permanent neighbour (ARP/NDP) entries of link ``name``."""
+    link = index(ipr, name)
+    want = {str(e.address): e.mac for e in entries}
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for msg in ipr.neigh("dump", ifindex=link, family=family):
+            address = msg.get("NDA_DST")
+            if msg["ifindex"] != link or not msg["state"] & NUD_PERMANENT:
+                continue
+            if want.get(address) != msg.get("NDA_LLADDR"):
+                ipr.neigh("del", ifindex=link, dst=address, family=family)
+    for address, mac in want.items():
+        family = socket.AF_INET if ip_address(address).version == 4 else socket.AF_INET6
+        _kernel(f"neighbour {address} -> {mac} on", name, ipr.neigh, "replace",
+                ifindex=link, dst=address, lladdr=mac, state=NUD_PERMANENT, family=family)
+
+
+def ensure_vxlan_fdb(ipr: IPRoute, name: str, entries: Iterable[tuple[str, IPAddress]]) -> None:
+    """Exactly ``entries`` — (MAC, remote VTEP) pairs — as the static FDB of VXLAN ``name``.
+
+    MAC 00:00:00:00:00:00 may appear once per remote: broadcast and unknown frames are copied
+    to every such remote (head-end replication, no multicast). Other MACs go to one remote."""
+    link = index(ipr, name)
+    want = {(mac.lower(), str(remote)) for mac, remote in entries}
+    unicast: dict[str, str] = {}
+    for mac, remote in want:
+        if mac != ZERO_MAC and unicast.setdefault(mac, remote) != remote:
+            raise LinkError(f"fdb of {name}: {mac} is given two remotes ({unicast[mac]}, {remote})")
+    have = set()
+    for msg in ipr.fdb("dump", ifindex=link):
+        remote = msg.get("NDA_DST")
+        if msg["ifindex"] != link or remote is None or not msg["flags"] & NTF_SELF:
+            continue
+        have.add((msg.get("NDA_LLADDR"), remote))
+    for mac, remote in have - want:
+        ipr.fdb("del", ifindex=link, lladdr=mac, dst=remote, flags=NTF_SELF)
+    for mac, remote in sorted(want - have):
+        _kernel(f"fdb {mac} -> {remote} on", name, ipr.fdb, "append",
+                ifindex=link, lladdr=mac, dst=remote, flags=NTF_SELF, state=NUD_PERMANENT | NUD_NOARP)

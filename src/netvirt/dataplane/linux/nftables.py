@@ -1,0 +1,239 @@
+"""nftables backend: a namespace's ``Ruleset`` as one ``inet`` table, replaced atomically.
+
+Contract: ``render`` turns a ``Ruleset`` into nftables JSON commands that (re)create the table in
+one transaction ("add table; delete table; add table; chains; rules"), so the kernel holds either
+the old table or the new one, never a mix. ``apply`` feeds them to ``nft -j -f -`` inside the
+namespace (the CLI, not python3-nftables: those bindings exist only for the system Python, and the
+CLI is the same libnftables). ``drift`` reads the table back and lists every difference from what
+``render`` would make (missing table or chain, changed hook or policy, missing, extra or moved
+rules), identified by the ``nv:<digest>`` comment on every rule; empty means in sync.
+
+Rendering: one base chain per (table, hook) named ``filter_<hook>`` / ``nat_<hook>``; every rule
+has a counter; a ``log`` prefix and ``set_mark`` come before the verdict; DNAT to several targets
+picks one per flow with ``numgen random`` and a verdict map to one chain per target (the way
+kube-proxy's nftables mode does it).
+"""
+
+import json
+from collections.abc import Sequence
+
+from netvirt.dataplane.linux import netns
+from netvirt.dataplane.linux.rulesets import (
+    Ruleset,
+    comment,
+    digest_of,
+    nat_family,
+    rule_digest,
+)
+from netvirt.graph.rules import (
+    Accept,
+    Dnat,
+    Drop,
+    Masquerade,
+    Match,
+    NetfilterHook,
+    PortRange,
+    Reject,
+    RejectWith,
+    Rule,
+    Snat,
+)
+
+FAMILY = "inet"
+NAT_PRIORITY = {
+    NetfilterHook.PREROUTING: -100,
+    NetfilterHook.OUTPUT: -100,
+    NetfilterHook.INPUT: 100,
+    NetfilterHook.POSTROUTING: 100,
+}
+_PAYLOAD = {4: "ip", 6: "ip6"}
+_NFPROTO = {4: "ipv4", 6: "ipv6"}
+
+
+def base_chain(table: str, hook: str) -> str:
+    return f"{table}_{hook}"
+
+
+def _eq(left: dict, right: object, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _addr(net) -> object:
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _ports(ports: PortRange) -> object:
+    return ports.first if ports.first == ports.last else {"range": [ports.first, ports.last]}
+
+
+def match_exprs(match: Match, family: int | None) -> list[dict]:
+    """nftables expressions for ``match``; ``family`` adds ``meta nfproto`` when the match does
+    not imply it (a NAT rule rewriting to one IP version)."""
+    exprs = []
+    if family is not None and match.family is None:
+        exprs.append(_eq({"meta": {"key": "nfproto"}}, _NFPROTO[family]))
+    for field, net in (("saddr", match.src), ("daddr", match.dst)):
+        if net is not None:
+            exprs.append(_eq({"payload": {"protocol": _PAYLOAD[net.version], "field": field}}, _addr(net)))
+    if match.proto is not None:
+        exprs.append(_eq({"meta": {"key": "l4proto"}}, match.proto.number))
+    for field, ports in (("sport", match.src_ports), ("dport", match.dst_ports)):
+        if ports is not None:
+            exprs.append(_eq({"payload": {"protocol": match.proto.value, "field": field}}, _ports(ports)))
+    if match.icmp_type is not None:
+        exprs.append(_eq({"payload": {"protocol": match.proto.value, "field": "type"}}, match.icmp_type))
+    if match.ct_states is not None:
+        exprs.append(_eq({"ct": {"key": "state"}}, sorted(match.ct_states), "in"))
+    if match.in_iface is not None:
+        exprs.append(_eq({"meta": {"key": "iifname"}}, match.in_iface))
+    if match.out_iface is not None:
+        exprs.append(_eq({"meta": {"key": "oifname"}}, match.out_iface))
+    if match.mark is not None:
+        exprs.append(_eq({"meta": {"key": "mark"}}, match.mark))
+    return exprs
+
+
+def _nat_ports(ports: PortRange | None) -> dict:
+    return {} if ports is None else {"port": _ports(ports)}
+
+
+def _verdict(action) -> dict:
+    match action:
+        case Accept():
+            return {"accept": None}
+        case Drop():
+            return {"drop": None}
+        case Reject(reply=RejectWith.TCP_RESET):
+            return {"reject": {"type": "tcp reset"}}
+        case Reject(reply=reply):
+            return {"reject": {"type": "icmpx", "expr": reply.value}}
+        case Snat(address=address, ports=ports):
+            return {"snat": {"family": _PAYLOAD[address.version], "addr": str(address), **_nat_ports(ports)}}
+        case Masquerade(ports=ports):
+            return {"masquerade": _nat_ports(ports) or None}
+    raise AssertionError(f"unhandled action {action!r}")
+
+
+def _dnat(target) -> dict:
+    port = {} if target.port is None else {"port": target.port}
+    return {"dnat": {"family": _PAYLOAD[target.address.version], "addr": str(target.address), **port}}
+
+
+def render(table: str, ruleset: Ruleset) -> list[dict]:
+    """The nftables JSON commands that replace ``table`` with ``ruleset`` in one transaction."""
+    ref = {"family": FAMILY, "table": table}
+    commands: list[dict] = [
+        {"add": {"table": {"family": FAMILY, "name": table}}},
+        {"delete": {"table": {"family": FAMILY, "name": table}}},
+        {"add": {"table": {"family": FAMILY, "name": table}}},
+    ]
+    rules: list[dict] = []
+    for kind, chain in ruleset.chains():
+        name = base_chain(kind, chain.hook)
+        prio = 0 if kind == "filter" else NAT_PRIORITY[chain.hook]
+        commands.append({"add": {"chain": {**ref, "name": name, "type": kind, "hook": chain.hook.value,
+                                           "prio": prio, "policy": chain.policy.value}}})
+        for position, rule in enumerate(chain.rules, start=1):
+            note = comment(rule_digest(kind, chain.hook, position, rule), rule.comment)
+            rules.extend(_rule(ref, commands, name, position, rule, note))
+    return commands + rules
+
+
+def _rule(ref: dict, commands: list[dict], chain: str, position: int, rule: Rule, note: str) -> list[dict]:
+    family = nat_family(rule)
+    exprs = match_exprs(rule.match, family) + [{"counter": None}]
+    if rule.log is not None:
+        exprs.append({"log": {"prefix": rule.log}})
+    if rule.set_mark is not None:
+        exprs.append({"mangle": {"key": {"meta": {"key": "mark"}}, "value": rule.set_mark}})
+    action = rule.action
+    if not isinstance(action, Dnat):
+        exprs.append(_verdict(action))
+        return [{"add": {"rule": {**ref, "chain": chain, "expr": exprs, "comment": note}}}]
+    if len(action.targets) == 1:
+        exprs.append(_dnat(action.targets[0]))
+        return [{"add": {"rule": {**ref, "chain": chain, "expr": exprs, "comment": note}}}]
+    # one chain per target; the base rule picks one per flow (conntrack remembers the choice)
+    out = []
+    arms = []
+    for number, target in enumerate(action.targets):
+        target_chain = f"{chain}_{position}_{number}"
+        commands.append({"add": {"chain": {**ref, "name": target_chain}}})
+        head = [] if rule.match.proto is None else [_eq({"meta": {"key": "l4proto"}}, rule.match.proto.number)]
+        out.append({"add": {"rule": {**ref, "chain": target_chain,
+                                     "expr": head + [{"counter": None}, _dnat(target)], "comment": note}}})
+        arms.append([number, {"jump": {"target": target_chain}}])
+    pick = {"numgen": {"mode": "random", "mod": len(action.targets), "offset": 0}}
+    exprs.append({"vmap": {"key": pick, "data": {"set": arms}}})
+    return [{"add": {"rule": {**ref, "chain": chain, "expr": exprs, "comment": note}}}] + out
+
+
+def apply(namespace: str, table: str, ruleset: Ruleset) -> None:
+    """Replace ``table`` in ``namespace`` with ``ruleset`` atomically (CommandFailed on error)."""
+    document = {"nftables": [{"metainfo": {"json_schema_version": 1}}] + render(table, ruleset)}
+    netns.run(namespace, ["nft", "-j", "-f", "-"], input=json.dumps(document).encode())
+
+
+def _listing(namespace: str, argv: Sequence[str]) -> list[dict] | None:
+    done = netns.run(namespace, ["nft", "-j", *argv], check=False)
+    if done.returncode != 0:
+        if b"No such file or directory" in done.stderr:
+            return None
+        raise netns.CommandFailed(namespace, ["nft", "-j", *argv], done.returncode, done.stderr.decode())
+    return json.loads(done.stdout)["nftables"]
+
+
+def tables(namespace: str) -> list[tuple[str, str]]:
+    """(family, name) of every nftables table in ``namespace``."""
+    items = _listing(namespace, ["list", "tables"]) or []
+    return [(item["table"]["family"], item["table"]["name"]) for item in items if "table" in item]
+
+
+def delete_table(namespace: str, table: str, family: str = FAMILY) -> bool:
+    """Delete ``table`` from ``namespace``; False if it was not there."""
+    if (family, table) not in tables(namespace):
+        return False
+    netns.run(namespace, ["nft", "delete", "table", family, table])
+    return True
+
+
+def _shape(items: list[dict]) -> dict[str, tuple[dict | None, list[str | None]]]:
+    """chain name -> (base-chain properties or None, the digests of its rules in order)."""
+    chains: dict[str, tuple[dict | None, list[str | None]]] = {}
+    for item in items:
+        if "chain" in item:
+            chain = item["chain"]
+            props = {key: chain[key] for key in ("type", "hook", "prio", "policy") if key in chain} or None
+            chains[chain["name"]] = (props, [])
+    for item in items:
+        if "rule" in item:
+            rule = item["rule"]
+            chains.setdefault(rule["chain"], (None, []))[1].append(digest_of(rule.get("comment")))
+    return chains
+
+
+def drift(namespace: str, table: str, ruleset: Ruleset) -> list[str]:
+    """How ``table`` in ``namespace`` differs from ``ruleset`` (empty: exactly in place)."""
+    items = _listing(namespace, ["list", "table", FAMILY, table])
+    if items is None:
+        return [f"nftables table {FAMILY} {table} is missing in {namespace}"]
+    want = _shape([command["add"] for command in render(table, ruleset)[3:]])
+    have = _shape(items)
+    problems = []
+    for name in sorted(set(want) | set(have)):
+        where = f"{namespace} nft {table} chain {name}"
+        if name not in have:
+            problems.append(f"{where} is missing")
+        elif name not in want:
+            problems.append(f"{where} is not netvirt's (unexpected chain)")
+        elif want[name][0] != have[name][0]:
+            problems.append(f"{where}: hook/policy {have[name][0]} instead of {want[name][0]}")
+        elif want[name][1] != have[name][1]:
+            problems.append(f"{where}: rules {_brief(have[name][1])} instead of {_brief(want[name][1])}")
+    return problems
+
+
+def _brief(digests: list[str | None]) -> str:
+    return "[" + ", ".join(d or "foreign" for d in digests) + "]" if digests else "[] (flushed)"
