@@ -1,7 +1,94 @@
-"""``netvirt pcap ...``: read capture files."""
+"""``netvirt pcap show``: decode the frames of a pcap or pcapng file, like tcpdump.
+
+A frame netvirt cannot decode becomes an error entry (layer, offset, reason) and the listing goes
+on; a file that is missing, unreadable or malformed as a capture is bad input: a message on stderr
+and exit code 2.
+"""
+
+import json
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
+from netvirt.wire import ParseError, dissect, summary, to_json
+from netvirt.wire.pcap import LINKTYPE_ETHERNET, Frame, PcapError, read
+
+pcap_app = typer.Typer(help="Read capture files (pcap, pcapng).", no_args_is_help=True)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(pcap_app, name="pcap")
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@pcap_app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="A pcap or pcapng capture file.")],
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="text: one line per frame; json: all layers.")
+    ] = Format.text,
+) -> None:
+    """Decode every frame of FILE, through VXLAN, Geneve and NVGRE into the inner frames.
+
+    text prints one line per frame: number, UTC time, summary. json prints a list of
+    {"index": N, "layers": [...]}, or {"index": N, "error": {"layer", "offset", "reason"}} for a
+    frame that does not decode.
+    """
+    try:
+        if format is Format.json:
+            entries = [frame_json(frame) for frame in read(file)]
+            typer.echo(json.dumps(entries, indent=2))
+        else:
+            for frame in read(file):  # streamed, as tcpdump does: frames before damage still show
+                typer.echo(frame_line(frame))
+    except PcapError as error:  # names the file, the offset and the problem
+        typer.echo(f"netvirt pcap show: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"netvirt pcap show: cannot read {file}: {error.strerror or error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def frame_json(frame: Frame) -> dict[str, Any]:
+    """``{"index": N, "layers": [...]}``, or ``{"index": N, "error": {...}}`` if undecodable."""
+    decoded = _decode(frame)
+    if isinstance(decoded, dict):
+        return {"index": frame.index, "error": decoded}
+    return {"index": frame.index, "layers": to_json(decoded)}
+
+
+def frame_line(frame: Frame) -> str:
+    """One tcpdump-like line: frame number, UTC time, summary (or a marked decode error)."""
+    decoded = _decode(frame)
+    if isinstance(decoded, dict):
+        text = f"[undecodable] {decoded['layer']} at byte {decoded['offset']}: {decoded['reason']}"
+    else:
+        text = summary(decoded)
+    return f"{frame.index:>4}  {format_time(frame.timestamp_ns)}  {text}"
+
+
+def format_time(timestamp_ns: int | None) -> str:
+    """``YYYY-MM-DD HH:MM:SS.nnnnnnnnn`` in UTC; a dash for frames without a time (pcapng SPB)."""
+    if timestamp_ns is None:
+        return "-".ljust(29)
+    seconds, nanoseconds = divmod(timestamp_ns, 1_000_000_000)
+    clock = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{clock}.{nanoseconds:09d}"
+
+
+def _decode(frame: Frame) -> list | dict[str, Any]:
+    """The layers of the frame, or the error entry ``{"layer", "offset", "reason"}``."""
+    if frame.linktype != LINKTYPE_ETHERNET:
+        reason = f"link type {frame.linktype} is not Ethernet (1): netvirt decodes Ethernet frames"
+        return {"layer": "pcap", "offset": 0, "reason": reason}
+    try:
+        return dissect(frame.data)
+    except ParseError as error:
+        return {"layer": error.layer, "offset": error.offset, "reason": error.reason}
