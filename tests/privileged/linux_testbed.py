@@ -114,7 +114,8 @@ def ping(namespace: str, address: str, count: int = 1, timeout: float = 2) -> bo
 
 
 class TcpServer:
-    """A TCP server in a namespace that answers each connection with ``name`` + the bytes it got."""
+    """A TCP server in a namespace: it reads each connection to the end, then answers with
+    ``name`` followed by the bytes it got."""
 
     def __init__(self, namespace: str, address: str, port: int, name: bytes = b""):
         family = socket.AF_INET6 if ip_address(address).version == 6 else socket.AF_INET
@@ -135,8 +136,10 @@ class TcpServer:
             with conn:
                 conn.settimeout(2)
                 try:
-                    data = conn.recv(65536)
-                    conn.sendall(self.name + data)
+                    chunks = []
+                    while chunk := conn.recv(65536):  # until the client's shutdown(SHUT_WR)
+                        chunks.append(chunk)
+                    conn.sendall(self.name + b"".join(chunks))
                 except OSError:
                     pass
 

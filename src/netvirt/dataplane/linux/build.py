@@ -22,6 +22,7 @@ from netvirt.dataplane.linux.naming import Names, check_link_name
 from netvirt.dataplane.linux.ownership import (
     STATE_DIR,
     OwnedIptChain,
+    OwnedIptTable,
     OwnedLink,
     OwnedNamespace,
     OwnedNftTable,
@@ -98,10 +99,14 @@ class Builder:
     # --- objects ----------------------------------------------------------------------------
 
     def namespace(self, local: str) -> str:
-        """Ensure the namespace for ``local`` (loopback up) and return its full name."""
+        """Ensure the namespace for ``local`` and return its full name. Loopback is up, and IPv6
+        duplicate address detection is off: the control plane assigns every address, and DAD
+        would leave new addresses (link-local ones too) unusable for a second or more."""
         name = self.names.namespace(local)
         self.record.add(OwnedNamespace(name))
         netns.ensure(name)
+        for scope in ("all", "default"):
+            netns.sysctl(name, f"net.ipv6.conf.{scope}.accept_dad", 0)
         self._do(name, links.set_link, "lo", up=True)
         return name
 
@@ -153,6 +158,13 @@ class Builder:
     def iptables(self, namespace: str, ruleset: Ruleset) -> bool:
         """Ensure this deployment's iptables chains in ``namespace`` hold exactly ``ruleset``;
         True if they had to be (re)applied."""
+        if iptables.flavour() == "nf_tables":  # iptables-nft creates its tables on first use
+            for version in (4, 6):
+                existing = iptables.read(namespace, version).tables
+                self.record.add(*(
+                    OwnedIptTable(namespace, version, table)
+                    for table in sorted({table for table, _ in ruleset.chains()} - set(existing))
+                ))
         self.record.add(*(
             OwnedIptChain(namespace, version, table, self.names.ipt_chain(chain.hook), chain.hook.upper())
             for version in (4, 6)

@@ -17,6 +17,7 @@ from netvirt.dataplane.linux.ownership import (
     STATE_DIR,
     CleanupReport,
     OwnedIptChain,
+    OwnedIptTable,
     OwnedLink,
     OwnedNamespace,
     OwnedNftTable,
@@ -58,7 +59,7 @@ def cleanup(names: Names, state_dir: Path = STATE_DIR) -> CleanupReport:
     return report
 
 
-def _remove_inside(obj: OwnedLink | OwnedNftTable | OwnedIptChain) -> bool:
+def _remove_inside(obj: OwnedLink | OwnedNftTable | OwnedIptChain | OwnedIptTable) -> bool:
     """Remove one object from a namespace netvirt does not own; False if it is not there."""
     if not netns.exists(obj.namespace):
         return False
@@ -76,6 +77,8 @@ def _remove_inside(obj: OwnedLink | OwnedNftTable | OwnedIptChain) -> bool:
             return nftables.delete_table(namespace, name, family)
         case OwnedIptChain(namespace=namespace, version=version, table=table, chain=chain):
             return iptables.remove_chain(namespace, version, table, chain)
+        case OwnedIptTable(namespace=namespace, version=version, table=table):
+            return iptables.remove_table_if_untouched(namespace, version, table)
     raise AssertionError(f"unhandled owned object {obj!r}")
 
 

@@ -16,6 +16,7 @@ Rules that name one IP version go only to that version's tool; the others go to 
 The ``iptables`` found on PATH is used; ``flavour()`` says whether it is nf_tables or legacy.
 """
 
+import functools
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ _REJECT = {
 LOG_PREFIX_MAX = 29
 
 
+@functools.cache
 def flavour() -> str:
     """``"nf_tables"`` or ``"legacy"``: which kernel interface the installed iptables uses."""
     done = subprocess.run(["iptables", "--version"], capture_output=True, check=True)
@@ -78,6 +80,7 @@ class Saved:
     """One IP version's iptables state: table -> chain -> rule specs (``iptables-save`` lines)."""
 
     tables: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    policies: dict[tuple[str, str], str] = field(default_factory=dict)  # built-in chains only
 
     def rules(self, table: str, chain: str) -> list[str]:
         return self.tables.get(table, {}).get(chain, [])
@@ -90,11 +93,16 @@ def parse_save(text: str) -> Saved:
     """Parse ``iptables-save`` output."""
     saved = Saved()
     table: dict[str, list[str]] = {}
+    current = ""
     for line in text.splitlines():
         if line.startswith("*"):
-            table = saved.tables.setdefault(line[1:], {})
+            current = line[1:]
+            table = saved.tables.setdefault(current, {})
         elif line.startswith(":"):
-            table.setdefault(line[1:].split()[0], [])
+            chain, policy = line[1:].split()[:2]
+            table.setdefault(chain, [])
+            if policy != "-":
+                saved.policies[(current, chain)] = policy
         elif line.startswith("-A "):
             chain = line.split()[1]
             table.setdefault(chain, []).append(line)
@@ -106,7 +114,7 @@ def read(namespace: str, version: int) -> Saved:
     return parse_save(netns.run(namespace, [_SAVE[version]]).stdout.decode())
 
 
-def _comment_of(line: str) -> str | None:
+def comment_of(line: str) -> str | None:
     words = shlex.split(line)
     for here, word in enumerate(words[:-1]):
         if word == "--comment":
@@ -259,6 +267,21 @@ def remove_chain(namespace: str, version: int, table: str, name: str) -> bool:
     return True
 
 
+def remove_table_if_untouched(namespace: str, version: int, table: str) -> bool:
+    """Delete iptables-nft table ``table`` if it holds only empty built-in chains with policy
+    ACCEPT (what iptables-nft creates on first use); False if absent or in use."""
+    current = read(namespace, version)
+    chains = current.tables.get(table)
+    if chains is None or flavour() != "nf_tables":
+        return False
+    untouched = all(
+        not rules and current.policies.get((table, chain)) == "ACCEPT" for chain, rules in chains.items()
+    )
+    if untouched:
+        netns.run(namespace, ["nft", "delete", "table", "ip" if version == 4 else "ip6", table])
+    return untouched
+
+
 def _shape(saved: Saved, table: str, chains: dict[str, str]) -> dict[str, object]:
     shape: dict[str, object] = {}
     for name, hook in chains.items():
@@ -266,7 +289,7 @@ def _shape(saved: Saved, table: str, chains: dict[str, str]) -> dict[str, object
             shape[name] = None
             continue
         hooked = any(_target_of(line) == name for line in saved.rules(table, hook))
-        shape[name] = (hooked, [digest_of(_comment_of(line)) for line in saved.rules(table, name)])
+        shape[name] = (hooked, [digest_of(comment_of(line)) for line in saved.rules(table, name)])
     return shape
 
 

@@ -62,8 +62,20 @@ class OwnedIptChain:
     type = "ipt_chain"
 
 
-Owned = OwnedNamespace | OwnedLink | OwnedNftTable | OwnedIptChain
-_TYPES = {cls.type: cls for cls in (OwnedNamespace, OwnedLink, OwnedNftTable, OwnedIptChain)}
+@dataclass(frozen=True, slots=True)
+class OwnedIptTable:
+    """An iptables-nft table (``filter``/``nat`` of IP ``version``) that did not exist before netvirt
+    used iptables in ``namespace``: iptables-nft creates it on first use. Cleanup removes it only
+    while it holds nothing but empty built-in chains with policy ACCEPT (nobody else used it)."""
+
+    namespace: str
+    version: int
+    table: str
+    type = "ipt_table"
+
+
+Owned = OwnedNamespace | OwnedLink | OwnedNftTable | OwnedIptChain | OwnedIptTable
+_TYPES = {cls.type: cls for cls in (OwnedNamespace, OwnedLink, OwnedNftTable, OwnedIptChain, OwnedIptTable)}
 
 
 class RecordError(RuntimeError):
@@ -91,6 +103,8 @@ def carries_marks(obj: Owned, names: Names) -> bool:
             return name.startswith(NFT_TABLE_PREFIX)
         case OwnedIptChain(chain=chain):
             return chain.startswith(IPT_CHAIN_PREFIX)
+        case OwnedIptTable(table=table):
+            return table in ("filter", "nat")  # removed only while untouched (see the class)
     return False
 
 
@@ -117,6 +131,7 @@ class Record:
         self._lock_fd = _lock(self.lock_path, self.lock_timeout)
         try:
             self._objects = dict.fromkeys(read_journal(self.path, self.names))
+            _drop_torn_tail(self.path)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -159,6 +174,16 @@ class Record:
         self.path.unlink(missing_ok=True)
         self.lock_path.unlink(missing_ok=True)
         self._objects = {}
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a torn last line (a crash mid-write; its object was never created) so appends stay whole."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    if data and not data.endswith(b"\n"):
+        os.truncate(path, data.rfind(b"\n") + 1)
 
 
 def journal_path(names: Names, state_dir: Path = STATE_DIR) -> Path:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netvirt.dataplane.api import Capabilities, Encapsulation
 from netvirt.dataplane.linux import netns
+from netvirt.graph import DeviceKind
 
 # kernel link kind -> creation arguments (a parent link "probe0" exists when they run)
 LINK_KINDS: dict[str, dict] = {
@@ -34,8 +36,10 @@ LINK_KINDS: dict[str, dict] = {
     "vrf": {"vrf_table": 42},
     "tuntap": {"mode": "tap"},
 }
-# graph device kind -> the kernel link kind that realises it
+# graph device kind -> the kernel link kind that realises it (a host NIC is a veth into the
+# underlay namespace; a socket is an application's, it needs no link)
 DEVICE_LINK_KIND = {
+    "nic": "veth",
     "veth": "veth",
     "bridge": "bridge",
     "vxlan": "vxlan",
@@ -43,6 +47,7 @@ DEVICE_LINK_KIND = {
     "nvgre": "gretap",
     "macvlan": "macvlan",
     "tap": "tuntap",
+    "socket": None,
 }
 
 
@@ -66,15 +71,46 @@ class KernelCapabilities:
 
     def require_device_kind(self, device_kind: str, alternatives: Iterable[str] = ()) -> None:
         """Unsupported unless this kernel can create devices of graph kind ``device_kind``."""
-        link_kind = DEVICE_LINK_KIND.get(device_kind)
-        if link_kind is None:
+        if device_kind not in DEVICE_LINK_KIND:
             others = _others(alternatives)
             raise Unsupported(f"{device_kind} devices cannot be realised in the Linux kernel{others}")
-        if link_kind not in self.link_kinds:
+        link_kind = DEVICE_LINK_KIND[device_kind]
+        if link_kind is not None and link_kind not in self.link_kinds:
             raise Unsupported(
                 f"{device_kind} devices need kernel link kind {link_kind!r}, which this kernel cannot "
                 f"create ({self.reason(link_kind)}){_others(alternatives)}"
             )
+
+
+    def can_realise(self, device_kind: str) -> bool:
+        """Whether devices of graph kind ``device_kind`` can be created on this kernel."""
+        if device_kind not in DEVICE_LINK_KIND:
+            return False
+        link_kind = DEVICE_LINK_KIND[device_kind]
+        return link_kind is None or link_kind in self.link_kinds
+
+    def for_plan(self) -> Capabilities:
+        """These findings as the backend-neutral ``Capabilities`` that ``dataplane.api.plan`` uses."""
+        kinds = frozenset(kind for kind in DeviceKind if self.can_realise(kind.value))
+        reasons = {
+            kind.value: f"the kernel cannot create link kind {DEVICE_LINK_KIND[kind.value]!r}: "
+            f"{self.reason(DEVICE_LINK_KIND[kind.value])}"
+            for kind in DeviceKind
+            if kind.value in DEVICE_LINK_KIND and kind not in kinds
+        }
+        filtering = self.nftables or self.iptables is not None
+        if not filtering:
+            reasons["netfilter"] = reasons["nat"] = "neither nft nor iptables-restore works here"
+        return Capabilities(
+            backend="linux",
+            device_kinds=kinds,
+            encapsulations=frozenset(e for e in Encapsulation if DeviceKind(e.value) in kinds),
+            hooks=frozenset(),
+            netfilter=filtering,
+            nat=filtering,
+            where="on this kernel",
+            reasons=reasons,
+        )
 
 
 def _others(alternatives: Iterable[str]) -> str:
