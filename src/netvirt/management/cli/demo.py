@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
 def demo(
     pcap_path: Annotated[
         Path | None,
-        typer.Option("--pcap", help="Keep the frames in this pcap file (default: a temporary one)."),
+        typer.Option("--pcap", help="Keep the frames in this pcap file (default: a temporary one)"),
     ] = None,
 ) -> None:
     """Show netvirt's packet codecs: one TCP SYN between two pods, in every encapsulation."""
@@ -144,6 +144,7 @@ def replay(console: Console, path: Path, frames: list[tuple[str, bytes]]) -> Non
     with pcap.Writer(path, nanosecond=True) as writer:
         for offset, (_, frame) in enumerate(frames):
             writer.write(frame, timestamp_ns=start + offset * 1000)
-    console.print(f"\n[bold]Through a pcap file and back, as `netvirt pcap show {path.name}`:[/bold]")
+    heading = f"Through a pcap file and back, as `netvirt pcap show {path.name}`:"
+    console.print(f"\n[bold]{heading}[/bold]")
     for frame in pcap.read(path):
         console.print(frame_line(frame), soft_wrap=True)
