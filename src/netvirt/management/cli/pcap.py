@@ -6,6 +6,8 @@ and exit code 2.
 """
 
 import json
+import os
+import sys
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from netvirt.wire import ParseError, dissect, summary, to_json
+from netvirt.wire import Malformed, ParseError, dissect, summary, to_json
 from netvirt.wire.pcap import LINKTYPE_ETHERNET, Frame, PcapError, read
 
 pcap_app = typer.Typer(help="Read capture files (pcap, pcapng).", no_args_is_help=True)
@@ -43,14 +45,17 @@ def show(
     """
     try:
         if format is Format.json:
-            entries = [frame_json(frame) for frame in read(file)]
-            typer.echo(json.dumps(entries, indent=2))
+            # a whole document or nothing; one frame per line (fast, and greppable)
+            entries = [json.dumps(frame_json(frame)) for frame in read(file)]
+            typer.echo("[\n" + ",\n".join(entries) + "\n]" if entries else "[]")
         else:
             for frame in read(file):  # streamed, as tcpdump does: frames before damage still show
                 typer.echo(frame_line(frame))
     except PcapError as error:  # names the file, the offset and the problem
         typer.echo(f"netvirt pcap show: {error}", err=True)
         raise typer.Exit(2) from None
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as tcpdump does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except OSError as error:
         typer.echo(f"netvirt pcap show: cannot read {file}: {error.strerror or error}", err=True)
         raise typer.Exit(2) from None
@@ -59,18 +64,16 @@ def show(
 def frame_json(frame: Frame) -> dict[str, Any]:
     """``{"index": N, "layers": [...]}``, or ``{"index": N, "error": {...}}`` if undecodable."""
     decoded = _decode(frame)
-    if isinstance(decoded, dict):
-        return {"index": frame.index, "error": decoded}
+    if isinstance(decoded, ParseError):
+        error = {"layer": decoded.layer, "offset": decoded.offset, "reason": decoded.reason}
+        return {"index": frame.index, "error": error}
     return {"index": frame.index, "layers": to_json(decoded)}
 
 
 def frame_line(frame: Frame) -> str:
     """One tcpdump-like line: frame number, UTC time, summary (or a marked decode error)."""
     decoded = _decode(frame)
-    if isinstance(decoded, dict):
-        text = f"[undecodable] {decoded['layer']} at byte {decoded['offset']}: {decoded['reason']}"
-    else:
-        text = summary(decoded)
+    text = f"[undecodable] {decoded}" if isinstance(decoded, ParseError) else summary(decoded)
     return f"{frame.index:>4}  {format_time(frame.timestamp_ns)}  {text}"
 
 
@@ -83,12 +86,12 @@ def format_time(timestamp_ns: int | None) -> str:
     return f"{clock}.{nanoseconds:09d}"
 
 
-def _decode(frame: Frame) -> list | dict[str, Any]:
-    """The layers of the frame, or the error entry ``{"layer", "offset", "reason"}``."""
+def _decode(frame: Frame) -> list | ParseError:
+    """The layers of the frame, or why they cannot be had."""
     if frame.linktype != LINKTYPE_ETHERNET:
         reason = f"link type {frame.linktype} is not Ethernet (1): netvirt decodes Ethernet frames"
-        return {"layer": "pcap", "offset": 0, "reason": reason}
+        return Malformed("pcap", 0, reason)
     try:
         return dissect(frame.data)
     except ParseError as error:
-        return {"layer": error.layer, "offset": error.offset, "reason": error.reason}
+        return error
