@@ -14,8 +14,10 @@ picks one per flow with ``numgen random`` and a verdict map to one chain per tar
 kube-proxy's nftables mode does it).
 """
 
+import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 from netvirt.dataplane.linux import netns
 from netvirt.dataplane.linux.rulesets import (
@@ -135,15 +137,63 @@ def render(table: str, ruleset: Ruleset) -> list[dict]:
         prio = 0 if kind == "filter" else NAT_PRIORITY[chain.hook]
         commands.append({"add": {"chain": {**ref, "name": name, "type": kind, "hook": chain.hook.value,
                                            "prio": prio, "policy": chain.policy.value}}})
-        for position, rule in enumerate(chain.rules, start=1):
-            note = comment(rule_digest(kind, chain.hook, position, rule), rule.comment)
-            rules.extend(_rule(ref, commands, name, position, rule, note))
+        for position, group in _groups(chain.rules):
+            digests = [rule_digest(kind, chain.hook, position + i, rule) for i, rule in enumerate(group)]
+            digest = digests[0] if len(group) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()[:8]
+            more = f" (+{len(group) - 1} rules)" if len(group) > 1 else ""
+            note = comment(digest, group[0].comment + more)
+            rules.extend(_rule(ref, commands, name, position, group, note))
     return commands + rules
 
 
-def _rule(ref: dict, commands: list[dict], chain: str, position: int, rule: Rule, note: str) -> list[dict]:
+def _groups(rules: tuple[Rule, ...]) -> list[tuple[int, list[Rule]]]:
+    """Consecutive rules that differ only in non-overlapping source prefixes of one IP version,
+    as (position of the first, rules): each group becomes one rule matching a set, so 10,000
+    such rules cost one lookup instead of 10,000 comparisons."""
+    groups: list[tuple[int, list[Rule]]] = []
+    members: set = set()  # source prefixes of the open group, as _prefix_keys
+    covering: set = set()  # every prefix that contains (or is) one of them
+    for position, rule in enumerate(rules, start=1):
+        keys = _prefix_keys(rule.match.src)
+        if groups and _same_but_source(groups[-1][1][-1], rule) and keys[-1] not in covering \
+                and members.isdisjoint(keys):
+            groups[-1][1].append(rule)
+        else:
+            groups.append((position, [rule]))
+            members, covering = set(), set()
+        if keys:
+            members.add(keys[-1])
+            covering.update(keys)
+    return groups
+
+
+def _prefix_keys(net) -> list[tuple[int, int, int]]:
+    """(version, length, bits) of ``net`` and of every prefix containing it, shortest first."""
+    if net is None:
+        return []
+    bits = int(net.network_address)
+    return [(net.version, length, bits >> (net.max_prefixlen - length)) for length in range(net.prefixlen + 1)]
+
+
+def _same_but_source(a: Rule, b: Rule) -> bool:
+    if a.match.src is None or b.match.src is None or a.match.src.version != b.match.src.version:
+        return False
+    if isinstance(a.action, Dnat):
+        return False
+    return (replace(a.match, src=None), a.action, a.log, a.set_mark) == (
+        replace(b.match, src=None), b.action, b.log, b.set_mark)
+
+
+def _rule(ref: dict, commands: list[dict], chain: str, position: int, group: list[Rule], note: str) -> list[dict]:
+    rule = group[0]
     family = nat_family(rule)
-    exprs = match_exprs(rule.match, family) + [{"counter": None}]
+    if len(group) == 1:
+        exprs = match_exprs(rule.match, family)
+    else:
+        sources = {"set": [_addr(member.match.src) for member in group]}
+        field = {"payload": {"protocol": _PAYLOAD[rule.match.src.version], "field": "saddr"}}
+        exprs = [_eq(field, sources)] + match_exprs(replace(rule.match, src=None), family)
+    exprs.append({"counter": None})
     if rule.log is not None:
         exprs.append({"log": {"prefix": rule.log}})
     if rule.set_mark is not None:
