@@ -1,4 +1,4 @@
-"""``netvirt demo`` (the codec demo): the story's frames, the known overheads, the pcap round trip."""
+"""``netvirt demo`` (the codec demo): the frames, the known overheads, the pcap round trip."""
 
 import re
 

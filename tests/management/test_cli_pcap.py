@@ -196,7 +196,8 @@ def test_empty_capture_and_frames_without_time(app, tmp_path):
     # pcapng: Section Header, Interface Description (Ethernet), one Simple Packet Block (no time)
     frame = FRAMES[0]
     spb_body = struct.pack("<I", len(frame)) + frame + bytes(-len(frame) % 4)
-    spb = struct.pack("<II", 3, 12 + len(spb_body)) + spb_body + struct.pack("<I", 12 + len(spb_body))
+    length = 12 + len(spb_body)
+    spb = struct.pack("<II", 3, length) + spb_body + struct.pack("<I", length)
     untimed = tmp_path / "untimed.pcapng"
     untimed.write_bytes(
         bytes.fromhex("0a0d0d0a 1c000000 4d3c2b1a 0100 0000 ffffffffffffffff 1c000000")
