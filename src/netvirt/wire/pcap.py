@@ -335,10 +335,9 @@ def _next_block(source: _Source, order: str) -> _Block:
     """Read one whole block; a Section Header Block sets the byte order from its magic."""
     start = source.offset
     head = source.take(8, "pcapng block header")
-    read = 8
+    byte_order_magic = b""  # read with the head: a section's byte order decides its length
     if head[:4] == _SHB_TYPE:
         byte_order_magic = source.take(4, "section header byte-order magic")
-        read = 12
         if byte_order_magic == struct.pack("<I", PCAPNG_BYTE_ORDER_MAGIC):
             order = "<"
         elif byte_order_magic == struct.pack(">I", PCAPNG_BYTE_ORDER_MAGIC):
@@ -357,7 +356,8 @@ def _next_block(source: _Source, order: str) -> _Block:
             f"block type 0x{block_type:08x} has total length {length}: "
             f"it must be a multiple of 4 and at least {minimum}",
         )
-    rest = source.take(length - read, f"block type 0x{block_type:08x} ({length} bytes)")
+    what = f"block type 0x{block_type:08x} ({length} bytes)"
+    rest = source.take(length - 8 - len(byte_order_magic), what)
     (trailer,) = struct.unpack(order + "I", rest[-4:])
     if trailer != length:
         raise source.error(
@@ -365,7 +365,7 @@ def _next_block(source: _Source, order: str) -> _Block:
             f"block length mismatch: block type 0x{block_type:08x} starts with length {length} "
             f"but ends with {trailer}",
         )
-    body = head[8:] + (byte_order_magic if read == 12 else b"") + rest[:-4]
+    body = byte_order_magic + rest[:-4]
     block = _Block(block_type, start, body, order)
     if block_type == PCAPNG_SECTION_HEADER:
         _, major, minor = block.unpack(source, "IHH", 0, "version")
