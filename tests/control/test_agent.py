@@ -1,0 +1,207 @@
+"""The node agent against real stores and the sim backend: converge, follow, restart, bad desired
+states, a crash half-way through apply, and a real etcd outage."""
+
+import dataclasses
+import json
+from ipaddress import ip_network
+from pathlib import Path
+
+import pytest
+from control_helpers import eventually, host_with_pods
+from etcd_server import etcd  # noqa: F401 - fixture
+
+from netvirt.control.agent import Agent, AgentThread, ApplyCrashed, Backoff, make_backend
+from netvirt.control.state import AgentState, AgentStatus, desired_key, realized_key, status_key
+from netvirt.control.store import Store, open_store
+from netvirt.dataplane.api import ApplyReport
+from netvirt.dataplane.sim.backend import SimBackend
+from netvirt.graph import HostGraph, Route, from_json, to_json
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    with open_store(f"sqlite://{tmp_path / 'store.db'}") as opened:
+        yield opened
+
+
+def publish(store: Store, graph: HostGraph) -> int:
+    return store.put(desired_key(graph.host), to_json(graph).encode())
+
+
+def status_of(store: Store, host: str) -> AgentStatus | None:
+    entry = store.get(status_key(host))
+    return AgentStatus.from_json(entry.value) if entry else None
+
+
+def converged_at(store: Store, host: str, revision: int) -> AgentStatus | None:
+    status = status_of(store, host)
+    ok = status and status.state is AgentState.CONVERGED and status.realized_revision == revision
+    return status if ok else None
+
+
+def realized_in_store(store: Store, host: str) -> HostGraph:
+    return from_json(HostGraph, store.get(realized_key(host)).value)
+
+
+def fast_agent(host: str, store: Store, backend) -> Agent:
+    return Agent(host, store, backend, resync_interval=1.0, backoff=Backoff(0.05, 0.2))
+
+
+def test_converges_then_follows_changes_and_removal(store: Store):
+    backend = SimBackend("h1")
+    first = host_with_pods("h1", 2)
+    revision = publish(store, first)
+    agent = AgentThread(fast_agent("h1", store, backend)).start()
+    try:
+        status = eventually(lambda: converged_at(store, "h1", revision), what="first convergence")
+        assert status.desired_revision == revision and status.errors == () and status.backend == "sim"
+        assert backend.realized() == first == realized_in_store(store, "h1")
+
+        second = host_with_pods("h1", 3)
+        revision = publish(store, second)
+        eventually(lambda: converged_at(store, "h1", revision), what="convergence on the change")
+        assert backend.realized() == second == realized_in_store(store, "h1")
+
+        store.delete(desired_key("h1"))
+        eventually(lambda: status_of(store, "h1").state is AgentState.IDLE, what="idle after removal")
+        assert backend.realized() == HostGraph(host="h1") == realized_in_store(store, "h1")
+    finally:
+        agent.stop()
+
+
+def test_restart_resyncs_and_reports_once(store: Store):
+    graph = host_with_pods("h1", 2)
+    revision = publish(store, graph)
+    data_plane = SimBackend("h1")  # outlives the agents, as the kernel outlives an agent process
+    fast_agent("h1", store, data_plane).resync()
+    assert converged_at(store, "h1", revision)
+    written = store.get(status_key("h1")).mod_revision
+
+    restarted = fast_agent("h1", store, data_plane)
+    restarted.resync()
+    assert data_plane.realized() == graph
+    assert store.get(status_key("h1")).mod_revision > written, "a new agent reports itself once"
+    again = store.revision()
+    restarted.resync()
+    assert store.revision() == again, "a resync that changes nothing writes nothing"
+
+    fresh = SimBackend("h1")  # the simulator's memory died with the process
+    fast_agent("h1", store, fresh).resync()
+    assert fresh.realized() == graph
+
+
+def test_unrealisable_desired_state_keeps_the_last_good_one(store: Store):
+    backend = SimBackend("h1")
+    good = host_with_pods("h1", 2)
+    good_revision = publish(store, good)
+    agent = fast_agent("h1", store, backend)
+    agent.resync()
+    host_ns = good.namespace("h1")
+    broken_ns = dataclasses.replace(host_ns, routes=(Route(dst=ip_network("10.9.0.0/16"), dev="missing0"),))
+    broken = dataclasses.replace(good, namespaces=(broken_ns, *good.namespaces[1:]))
+    bad_revision = publish(store, broken)
+    agent.resync()
+    status = status_of(store, "h1")
+    assert status.state is AgentState.FAILED
+    assert (status.desired_revision, status.realized_revision) == (bad_revision, good_revision)
+    assert any("missing0" in error for error in status.errors), status.errors
+    assert backend.realized() == good == realized_in_store(store, "h1")
+
+    store.put(desired_key("h1"), b'{"host": "h1", "devices": [{"kind": "warp-drive"}]}')
+    agent.resync()
+    status = status_of(store, "h1")
+    assert status.state is AgentState.FAILED and "unreadable" in status.errors[0]
+    assert backend.realized() == good
+
+    fixed_revision = publish(store, host_with_pods("h1", 1))
+    agent.resync()
+    assert converged_at(store, "h1", fixed_revision)
+
+
+class CrashHalfway:
+    """Fault injection around a backend: apply realises part of the graph, then raises."""
+
+    name = "sim"
+
+    def __init__(self, inner: SimBackend) -> None:
+        self.inner = inner
+
+    def capabilities(self):
+        return self.inner.capabilities()
+
+    def apply(self, graph: HostGraph) -> ApplyReport:
+        half = dataclasses.replace(graph, namespaces=graph.namespaces[:1], devices=graph.devices[:1])
+        self.inner.apply(half)
+        raise OSError("netlink: connection reset (injected)")
+
+    def realized(self) -> HostGraph:
+        return self.inner.realized()
+
+    def teardown(self) -> None:
+        self.inner.teardown()
+
+
+def test_crash_in_the_middle_of_apply_then_the_next_start_converges(store: Store):
+    data_plane = SimBackend("h1")
+    graph = host_with_pods("h1", 3)
+    revision = publish(store, graph)
+    with pytest.raises(ApplyCrashed, match="injected"):
+        fast_agent("h1", store, CrashHalfway(data_plane)).resync()
+    status = status_of(store, "h1")
+    assert status.state is AgentState.FAILED and "OSError" in status.errors[0]
+    assert data_plane.realized() not in (graph, HostGraph(host="h1")), "left half-applied"
+
+    fast_agent("h1", store, data_plane).resync()
+    assert converged_at(store, "h1", revision)
+    assert data_plane.realized() == graph
+
+
+def test_wrong_host_in_desired_graph(store: Store):
+    store.put(desired_key("h1"), to_json(host_with_pods("h2", 1)).encode())
+    fast_agent("h1", store, SimBackend("h1")).resync()
+    assert status_of(store, "h1").errors == ("desired graph is for host 'h2'",)
+
+
+def test_store_outage_keeps_the_data_plane_and_recovers(etcd):
+    with open_store(etcd.url) as store:
+        backend = SimBackend("out1")
+        graph = host_with_pods("out1", 2)
+        revision = publish(store, graph)
+        agent = AgentThread(fast_agent("out1", store, backend)).start()
+        try:
+            eventually(lambda: converged_at(store, "out1", revision), what="convergence before the outage")
+            etcd.stop()
+            eventually(lambda: agent.agent.backoff.current > 0.05, what="the agent backing off")
+            assert backend.realized() == graph, "an outage leaves the data plane as it is"
+            etcd.start()
+            changed = host_with_pods("out1", 4)
+            revision = publish(store, changed)
+            eventually(lambda: converged_at(store, "out1", revision), timeout=15, what="convergence after it")
+            assert backend.realized() == changed
+        finally:
+            agent.stop()
+
+
+def test_status_json_round_trip():
+    status = AgentStatus(
+        host="h1", backend="sim", state=AgentState.FAILED, desired_revision=7, realized_revision=5,
+        errors=("x",), agent="1@m", since=1.5,
+    )
+    assert AgentStatus.from_json(status.to_json()) == status
+    assert json.loads(status.to_json())["state"] == "failed"
+    assert status.same_report(dataclasses.replace(status, since=9.0))
+    assert not status.same_report(dataclasses.replace(status, realized_revision=7))
+
+
+def test_backoff_grows_caps_and_resets():
+    backoff = Backoff(0.1, 1.0)
+    delays = [backoff.next() for _ in range(8)]
+    assert 0.08 <= delays[0] <= 0.12 and delays[1] > delays[0]
+    assert all(delay <= 1.2 for delay in delays) and delays[-1] >= 0.8
+    backoff.reset()
+    assert backoff.next() <= 0.12
+
+
+def test_unknown_backend_name():
+    with pytest.raises(ValueError, match="unknown backend 'ovs'; choose one of sim, linux"):
+        make_backend("ovs", "h1")
