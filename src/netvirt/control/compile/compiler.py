@@ -1,0 +1,76 @@
+"""``compile_network`` and ``compile_host``: a resolved spec -> device graphs, from scratch.
+
+Contract: pure and deterministic (same spec, equal graphs; independent of declaration order).
+Every graph passes ``netvirt.graph.validate``. Hosts are ordered by name; a host's parts are its
+NIC, its networks, its routers and its endpoints, each by name (``parts.assemble``).
+"""
+
+from netvirt.control.compile import naming
+from netvirt.control.compile.facts import CompileError, Facts
+from netvirt.control.compile.parts import Part, assemble, endpoint_part, host_part, network_part, router_part
+from netvirt.graph import Attachment, HostGraph, NetworkGraph, Segment
+from netvirt.management.spec import Spec
+
+
+def compile_network(spec: Spec) -> NetworkGraph:
+    """Every host's graph and the underlay segments joining their NICs."""
+    facts = Facts(spec)
+    placed = placement(facts)
+    hosts = tuple(assemble(host, host_parts(facts, host, *placed[host])) for host in sorted(facts.hosts))
+    return NetworkGraph(hosts=hosts, segments=segments(facts))
+
+
+def compile_host(spec: Spec, host: str) -> HostGraph:
+    """The graph of one host (equal to ``compile_network(spec).host(host)``)."""
+    facts = Facts(spec)
+    if host not in facts.hosts:
+        known = ", ".join(sorted(facts.hosts)) or "none"
+        raise CompileError(f"spec {spec.name!r} has no host {host!r} (hosts: {known})")
+    networks = sorted(name for name, hosts in facts.net_hosts.items() if host in hosts)
+    routers = sorted(name for name, hosts in facts.router_hosts.items() if host in hosts)
+    endpoints = sorted(name for name, endpoint in facts.endpoints.items() if endpoint.host == host)
+    return assemble(host, host_parts(facts, host, networks, routers, endpoints))
+
+
+def placement(facts: Facts) -> dict[str, tuple[list[str], list[str], list[str]]]:
+    """host -> (its networks, its routers, its endpoints), each sorted by name."""
+    placed: dict[str, tuple[list[str], list[str], list[str]]] = {host: ([], [], []) for host in facts.hosts}
+    for network in sorted(facts.networks):
+        for host in facts.net_hosts[network]:
+            placed[host][0].append(network)
+    for router in sorted(facts.routers):
+        for host in facts.router_hosts[router]:
+            placed[host][1].append(router)
+    for endpoint in sorted(facts.endpoints):
+        placed[facts.endpoints[endpoint].host][2].append(endpoint)
+    return placed
+
+
+def host_parts(facts: Facts, host: str, networks: list[str], routers: list[str], endpoints: list[str]) -> list[Part]:
+    return [
+        host_part(facts, host),
+        *(network_part(facts, network, host) for network in networks),
+        *(router_part(facts, router, host) for router in routers),
+        *(endpoint_part(facts, endpoint) for endpoint in endpoints),
+    ]
+
+
+def segments(facts: Facts) -> tuple[Segment, ...]:
+    """The underlay (every host NIC; MTU = the smallest host MTU), then one segment per
+    ``encap: none`` network that is present somewhere (its provider NICs; the network's MTU)."""
+    found = []
+    if facts.hosts:
+        found.append(
+            Segment(
+                name=naming.UNDERLAY,
+                attachments=tuple(Attachment(host, host, naming.NIC) for host in sorted(facts.hosts)),
+                mtu=min(host.mtu for host in facts.hosts.values()),
+            )
+        )
+    for name in sorted(facts.networks):
+        network = facts.networks[name]
+        if network.encap == "none" and facts.net_hosts[name]:
+            nic = naming.provider_nic(name)
+            attachments = tuple(Attachment(host, host, nic) for host in sorted(facts.net_hosts[name]))
+            found.append(Segment(name=naming.segment(name), attachments=attachments, mtu=network.mtu))  # type: ignore[arg-type]
+    return tuple(found)

@@ -1,0 +1,387 @@
+"""Parts: the device-graph fragments one spec object contributes to one host.
+
+Contract: each builder is a pure function of ``Facts`` and returns a ``Part`` — the namespaces and
+devices it owns plus what it adds to the host namespace (routes, neighbours, rules). ``assemble``
+joins a host's parts into its ``HostGraph``: the host namespace first, then the parts' namespaces
+and devices in part order (host, networks, routers, endpoints; each by name). docs/control-plane.md
+("Compiler") describes the topology these builders emit.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import ip_interface, ip_network
+
+from netvirt.control.compile import naming
+from netvirt.control.compile.facts import CompileError, Facts, host_prefix, members_of
+from netvirt.control.compile.policy import ESTABLISHED, interface_rules
+from netvirt.graph import (
+    Bridge,
+    Chain,
+    Device,
+    DeviceKind,
+    FdbEntry,
+    HostGraph,
+    IPInterface,
+    Masquerade,
+    Match,
+    Namespace,
+    NamespaceKind,
+    Neighbour,
+    NetfilterHook,
+    Proto,
+    Route,
+    Rule,
+    Socket,
+    Tunnel,
+    Veth,
+)
+from netvirt.management.spec import Endpoint, Network
+
+TUNNEL_KINDS = {"vxlan": DeviceKind.VXLAN, "geneve": DeviceKind.GENEVE, "nvgre": DeviceKind.NVGRE}
+TUNNEL_PORTS = {"vxlan": 4789, "geneve": 6081, "nvgre": 4789}  # NVGRE is GRE: the port is unused
+ENDPOINT_KINDS = {"vm": NamespaceKind.VM, "container": NamespaceKind.CONTAINER, "pod": NamespaceKind.POD}
+DEFAULT_ROUTE = {4: ip_network("0.0.0.0/0"), 6: ip_network("::/0")}
+UPLINK_METRIC = 100  # below any static default route of the spec (metric 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """What one spec object puts on one host; the last six fields go into the host namespace."""
+
+    namespaces: tuple[Namespace, ...] = ()
+    devices: tuple[Device, ...] = ()
+    routes: tuple[Route, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+    input: tuple[Rule, ...] = ()
+    output: tuple[Rule, ...] = ()
+    nat_output: tuple[Rule, ...] = ()
+    nat_postrouting: tuple[Rule, ...] = ()
+
+
+# --- hosts ---------------------------------------------------------------------------------------
+
+
+def host_part(facts: Facts, host: str) -> Part:
+    """The host's underlay NIC and underlay routes; SNAT egress when an SNAT router is present."""
+    spec_host = facts.hosts[host]
+    underlay = spec_host.underlay
+    origin = f"host/{host}"
+    nic = Device.of(
+        DeviceKind.NIC,
+        naming.NIC,
+        host,
+        mtu=spec_host.mtu,
+        mac=naming.nic_mac(host),
+        addresses=(underlay,),
+        origin=origin,
+    )
+    routes = [Route(dst=underlay.network, dev=naming.NIC)]
+    for other in sorted(facts.hosts):  # peers outside our underlay subnet: on-link host routes
+        address = facts.hosts[other].underlay.ip
+        if other != host and address.version == underlay.version and address not in underlay.network:
+            routes.append(Route(dst=host_prefix(address), dev=naming.NIC))
+    masquerade: tuple[Rule, ...] = ()
+    if any(facts.routers[r].snat and host in facts.router_hosts[r] for r in facts.routers):
+        routes.append(Route(dst=DEFAULT_ROUTE[underlay.version], dev=naming.NIC))
+        uplinks = ip_network(naming.uplink_range(underlay.version))
+        masquerade = (
+            Rule(
+                match=Match(src=uplinks, out_iface=naming.NIC),
+                action=Masquerade(),
+                comment="snat egress: router uplinks behind the underlay address",
+            ),
+        )
+    return Part(devices=(nic,), routes=tuple(routes), nat_postrouting=masquerade)
+
+
+# --- networks ------------------------------------------------------------------------------------
+
+
+def network_part(facts: Facts, network: str, host: str) -> Part:
+    """The network's bridge on ``host`` and its tunnel (or, for ``encap: none``, its provider NIC)."""
+    spec_net = facts.networks[network]
+    origin = f"network/{network}"
+    bridge = naming.bridge(network)
+    router = facts.router_of.get(network)
+    gateway = (FdbEntry(naming.gateway_mac(router), device=naming.router_leg(network)),) if router else ()
+    devices = [
+        Device.of(DeviceKind.BRIDGE, bridge, host, config=Bridge(fdb=gateway), mtu=spec_net.mtu, origin=origin)
+    ]
+    if spec_net.encap == "none":
+        devices.append(
+            Device.of(DeviceKind.NIC, naming.provider_nic(network), host, mtu=spec_net.mtu, master=bridge, origin=origin)
+        )
+    else:
+        config = Tunnel(
+            vni=spec_net.vni,  # type: ignore[arg-type]
+            local=facts.hosts[host].underlay.ip,
+            dst_port=TUNNEL_PORTS[spec_net.encap],
+            learning=False,
+            fdb=facts.tunnel_fdb(network, host),
+        )
+        devices.append(
+            Device.of(
+                TUNNEL_KINDS[spec_net.encap],
+                naming.tunnel(spec_net.encap, network),
+                host,
+                config=config,
+                mtu=spec_net.mtu,
+                master=bridge,
+                parent=naming.NIC,
+                origin=origin,
+            )
+        )
+    return Part(devices=tuple(devices))
+
+
+# --- routers -------------------------------------------------------------------------------------
+
+
+def router_part(facts: Facts, router: str, host: str) -> Part:
+    """The router's namespace on ``host``: a leg into every one of its networks' bridges carrying
+    the gateway addresses and the anycast gateway MAC, static neighbours for every endpoint of
+    those networks, the spec's static routes and, with ``snat``, an uplink to the host namespace."""
+    spec_router = facts.routers[router]
+    origin = f"router/{router}"
+    mac = naming.gateway_mac(router)
+    devices: list[Device] = []
+    routes: list[Route] = []
+    neighbours: list[Neighbour] = []
+    legs: dict[str, Network] = {}
+    for name in spec_router.networks:
+        net = facts.networks[name]
+        leg = naming.router_leg(name)
+        legs[leg] = net
+        addresses = tuple(
+            ip_interface(f"{gateway}/{subnet.prefixlen}")
+            for gateway, subnet in ((net.gateway, net.subnet), (net.gateway6, net.subnet6))
+            if subnet is not None
+        )
+        devices.append(
+            Device.of(
+                DeviceKind.VETH, leg, router, config=Veth(leg, host), mtu=net.mtu, mac=mac, addresses=addresses,
+                origin=origin,
+            )
+        )
+        devices.append(
+            Device.of(
+                DeviceKind.VETH, leg, host, config=Veth(leg, router), mtu=net.mtu, master=naming.bridge(name),
+                origin=origin,
+            )
+        )
+        routes.extend(Route(dst=address.network, dev=leg) for address in addresses)
+        for member in facts.network_members(name):
+            neighbours.extend(Neighbour(address, member.mac, leg) for address in member.addresses)
+    for route in spec_router.routes:
+        dev = next((leg for leg, net in legs.items() if route.via in subnet_of(net, route.via.version)), None)
+        routes.append(Route(dst=route.to, via=route.via, dev=dev))
+    nat: tuple[Chain, ...] = ()
+    if spec_router.snat:
+        devices.extend(uplink(facts, router, host))
+        host_side, _ = uplink_addresses(facts, router, host)
+        routes.append(
+            Route(dst=DEFAULT_ROUTE[host_side.version], via=host_side.ip, dev=naming.UPLINK, metric=UPLINK_METRIC)
+        )
+        masquerade = Rule(match=Match(out_iface=naming.UPLINK), action=Masquerade(), comment=f"router {router}: snat")
+        nat = (Chain(hook=NetfilterHook.POSTROUTING, rules=(masquerade,)),)
+    namespace = Namespace(
+        name=router,
+        kind=NamespaceKind.ROUTER,
+        routes=tuple(routes),
+        neighbours=tuple(neighbours),
+        ip_forward=True,
+        ipv6_forward=True,
+        nat=nat,
+        origin=origin,
+    )
+    return Part(namespaces=(namespace,), devices=tuple(devices))
+
+
+def uplink_addresses(facts: Facts, router: str, host: str) -> tuple[IPInterface, IPInterface]:
+    return naming.uplink_addresses(facts.uplink_slot[router], facts.hosts[host].underlay.version)
+
+
+def uplink(facts: Facts, router: str, host: str) -> list[Device]:
+    host_side, router_side = uplink_addresses(facts, router, host)
+    port = naming.uplink_port(router)
+    mtu = facts.hosts[host].mtu
+    origin = f"router/{router}"
+    return [
+        Device.of(
+            DeviceKind.VETH, naming.UPLINK, router, config=Veth(port, host), mtu=mtu,
+            mac=naming.uplink_mac(router, host, "router"), addresses=(router_side,), origin=origin,
+        ),
+        Device.of(
+            DeviceKind.VETH, port, host, config=Veth(naming.UPLINK, router), mtu=mtu,
+            mac=naming.uplink_mac(router, host, "host"), addresses=(host_side,), origin=origin,
+        ),
+    ]
+
+
+def subnet_of(network: Network, version: int):
+    subnet = network.subnet if version == 4 else network.subnet6
+    return subnet if subnet is not None else ()
+
+
+# --- endpoints -----------------------------------------------------------------------------------
+
+
+def endpoint_part(facts: Facts, endpoint: str) -> Part:
+    """An endpoint: its own namespace (or, for ``kind: host``, interfaces in the host namespace)
+    with one veth per attachment into the network's bridge, routes, the gateway's neighbour
+    entry, listening sockets, policy chains and the DNAT rules of its tenants' services."""
+    spec_ep = facts.endpoints[endpoint]
+    in_host = spec_ep.kind == "host"
+    namespace = spec_ep.host if in_host else endpoint
+    origin = f"endpoint/{endpoint}"
+    devices: list[Device] = []
+    routes: list[Route] = []
+    neighbours: list[Neighbour] = []
+    ingress: list[Rule] = []
+    egress: list[Rule] = []
+    defaulted: set[int] = set()
+    service_iface: str | None = None
+    tenants: list[str] = []
+    for member in members_of(spec_ep):
+        net = facts.networks[spec_ep.attachments[member.index].network]
+        iface = naming.host_interface(endpoint, member.index) if in_host else naming.interface(member.index)
+        port = naming.endpoint_port(endpoint, member.index)
+        subnets = {4: net.subnet, 6: net.subnet6}
+        addresses = tuple(ip_interface(f"{a}/{subnets[a.version].prefixlen}") for a in member.addresses)  # type: ignore[union-attr]
+        devices.append(
+            Device.of(
+                DeviceKind.VETH, iface, namespace, config=Veth(port, spec_ep.host), mtu=net.mtu, mac=member.mac,
+                addresses=addresses, origin=origin,
+            )
+        )
+        devices.append(
+            Device.of(
+                DeviceKind.VETH, port, spec_ep.host, config=Veth(iface, namespace), mtu=net.mtu,
+                master=naming.bridge(net.name), origin=origin,
+            )
+        )
+        routes.extend(Route(dst=address.network, dev=iface) for address in addresses)
+        router = facts.router_of.get(net.name)
+        if router is not None:
+            mac = naming.gateway_mac(router)
+            for address in addresses:
+                gateway = net.gateway if address.version == 4 else net.gateway6
+                neighbours.append(Neighbour(gateway, mac, iface))  # type: ignore[arg-type]
+                routes.extend(routed(facts, router, net, gateway, iface, in_host, address.version, defaulted))
+        prefixes = tuple(host_prefix(a) for a in member.addresses)
+        ingress.extend(interface_rules(facts, net, iface, prefixes, "ingress"))
+        egress.extend(interface_rules(facts, net, iface, prefixes, "egress"))
+        if net.tenant not in tenants:
+            tenants.append(net.tenant)
+            if service_iface is None and facts.service_rules.get(net.tenant):
+                service_iface = iface
+    nat_output = tuple(rule for tenant in sorted(tenants) for rule in facts.service_rules.get(tenant, ()))
+    if service_iface is not None:
+        routes.extend(Route(dst=prefix, dev=service_iface) for prefix in service_prefixes(facts, nat_output))
+    for listen in spec_ep.listen:
+        name = naming.link_name(f"{listen.proto}-{listen.port}-", endpoint) if in_host else naming.socket(listen.proto, listen.port)
+        socket = Socket(proto=Proto(listen.proto), port=listen.port, app=endpoint)
+        devices.append(Device.of(DeviceKind.SOCKET, name, namespace, config=socket, origin=origin))
+    if in_host:
+        return Part(
+            devices=tuple(devices),
+            routes=tuple(routes),
+            neighbours=tuple(neighbours),
+            input=tuple(ingress),
+            output=tuple(egress),
+            nat_output=nat_output,
+        )
+    own = Namespace(
+        name=endpoint,
+        kind=ENDPOINT_KINDS[spec_ep.kind],
+        routes=tuple(routes),
+        neighbours=tuple(neighbours),
+        filter=filter_chains(ingress, egress),
+        nat=(Chain(hook=NetfilterHook.OUTPUT, rules=nat_output),) if nat_output else (),
+        origin=origin,
+    )
+    return Part(namespaces=(own,), devices=tuple(devices))
+
+
+def routed(facts: Facts, router: str, net: Network, gateway, iface: str, in_host: bool, version: int, defaulted: set[int]):
+    """Routes via the gateway: the default route (first routed attachment per family), or, for a
+    ``kind: host`` endpoint (whose host keeps its own default), the router's other prefixes."""
+    if not in_host:
+        if version in defaulted:
+            return []
+        defaulted.add(version)
+        return [Route(dst=DEFAULT_ROUTE[version], via=gateway, dev=iface)]
+    spec_router = facts.routers[router]
+    prefixes = [subnet_of(facts.networks[name], version) for name in spec_router.networks if name != net.name]
+    prefixes += [route.to for route in spec_router.routes if route.to.version == version]
+    return [Route(dst=prefix, via=gateway, dev=iface) for prefix in prefixes if prefix != ()]
+
+
+def service_prefixes(facts: Facts, rules: tuple[Rule, ...]) -> list:
+    """The service subnet, plus VIPs pinned outside it: where the first packet to a VIP is routed
+    before the output NAT hook rewrites it to a backend."""
+    found = [facts.service_subnet]
+    for rule in rules:
+        vip = rule.match.dst
+        if vip is not None and not (vip.version == facts.service_subnet.version and vip.subnet_of(facts.service_subnet)):
+            found.append(vip)
+    return list(dict.fromkeys(found))
+
+
+def filter_chains(ingress: Iterable[Rule], egress: Iterable[Rule]) -> tuple[Chain, ...]:
+    """Input and output chains (policy accept: interfaces without policies pass) when non-empty."""
+    chains = []
+    for hook, rules in ((NetfilterHook.INPUT, tuple(ingress)), (NetfilterHook.OUTPUT, tuple(egress))):
+        if rules:
+            chains.append(Chain(hook=hook, rules=(ESTABLISHED, *rules)))
+    return tuple(chains)
+
+
+# --- a host --------------------------------------------------------------------------------------
+
+
+def assemble(host: str, parts: Iterable[Part]) -> HostGraph:
+    """The host's graph: its namespace (built from every part's contributions), then the parts'."""
+    parts = list(parts)
+    namespaces = [ns for part in parts for ns in part.namespaces]
+    seen: dict[str, str] = {host: f"host/{host}"}
+    for ns in namespaces:
+        other = seen.setdefault(ns.name, ns.origin)
+        if other != ns.origin:
+            raise CompileError(
+                f"host {host}: {other} and {ns.origin} would both be namespace {ns.name!r}; "
+                "rename one (hosts, routers and non-host endpoints on one host need distinct names)"
+            )
+    nat = []
+    for hook, rules in (
+        (NetfilterHook.OUTPUT, unique(r for part in parts for r in part.nat_output)),
+        (NetfilterHook.POSTROUTING, unique(r for part in parts for r in part.nat_postrouting)),
+    ):
+        if rules:
+            nat.append(Chain(hook=hook, rules=rules))
+    routes: dict[tuple, Route] = {}  # host-kind endpoints may add the same prefix twice: first wins
+    for part in parts:
+        for route in part.routes:
+            routes.setdefault((route.dst, route.metric), route)
+    own = Namespace(
+        name=host,
+        kind=NamespaceKind.HOST,
+        routes=tuple(routes.values()),
+        neighbours=tuple(n for part in parts for n in part.neighbours),
+        ip_forward=True,
+        ipv6_forward=True,
+        filter=filter_chains(
+            (r for part in parts for r in part.input), (r for part in parts for r in part.output)
+        ),
+        nat=tuple(nat),
+        origin=f"host/{host}",
+    )
+    return HostGraph(
+        host=host,
+        namespaces=(own, *namespaces),
+        devices=tuple(device for part in parts for device in part.devices),
+    )
+
+
+def unique(rules: Iterable[Rule]) -> tuple[Rule, ...]:
+    return tuple(dict.fromkeys(rules))
