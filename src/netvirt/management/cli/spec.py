@@ -1,7 +1,242 @@
-"""``netvirt validate|show|schema|init|generate``: working with spec files."""
+"""``netvirt validate|show|schema|init|generate``: working with spec files.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad input (an invalid spec, a file that exists, bad options).
+Other commands load specs with ``load_or_exit`` so that every command reports problems alike.
+"""
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from netvirt.management.spec import KINDS, Spec, SpecError, as_data, json_schema, load, starter_spec
+from netvirt.management.spec.dump import dump_data
+from netvirt.management.spec.generate import generate as generate_spec
+from netvirt.management.spec.generate import generated
+
+SpecPath = Annotated[Path, typer.Argument(help="A spec file (YAML or JSON) or a directory of them.", show_default=False)]
+
+
+class ShowFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class CheckFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class DataFormat(str, Enum):
+    yaml = "yaml"
+    json = "json"
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    for command in (validate, show, schema, init, generate):
+        app.command()(command)
+
+
+def load_or_exit(path: Path, command: str) -> Spec:
+    """The resolved spec at ``path``; on problems, print them to stderr and exit 2."""
+    try:
+        return load(path)
+    except SpecError as error:
+        report_problems(error, f"netvirt {command}")
+        raise typer.Exit(2) from None
+
+
+def report_problems(error: SpecError, who: str) -> None:
+    for problem in error.problems:
+        typer.echo(str(problem), err=True)
+    typer.echo(f"{who}: invalid spec, {error.summary}", err=True)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def validate(
+    spec: SpecPath,
+    format: Annotated[CheckFormat, typer.Option("--format", "-f", help="text, or json for tools.")] = CheckFormat.text,
+) -> None:
+    """Check SPEC and report every problem at once as FILE:LINE:COL: error: PATH: message.
+
+    Exit 0 when valid, 2 when not. json prints {"valid": bool, "problems": [{file, line, col, path,
+    message}], "counts": {kind: n}} on stdout (the exit code is the same).
+    """
+    try:
+        loaded = load(spec)
+    except SpecError as error:
+        if format is CheckFormat.json:
+            typer.echo(json.dumps({"valid": False, "problems": [p.as_dict() for p in error.problems]}, indent=2))
+        else:
+            report_problems(error, "netvirt validate")
+        raise typer.Exit(2) from None
+    counts = {kind: len(getattr(loaded, kind)) for kind in KINDS}
+    if format is CheckFormat.json:
+        typer.echo(json.dumps({"valid": True, "problems": [], "counts": counts}, indent=2))
+    else:
+        summary = ", ".join(f"{kind} {count}" for kind, count in counts.items())
+        typer.echo(f"{spec}: valid ({summary})")
+
+
+def show(
+    spec: SpecPath,
+    format: Annotated[ShowFormat, typer.Option("--format", "-f", help="table, or json (the resolved spec).")] = ShowFormat.table,
+) -> None:
+    """Print SPEC resolved: hosts, networks with VNI/MTU, endpoints with their allocated IPs and
+    MACs, routers, policies, services and stacks. json prints the resolved spec as data (the same
+    keys as a spec file, every allocated value filled in)."""
+    loaded = load_or_exit(spec, "show")
+    if format is ShowFormat.json:
+        typer.echo(json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 160)  # pipes: wide enough for every column
+    for table in tables(loaded):
+        if table.row_count:
+            console.print(table)
+
+
+def schema(
+    format: Annotated[DataFormat, typer.Option("--format", "-f", help="json (default) or yaml.")] = DataFormat.json,
+) -> None:
+    """Print the JSON Schema of spec files (for editor completion and checks)."""
+    document = json_schema()
+    if format is DataFormat.json:
+        typer.echo(json.dumps(document, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+
+
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the starter spec.")] = Path("netvirt.yaml"),
+) -> None:
+    """Write a commented starter spec to PATH (default netvirt.yaml); never overwrites a file."""
+    try:
+        with path.open("x", encoding="utf-8") as file:
+            file.write(starter_spec())
+    except FileExistsError:
+        typer.echo(f"netvirt init: {path} already exists; not overwriting it (choose another path)", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"netvirt init: cannot write {path}: {error.strerror or error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {path}: edit it, then run: netvirt validate {path}")
+
+
+def generate(
+    hosts: Annotated[int, typer.Option("--hosts", min=1, help="Number of hosts.")] = 10,
+    endpoints_per_host: Annotated[int, typer.Option("--endpoints-per-host", min=0, help="Endpoints on each host.")] = 5,
+    format: Annotated[DataFormat, typer.Option("--format", "-f", help="yaml or json.")] = DataFormat.yaml,
+    resolved: Annotated[bool, typer.Option("--resolved", help="Write every allocated value out too.")] = False,
+) -> None:
+    """Print a valid spec of HOSTS x ENDPOINTS-PER-HOST endpoints (for scale tests).
+
+    Every 10 hosts share a dual-stack network; networks alternate between two tenants whose subnets
+    overlap. Addresses, MACs and VNIs are left to the allocator unless --resolved.
+    """
+    try:
+        data = as_data(generate_spec(hosts, endpoints_per_host)) if resolved else generated(hosts, endpoints_per_host)
+    except ValueError as error:
+        typer.echo(f"netvirt generate: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(data, indent=1) if format is DataFormat.json else dump_data(data), nl=format is DataFormat.json)
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
+def tables(spec: Spec) -> list[Table]:
+    """Rich tables of the resolved spec, one per kind (empty kinds give empty tables)."""
+    hosts = Table("name", "underlay", "mtu", "nic", "labels", title="hosts", title_justify="left")
+    for host in spec.hosts:
+        hosts.add_row(host.name, str(host.underlay), str(host.mtu), host.nic, _labels(host.labels))
+    networks = Table(
+        "name", "tenant", "encap", "vni", "subnet", "gateway", "subnet6", "gateway6", "mtu",
+        title="networks", title_justify="left",
+    )
+    for network in spec.networks:
+        networks.add_row(
+            network.name, network.tenant, network.encap, _text(network.vni), _text(network.subnet),
+            _text(network.gateway), _text(network.subnet6), _text(network.gateway6), _text(network.mtu),
+        )
+    routers = Table("name", "networks", "routes", "snat", title="routers", title_justify="left")
+    for router in spec.routers:
+        routes = ", ".join(f"{route.to} via {route.via}" for route in router.routes)
+        routers.add_row(router.name, ", ".join(router.networks), routes, "yes" if router.snat else "no")
+    endpoints = Table(
+        "name", "kind", "host", "network", "ip", "ip6", "mac", "listen", "labels",
+        title="endpoints", title_justify="left",
+    )
+    for endpoint in spec.endpoints:
+        for position, attachment in enumerate(endpoint.attachments):
+            first = position == 0
+            endpoints.add_row(
+                endpoint.name if first else "", endpoint.kind if first else "", endpoint.host if first else "",
+                attachment.network, _text(attachment.ip), _text(attachment.ip6), _text(attachment.mac),
+                " ".join(map(str, endpoint.listen)) if first else "", _labels(endpoint.labels) if first else "",
+            )
+    policies = Table(
+        "policy", "scope", "direction", "#", "action", "from", "to", "proto", "ports", title="policies",
+        title_justify="left",
+    )
+    for policy in spec.policies:
+        scope = f"network {policy.network}" if policy.network else f"tenant {policy.tenant}"
+        for number, rule in enumerate(policy.rules, 1):
+            ports = " ".join(
+                part
+                for part in (
+                    "sport " + ",".join(map(str, rule.src_port)) if rule.src_port else "",
+                    "dport " + ",".join(map(str, rule.dst_port)) if rule.dst_port else "",
+                    f"type {rule.icmp_type}" if rule.icmp_type is not None else "",
+                )
+                if part
+            )
+            policies.add_row(
+                policy.name if number == 1 else "", scope if number == 1 else "", policy.direction if number == 1 else "",
+                str(number), rule.action, ",".join(map(str, rule.from_)) or "any", ",".join(map(str, rule.to)) or "any",
+                rule.proto, ports,
+            )
+        policies.add_row(
+            "" if policy.rules else policy.name, "" if policy.rules else scope, "" if policy.rules else policy.direction,
+            "default", policy.default, "", "", "", "",
+        )
+    services = Table(
+        "name", "tenant", "vip", "port", "target", "backends", "affinity", title="services", title_justify="left"
+    )
+    for service in spec.services:
+        services.add_row(
+            service.name, _text(service.tenant), _text(service.vip), str(service.port), _text(service.target_port),
+            ", ".join(service.backends), service.affinity,
+        )
+    stacks = Table("name", "layers (bottom to top)", title="stacks", title_justify="left")
+    for stack in spec.stacks:
+        stacks.add_row(stack.name, escape(" -> ".join(layer_text(layer) for layer in stack.layers)))
+    return [hosts, networks, routers, endpoints, policies, services, stacks]
+
+
+def layer_text(layer: Any) -> str:
+    """``hypervisor(virtualbox, bridged)``: the layer and its options that are set."""
+    options = [
+        str(value)
+        for key, value in layer.model_dump(mode="json", exclude={"layer"}).items()
+        if value not in (None, False) and key not in ("host", "endpoint")
+    ]
+    tie = layer.host if getattr(layer, "host", None) else getattr(layer, "endpoint", None)
+    text = f"{layer.layer}({', '.join(options)})" if options else layer.layer
+    return f"{text}[{tie}]" if tie else text

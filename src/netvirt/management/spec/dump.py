@@ -34,7 +34,12 @@ def as_data(spec: Spec) -> dict[str, Any]:
 
 def dump(spec: Spec) -> str:
     """YAML text of the spec that ``loads`` turns back into an equal ``Spec``."""
-    return yaml.dump(as_data(spec), Dumper=_SpecDumper, sort_keys=False, allow_unicode=True, width=120)
+    return dump_data(as_data(spec))
+
+
+def dump_data(data: dict[str, Any]) -> str:
+    """Spec data (as ``as_data`` makes it, or hand-built) as YAML text, keys in the given order."""
+    return yaml.dump(data, Dumper=_SpecDumper, sort_keys=False, allow_unicode=True, width=120)
 
 
 def json_schema() -> dict[str, Any]:
