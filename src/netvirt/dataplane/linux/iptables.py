@@ -42,7 +42,6 @@ from netvirt.graph.rules import (
     Proto,
     Reject,
     RejectWith,
-    Rule,
     Snat,
     Verdict,
 )
