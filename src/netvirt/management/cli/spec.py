@@ -235,8 +235,9 @@ def layer_text(layer: Any) -> str:
     options = [
         str(value)
         for key, value in layer.model_dump(mode="json", exclude={"layer"}).items()
-        if value not in (None, False) and key not in ("host", "endpoint")
+        if value not in (None, False, "") and key not in ("host", "endpoint", "label")
     ]
     tie = layer.host if getattr(layer, "host", None) else getattr(layer, "endpoint", None)
     text = f"{layer.layer}({', '.join(options)})" if options else layer.layer
-    return f"{text}[{tie}]" if tie else text
+    text = f"{text}[{tie}]" if tie else text
+    return f"{layer.label}: {text}" if layer.label else text

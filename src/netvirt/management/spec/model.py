@@ -229,6 +229,7 @@ class Service(Model):
 # --- stacks: nested environments for walkthroughs ------------------------------------------------
 
 Os = Literal["linux", "windows"]
+LayerLabel = Annotated[str, Field(description="A display name for walkthroughs (e.g. 'Ubuntu 22.04'); optional.")]
 
 
 class HostLayer(Model):
@@ -239,6 +240,7 @@ class HostLayer(Model):
     nic: Literal["physical", "sriov"] = "physical"
     host: Name | None = None
     """Ties this layer to a spec host (its underlay address and MTU)."""
+    label: LayerLabel = ""
 
 
 HYPERVISOR_NETWORKS = {
@@ -258,6 +260,7 @@ class HypervisorLayer(Model):
     type: Literal["kvm", "virtualbox", "hyperv", "vmware", "wsl2"]
     network: Literal["bridged", "nat", "internal", "external", "mirrored"] | None = None
     """Default: the product's default (nat for all five; Hyper-V's Default Switch is NAT)."""
+    label: LayerLabel = ""
 
     @model_validator(mode="after")
     def _network_fits(self) -> "HypervisorLayer":
@@ -276,6 +279,7 @@ class VmLayer(Model):
     vnic: Literal["virtio", "e1000", "vmxnet3", "netvsc", "sriov-vf"] = "virtio"
     endpoint: Name | None = None
     """Ties this layer to a spec endpoint of kind vm."""
+    label: LayerLabel = ""
 
 
 class ContainerLayer(Model):
@@ -285,6 +289,7 @@ class ContainerLayer(Model):
     runtime: Literal["docker", "containerd", "podman", "cri-o"] = "containerd"
     network: Literal["bridge", "host", "macvlan"] = "bridge"
     endpoint: Name | None = None
+    label: LayerLabel = ""
 
 
 class KubernetesLayer(Model):
@@ -297,6 +302,7 @@ class KubernetesLayer(Model):
     proxy: Literal["iptables", "nftables", "ipvs", "ebpf"] = "iptables"
     xdp: bool = False
     """An XDP program on the node NIC (e.g. Cilium's XDP acceleration)."""
+    label: LayerLabel = ""
 
 
 class PodLayer(Model):
@@ -304,6 +310,7 @@ class PodLayer(Model):
 
     layer: Literal["pod"]
     endpoint: Name | None = None
+    label: LayerLabel = ""
 
 
 class AppLayer(Model):
@@ -313,6 +320,7 @@ class AppLayer(Model):
     io: Literal["socket", "dpdk", "af_xdp"] = "socket"
     listen: ProtoPortField | None = None
     endpoint: Name | None = None
+    label: LayerLabel = ""
 
 
 Layer = Annotated[
