@@ -249,3 +249,13 @@ def test_sqlite_in_memory_and_history_retention(tmp_path: Path):
         with pytest.raises(Compacted):
             small.watch("/", 1)
         assert [e.value for e in small.watch("/", 600).next(1)][:1] == [b"599"]
+
+
+def test_closing_a_watch_wakes_a_blocked_next(store: Store, ns: str):
+    watch = store.watch(ns, store.revision() + 1)
+    returned = []
+    reader = threading.Thread(target=lambda: returned.append(watch.next(30)))
+    reader.start()
+    threading.Timer(0.1, watch.close).start()
+    reader.join(5)
+    assert not reader.is_alive() and returned == [[]]

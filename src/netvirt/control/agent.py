@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from netvirt.control.state import AgentState, AgentStatus, desired_key, realized_key, status_key
-from netvirt.control.store import EventType, Put, Store, StoreError
+from netvirt.control.store import EventType, Put, Store, StoreError, Watch
 from netvirt.dataplane.api import Backend, plan
 from netvirt.graph import GraphError, HostGraph, from_json, to_json
 
@@ -88,6 +88,12 @@ class Agent:
         self.status: AgentStatus | None = None  # the last report written
         self._realized_written: bytes | None = None
         self._good_revision = 0  # desired revision the data plane realizes
+        self._watch: Watch | None = None
+
+    def wake(self) -> None:
+        """Interrupt a blocked watch (call after setting the stop event of ``run``)."""
+        if self._watch is not None:
+            self._watch.close()
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -115,8 +121,9 @@ class Agent:
         key = desired_key(self.host)
         until = time.monotonic() + self.resync_interval
         with self.store.watch(key, start) as watch:
+            self._watch = watch
             while not stop.is_set() and (remaining := until - time.monotonic()) > 0:
-                mine = [e for e in watch.next(min(remaining, 0.5)) if e.key == key]
+                mine = [e for e in watch.next(remaining) if e.key == key]
                 if mine:
                     last = mine[-1]  # only the newest desired state matters
                     self.reconcile(last.value if last.type is EventType.PUT else None, last.revision)
@@ -205,5 +212,10 @@ class AgentThread:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
+        self.signal()
         self._thread.join(timeout)
+
+    def signal(self) -> None:
+        """Ask the agent to stop without waiting for it (then ``stop`` to wait)."""
+        self._stop.set()
+        self.agent.wake()

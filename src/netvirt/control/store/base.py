@@ -113,7 +113,7 @@ class Watch(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Stop watching (idempotent)."""
+        """Stop watching (idempotent, from any thread); a blocked ``next`` returns [] at once."""
 
     def __enter__(self) -> Self:
         return self

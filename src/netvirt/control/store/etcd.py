@@ -202,6 +202,7 @@ class _EtcdWatch(Watch):
         if self.closed:
             return
         self.closed = True
+        self.batches.put([])  # wakes a blocked next()
         if self.sock is not None:
             try:
                 self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader blocked in recv

@@ -192,10 +192,16 @@ class SqliteStore(Store):
         events = [Event(EventType(kind), key.decode(), value, at) for kind, key, value, at in rows]
         return events, revision
 
-    def wait_beyond(self, revision: int, timeout: float) -> None:
-        """Block until the store revision exceeds ``revision``, the store closes, or ``timeout``."""
+    def wait_beyond(self, revision: int, timeout: float, watch: "_SqliteWatch") -> None:
+        """Block until the store revision exceeds ``revision``, the store or ``watch`` closes, or
+        ``timeout`` passes."""
         with self._changed:
-            self._changed.wait_for(lambda: self._latest > revision or self._closed, timeout)
+            self._changed.wait_for(lambda: self._latest > revision or self._closed or watch.closed, timeout)
+
+    def wake(self) -> None:
+        """Wake every blocked watcher (one of them was closed)."""
+        with self._changed:
+            self._changed.notify_all()
 
     def _advance(self, revision: int) -> None:
         with self._changed:
@@ -277,11 +283,12 @@ class _SqliteWatch(Watch):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            self.store.wait_beyond(revision, remaining)
+            self.store.wait_beyond(revision, remaining, self)
         return []
 
     def close(self) -> None:
         self.closed = True
+        self.store.wake()
 
 
 def _bounds(prefix: str) -> tuple[bytes, bytes]:

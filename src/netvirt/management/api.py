@@ -1,0 +1,170 @@
+"""The REST API of the controller (FastAPI); its OpenAPI document is served at ``/openapi.json``.
+
+Contract:
+- ``PUT /v1/spec`` {text, filename, expected_revision?} validates like ``netvirt validate`` —
+  invalid: 422 ``{"detail": {"summary", "problems": [{file, line, col, path, message, text}]}}``
+  and nothing changes; a stale ``expected_revision``: 409; else the ``ApplyResult``.
+- ``GET /v1/spec`` (404 when none), ``DELETE /v1/spec[?expected_revision=N]``.
+- ``GET /v1/hosts``, ``GET /v1/hosts/{host}``: desired vs realized revisions, agent status, and
+  for one host both graphs and their differences.
+- ``GET /healthz`` (never needs the token): 200 when the store answers, 503 naming it otherwise.
+- A store that cannot be reached gives 503 with the store's error everywhere.
+With a token configured every ``/v1`` request needs ``Authorization: Bearer <token>`` (401 otherwise).
+"""
+
+import hmac
+import ipaddress
+import json
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from netvirt.control.compile import CompileError
+from netvirt.control.controller import ApplyResult, Controller, HostState, StaleSpec
+from netvirt.control.store import StoreError
+from netvirt.graph import to_json
+from netvirt.management.spec import SpecError, as_data
+
+
+class SpecSubmission(BaseModel):
+    """A spec to apply, as the text of a spec file (YAML or JSON)."""
+
+    text: str = Field(description="The spec file's text.")
+    filename: str = Field("spec.yaml", description="Named in problem locations; a .json name parses JSON.")
+    expected_revision: int | None = Field(
+        None, description="Apply only if the current spec revision is this (0: nothing applied); else 409."
+    )
+
+
+def create_app(controller: Controller, token: str | None = None) -> FastAPI:
+    """The API over ``controller``; ``token`` (if any) is required on every ``/v1`` request."""
+    app = FastAPI(
+        title="netvirt controller",
+        version="1",
+        description="Apply network specs, and see every host's desired and realized state.",
+    )
+
+    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
+        if token is None:
+            return
+        given = (authorization or "").removeprefix("Bearer ").encode()
+        if not authorization or not hmac.compare_digest(given, token.encode()):
+            raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+
+    api = APIRouter(prefix="/v1", dependencies=[Depends(authorized)])
+
+    @app.exception_handler(StoreError)
+    def store_failed(_request: Request, error: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        """200 with the store revision when the store answers, else 503 naming the store."""
+        return {"status": "ok", "store": controller.store.url, "revision": controller.store.revision()}
+
+    @api.put("/spec")
+    def apply_spec(submission: SpecSubmission) -> dict[str, Any]:
+        """Validate, compile and publish a spec (atomically; a rejected spec changes nothing)."""
+        try:
+            result = controller.apply_text(submission.text, submission.filename, submission.expected_revision)
+        except SpecError as error:
+            problems = [problem.as_dict() | {"text": str(problem)} for problem in error.problems]
+            raise HTTPException(422, {"summary": error.summary, "problems": problems}) from None
+        except CompileError as error:
+            raise HTTPException(422, {"summary": "cannot compile", "problems": [{"text": str(error)}]}) from None
+        except StaleSpec as error:
+            raise HTTPException(409, str(error)) from None
+        return _result(result)
+
+    @api.get("/spec")
+    def get_spec() -> dict[str, Any]:
+        """The applied spec (every allocated value filled in) and its revision."""
+        applied = controller.current()
+        if applied is None:
+            raise HTTPException(404, "no spec is applied")
+        return {"revision": applied.revision, "name": applied.spec.name, "spec": as_data(applied.spec)}
+
+    @api.delete("/spec")
+    def delete_spec(expected_revision: int | None = None) -> dict[str, Any]:
+        """Remove the spec; every host's agent then tears its data plane down."""
+        try:
+            return _result(controller.delete(expected_revision))
+        except StaleSpec as error:
+            raise HTTPException(409, str(error)) from None
+
+    @api.get("/hosts")
+    def hosts() -> dict[str, Any]:
+        """Every host: desired revision, what its agent realized, and whether they agree."""
+        states = controller.hosts()
+        return {"converged": all(s.in_sync for s in states), "hosts": [_host_state(s) for s in states]}
+
+    @api.get("/hosts/{host}")
+    def host(host: str) -> dict[str, Any]:
+        """One host: its state, desired and realized graphs, and how they differ."""
+        detail = controller.host(host)
+        if detail is None:
+            raise HTTPException(404, f"the store knows no host {host!r}")
+        return {
+            **_host_state(detail.state),
+            "desired": json.loads(to_json(detail.desired)) if detail.desired else None,
+            "realized": json.loads(to_json(detail.realized)) if detail.realized else None,
+            "differences": list(detail.differences),
+        }
+
+    app.include_router(api)
+    return app
+
+
+def _result(result: ApplyResult) -> dict[str, Any]:
+    return {
+        "revision": result.revision,
+        "changed": list(result.changed),
+        "removed": list(result.removed),
+        "unchanged": list(result.unchanged),
+    }
+
+
+def _host_state(state: HostState) -> dict[str, Any]:
+    status = asdict(state.status) if state.status else None
+    if status is not None:
+        status["errors"] = list(status["errors"])
+    return {
+        "host": state.host,
+        "state": state.summary,
+        "in_sync": state.in_sync,
+        "desired_revision": state.desired_revision,
+        "status": status,
+    }
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port); ValueError saying what is wrong."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--listen {listen!r} is not HOST:PORT (e.g. 127.0.0.1:8470)")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(controller: Controller, listen: str = "127.0.0.1:8470", token: str | None = None) -> None:
+    """Serve the API until interrupted. A non-loopback address requires a token (ValueError)."""
+    host, port = listen_address(listen)
+    if not is_loopback(host) and not token:
+        raise ValueError(
+            f"refusing to listen on {listen} without a token: anyone who can reach it could change the "
+            "network; pass --token-file FILE or set NETVIRT_TOKEN (or listen on 127.0.0.1)"
+        )
+    uvicorn.run(create_app(controller, token), host=host, port=port, log_level="warning")

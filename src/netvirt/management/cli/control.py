@@ -1,0 +1,256 @@
+"""``netvirt controller|agent|apply|get|delete|status``: the control plane's services and its client.
+
+``controller`` serves the REST API over a store; ``agent`` keeps one host converged; the other
+commands talk to a controller (``--controller URL``, default $NETVIRT_CONTROLLER or
+http://127.0.0.1:8470; token from ``--token-file`` or $NETVIRT_TOKEN). Exit codes: 0 ok,
+1 runtime failure (unreachable, conflict, not converged), 2 bad input (an invalid spec: every
+problem printed as FILE:LINE:COL: error: PATH: message, as ``netvirt validate`` prints them).
+"""
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_CONTROLLER = "http://127.0.0.1:8470"
+
+ControllerOption = Annotated[
+    str,
+    typer.Option("--controller", envvar="NETVIRT_CONTROLLER", help="The controller's URL."),
+]
+TokenOption = Annotated[
+    Path | None,
+    typer.Option("--token-file", help="A file holding the API token (else $NETVIRT_TOKEN)."),
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", envvar="NETVIRT_STORE", help="sqlite://PATH (default sqlite://netvirt.db) or etcd://HOST:PORT."),
+]
+
+
+class BackendName(str, Enum):
+    sim = "sim"
+    linux = "linux"
+
+
+class SpecFormat(str, Enum):
+    yaml = "yaml"
+    json = "json"
+
+
+def register(app: typer.Typer) -> None:
+    for command in (controller, agent, apply, get, delete, status):
+        app.command()(command)
+
+
+# --- services -------------------------------------------------------------------------------------
+
+
+def controller(
+    store: StoreOption = None,
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve on; not loopback needs a token.")] = "127.0.0.1:8470",
+    token_file: TokenOption = None,
+) -> None:
+    """Serve the control plane's REST API (OpenAPI at /docs) over a store."""
+    from netvirt.control.controller import Controller
+    from netvirt.control.store import DEFAULT_URL, StoreError, open_store
+    from netvirt.management.api import serve
+
+    token = _token(token_file)
+    try:
+        opened = open_store(store or DEFAULT_URL)
+        opened.revision()
+    except StoreError as error:
+        _fail("controller", str(error), 1)
+    try:
+        serve(Controller(opened), listen, token)
+    except ValueError as error:
+        _fail("controller", str(error), 2)
+    finally:
+        opened.close()
+
+
+def agent(
+    host: Annotated[str, typer.Option("--host", help="The host (as named in the spec) this agent runs.")],
+    store: StoreOption = None,
+    backend: Annotated[BackendName, typer.Option(help="The data plane to drive.")] = BackendName.sim,
+    resync: Annotated[float, typer.Option(help="Seconds between full resyncs (repairs drift).")] = 30.0,
+) -> None:
+    """Keep HOST's data plane equal to its desired graph, reporting back; runs until SIGTERM/SIGINT."""
+    from netvirt.control.agent import Agent, make_backend
+    from netvirt.control.store import DEFAULT_URL, StoreError, open_store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        opened = open_store(store or DEFAULT_URL)
+        data_plane = make_backend(backend.value, host)
+    except (StoreError, ValueError, ImportError) as error:
+        _fail("agent", str(error), 2)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        Agent(host, opened, data_plane, resync_interval=resync).run(stop)
+    finally:
+        opened.close()
+
+
+# --- client ---------------------------------------------------------------------------------------
+
+
+def apply(
+    spec: Annotated[Path, typer.Argument(help="The spec file (YAML or JSON).")],
+    controller: ControllerOption = DEFAULT_CONTROLLER,
+    expected_revision: Annotated[
+        int | None, typer.Option(help="Refuse (exit 1) unless the applied spec is at this revision.")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until every host realized it.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to --wait.")] = 60.0,
+    token_file: TokenOption = None,
+) -> None:
+    """Validate SPEC, then publish it to every host through the controller."""
+    try:
+        text = spec.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        _fail("apply", f"cannot read {spec}: {getattr(error, 'strerror', None) or error}", 2)
+    client = Client(controller, _token(token_file), "apply")
+    body = {"text": text, "filename": str(spec), "expected_revision": expected_revision}
+    result = client.call("PUT", "/v1/spec", json=body)
+    typer.echo(
+        f"applied revision {result['revision']}: {_hosts('changed', result['changed'])}, "
+        f"{_hosts('removed', result['removed'])}, {len(result['unchanged'])} unchanged"
+    )
+    if wait:
+        _wait(client, timeout)
+
+
+def get(
+    controller: ControllerOption = DEFAULT_CONTROLLER,
+    format: Annotated[SpecFormat, typer.Option("--format", "-f", help="Output format.")] = SpecFormat.yaml,
+    token_file: TokenOption = None,
+) -> None:
+    """Print the applied spec (with every allocated value) and its revision."""
+    reply = Client(controller, _token(token_file), "get").call("GET", "/v1/spec")
+    if format is SpecFormat.json:
+        typer.echo(json.dumps(reply, indent=2))
+    else:
+        typer.echo(f"# revision {reply['revision']}")
+        typer.echo(yaml.safe_dump(reply["spec"], sort_keys=False, allow_unicode=True), nl=False)
+
+
+def delete(
+    controller: ControllerOption = DEFAULT_CONTROLLER,
+    expected_revision: Annotated[int | None, typer.Option(help="Refuse unless the spec is at this revision.")] = None,
+    token_file: TokenOption = None,
+) -> None:
+    """Remove the applied spec: every host's agent tears its data plane down."""
+    params = {} if expected_revision is None else {"expected_revision": expected_revision}
+    result = Client(controller, _token(token_file), "delete").call("DELETE", "/v1/spec", params=params)
+    typer.echo(f"deleted at revision {result['revision']}: {_hosts('removed', result['removed'])}")
+
+
+def status(
+    host: Annotated[str | None, typer.Argument(help="One host: also show how realized differs from desired.")] = None,
+    controller: ControllerOption = DEFAULT_CONTROLLER,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON instead of a table.")] = False,
+    token_file: TokenOption = None,
+) -> None:
+    """Per host: desired vs realized revision, agent state and errors. Exit 1 unless all converged."""
+    client = Client(controller, _token(token_file), "status")
+    reply = client.call("GET", f"/v1/hosts/{host}" if host else "/v1/hosts")
+    states = [reply] if host else reply["hosts"]
+    if as_json:
+        typer.echo(json.dumps(reply, indent=2))
+    else:
+        table = Table("HOST", "STATE", "DESIRED", "REALIZED", "AGENT", "ERRORS", box=None)
+        for state in states:
+            report = state["status"] or {}
+            table.add_row(
+                state["host"],
+                state["state"],
+                str(state["desired_revision"]),
+                str(report.get("realized_revision", "-")),
+                report.get("agent", "-"),
+                "; ".join(report.get("errors", [])),
+            )
+        Console(width=200).print(table)
+        for line in reply.get("differences", []) if host else []:
+            typer.echo(f"  differs: {line}")
+    if not all(state["in_sync"] for state in states):
+        raise typer.Exit(1)
+
+
+class Client:
+    """A thin client of the controller's API that turns failures into CLI exits."""
+
+    def __init__(self, url: str, token: str | None, command: str) -> None:
+        self.url = url.rstrip("/")
+        self.command = command
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def call(self, method: str, path: str, **request: Any) -> Any:
+        try:
+            reply = self.http.request(method, path, **request)
+        except httpx.TransportError as error:
+            _fail(self.command, f"cannot reach the controller at {self.url} ({error}); is `netvirt controller` running?", 1)
+        if reply.status_code == 200:
+            return reply.json()
+        detail = _detail(reply)
+        if reply.status_code == 422 and isinstance(detail, dict) and "problems" in detail:
+            for problem in detail["problems"]:
+                typer.echo(problem["text"], err=True)
+            _fail(self.command, f"invalid spec, {detail['summary']}; nothing was applied", 2)
+        _fail(self.command, f"{detail} (HTTP {reply.status_code} from {self.url})", 1)
+
+
+def _wait(client: Client, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = client.call("GET", "/v1/hosts")
+        if reply["converged"]:
+            typer.echo(f"converged: {len(reply['hosts'])} hosts")
+            return
+        if time.monotonic() > deadline:
+            late = ", ".join(f"{h['host']} ({h['state']})" for h in reply["hosts"] if not h["in_sync"])
+            _fail(client.command, f"not converged after {timeout:g}s: {late}", 1)
+        time.sleep(0.1)
+
+
+def _detail(reply: httpx.Response) -> Any:
+    try:
+        return reply.json().get("detail", reply.text)
+    except ValueError:
+        return reply.text
+
+
+def _hosts(what: str, hosts: list[str]) -> str:
+    return f"{len(hosts)} {what}" + (f" ({', '.join(hosts)})" if hosts else "")
+
+
+def _token(token_file: Path | None) -> str | None:
+    if token_file is None:
+        return os.environ.get("NETVIRT_TOKEN") or None
+    try:
+        token = token_file.read_text().strip()
+    except OSError as error:
+        _fail("token", f"cannot read --token-file {token_file}: {error.strerror}", 2)
+    if not token:
+        _fail("token", f"--token-file {token_file} is empty", 2)
+    return token
+
+
+def _fail(command: str, message: str, code: int) -> NoReturn:
+    typer.echo(f"netvirt {command}: {message}", err=True)
+    raise typer.Exit(code)

@@ -1,0 +1,192 @@
+"""The controller service on real stores: atomic publishing, only changed hosts move, conflicts,
+rejected specs change nothing, concurrent applies, and the embedded single-machine path."""
+
+import threading
+from pathlib import Path
+
+import pytest
+from control_helpers import eventually
+from etcd_server import etcd  # noqa: F401 - fixture
+
+from netvirt.control.compile import compile_host, compile_network
+from netvirt.control.controller import Controller, StaleSpec, run_embedded
+from netvirt.control.state import DESIRED, SPEC_KEY, desired_key, host_of
+from netvirt.control.store import Store, open_store
+from netvirt.graph import HostGraph, from_json
+from netvirt.management.spec import SpecError, loads
+
+SPEC = """\
+version: 1
+name: three-hosts
+hosts:
+  - {name: h1, underlay: 192.0.2.1/24}
+  - {name: h2, underlay: 192.0.2.2/24}
+  - {name: h3, underlay: 192.0.2.3/24}
+networks:
+  - {name: blue, tenant: acme, encap: vxlan, subnet: 10.10.0.0/24}
+  - {name: red, tenant: acme, encap: geneve, subnet: 10.20.0.0/24}
+endpoints:
+  - {name: web-1, kind: container, host: h1, network: blue, listen: [tcp/80]}
+  - {name: db-1, kind: vm, host: h2, network: blue}
+  - {name: batch-1, kind: pod, host: h3, network: red}
+"""
+
+
+def edited(old: str, new: str, text: str = SPEC) -> str:
+    assert old in text
+    return text.replace(old, new)
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        url = f"sqlite://{tmp_path / 'store.db'}"
+    else:
+        etcd = request.getfixturevalue("etcd")
+        with open_store(etcd.url) as wipe:  # tests share the module's etcd: start from nothing
+            Controller(wipe).delete()
+        url = etcd.url
+    with open_store(url) as opened:
+        yield opened
+
+
+def desired(store: Store) -> dict[str, tuple[int, HostGraph]]:
+    return {host_of(e.key): (e.mod_revision, from_json(HostGraph, e.value)) for e in store.list(DESIRED).entries}
+
+
+def test_apply_publishes_every_host_graph_in_one_revision(store: Store):
+    spec = loads(SPEC)
+    result = Controller(store).apply(spec)
+    assert result.changed == ("h1", "h2", "h3") and result.removed == () and result.unchanged == ()
+    published = desired(store)
+    assert {host: revision for host, (revision, _) in published.items()} == dict.fromkeys(("h1", "h2", "h3"), result.revision)
+    assert {host: graph for host, (_, graph) in published.items()} == {g.host: g for g in compile_network(spec).hosts}
+    assert store.get(SPEC_KEY).mod_revision == result.revision
+    applied = Controller(store).current()  # a fresh controller reads it back
+    assert (applied.spec, applied.revision) == (spec, result.revision)
+
+
+def test_reapplying_the_same_spec_writes_nothing(store: Store):
+    controller = Controller(store)
+    first = controller.apply(loads(SPEC))
+    before = store.revision()
+    again = controller.apply(loads(SPEC))
+    assert (again.revision, again.changed, again.unchanged) == (first.revision, (), ("h1", "h2", "h3"))
+    assert store.revision() == before
+
+
+def test_only_the_affected_hosts_revisions_move(store: Store):
+    controller = Controller(store)
+    old_spec, new_spec = loads(SPEC), loads(edited("{name: db-1, kind: vm, host: h2, network: blue}", "{name: db-1, kind: vm, host: h2, network: blue, listen: [tcp/5432]}"))
+    first = controller.apply(old_spec)
+    before = desired(store)
+    result = controller.apply(new_spec)
+    affected = {h for h in ("h1", "h2", "h3") if compile_host(old_spec, h) != compile_host(new_spec, h)}
+    assert affected and affected != {"h1", "h2", "h3"}, "the edit must touch some hosts, not all"
+    assert set(result.changed) == affected and result.revision == first.revision + 1
+    after = desired(store)
+    for host in ("h1", "h2", "h3"):
+        moved = after[host][0] != before[host][0]
+        assert moved == (host in affected), host
+        assert after[host][1] == compile_host(new_spec, host)
+
+
+def test_removing_a_host_deletes_its_desired_graph_only(store: Store):
+    controller = Controller(store)
+    controller.apply(loads(SPEC))
+    before = desired(store)
+    smaller = edited("  - {name: batch-1, kind: pod, host: h3, network: red}\n", "")
+    smaller = edited("  - {name: h3, underlay: 192.0.2.3/24}\n", "", smaller)
+    result = controller.apply(loads(smaller))
+    assert result.removed == ("h3",) and "h3" not in desired(store)
+    assert desired(store)["h1"][0] == before["h1"][0] or "h1" in result.changed
+
+
+def test_stale_revision_is_a_conflict_and_changes_nothing(store: Store):
+    controller = Controller(store)
+    first = controller.apply(loads(SPEC))
+    second = controller.apply(loads(edited("tcp/80", "tcp/8080")))
+    before = store.revision()
+    with pytest.raises(StaleSpec, match=f"changed since revision {first.revision} \\(now: revision {second.revision}\\)"):
+        controller.apply(loads(edited("tcp/80", "tcp/443")), expected_revision=first.revision)
+    assert store.revision() == before
+    assert controller.apply(loads(edited("tcp/80", "tcp/443")), expected_revision=second.revision).revision > before
+    with pytest.raises(StaleSpec, match="now: revision"):
+        controller.delete(expected_revision=first.revision)
+    fresh = Controller(store)
+    with pytest.raises(StaleSpec):
+        fresh.apply(loads(SPEC), expected_revision=0)
+
+
+def test_invalid_spec_is_rejected_with_located_problems_and_changes_nothing(store: Store):
+    controller = Controller(store)
+    controller.apply(loads(SPEC))
+    before = store.revision()
+    bad = edited("host: h3, network: red", "host: h9, network: red")
+    with pytest.raises(SpecError) as raised:
+        controller.apply_text(bad, "three.yaml")
+    assert [str(p) for p in raised.value.problems] == ["three.yaml:13:38: error: endpoints[2].host: unknown host 'h9'"]
+    assert store.revision() == before
+
+
+def test_delete_removes_spec_and_every_desired_graph(store: Store):
+    controller = Controller(store)
+    controller.apply(loads(SPEC))
+    result = controller.delete()
+    assert result.removed == ("h1", "h2", "h3")
+    assert controller.current() is None and desired(store) == {}
+    assert controller.delete().removed == ()
+
+
+def test_concurrent_applies_are_serialised(store: Store):
+    """Two controllers (as two processes would be), four threads each: every apply lands whole."""
+    variants = [loads(edited("tcp/80", f"tcp/{8000 + i}")) for i in range(8)]
+    controllers = [Controller(store), Controller(open_store(store.url))]
+    results = []
+
+    def apply(i: int) -> None:
+        results.append((i, controllers[i % 2].apply(variants[i])))
+
+    threads = [threading.Thread(target=apply, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    revisions = [result.revision for _, result in results]
+    assert len(set(revisions)) == len(revisions) == 8, "each apply is its own revision"
+    winner = max(results, key=lambda item: item[1].revision)[0]
+    applied = Controller(store).current()
+    assert applied.spec == variants[winner] and applied.revision == max(revisions)
+    assert {h: g for h, (_, g) in desired(store).items()} == {g.host: g for g in compile_network(variants[winner]).hosts}
+    controllers[1].store.close()
+
+
+def test_embedded_path_converges_and_reports():
+    spec = loads(SPEC)
+    with run_embedded(spec, "sim") as embedded:
+        states = embedded.controller.hosts()
+        assert [(s.host, s.summary, s.in_sync) for s in states] == [(h, "converged", True) for h in ("h1", "h2", "h3")]
+        for host in ("h1", "h2", "h3"):
+            assert embedded.backend(host).realized() == compile_host(spec, host)
+            assert embedded.controller.host(host).differences == ()
+        embedded.apply(loads(edited("tcp/80", "tcp/81")))
+        embedded.wait_converged(10)
+        assert embedded.backend("h1").realized() == compile_host(loads(edited("tcp/80", "tcp/81")), "h1")
+        embedded.teardown()
+        assert all(embedded.backend(h).realized() == HostGraph(host=h) for h in ("h1", "h2", "h3"))
+        assert [s.summary for s in embedded.controller.hosts()] == ["idle"] * 3
+
+
+def test_host_detail_shows_what_is_not_realized_yet(tmp_path: Path):
+    with open_store(f"sqlite://{tmp_path / 's.db'}") as store:
+        controller = Controller(store)
+        controller.apply(loads(SPEC))
+        detail = controller.host("h1")
+        assert detail.state.summary == "no agent" and detail.realized is None
+        assert detail.desired == compile_host(loads(SPEC), "h1")
+        assert any(line.startswith("add device ") for line in detail.differences)
+        assert controller.host("nowhere") is None
+        with pytest.raises(TimeoutError, match=r"not converged after 0.1s: h1 \(no agent\)"):
+            controller.wait_converged(0.1)
+        store.put(desired_key("h1") + "x", b"")  # an unrelated key does not confuse h1's state
+        eventually(lambda: controller.host("h1").state.desired_revision > 0)
