@@ -27,7 +27,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.addresses import ip_to_text, mac_to_text
-from netvirt.wire.errors import Malformed, need
+from netvirt.wire.errors import Malformed, truncated
 
 LAYER = "arp"
 HEADER_LENGTH = 28
@@ -58,7 +58,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The packet and the bytes after it (Ethernet padding), zero-copy."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:
@@ -83,15 +83,19 @@ class Repr(NamedTuple):
                 "target_protocol_address": ip_to_text(self.target_protocol_address)}
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the packet in ``data[start:end]``: ``(Repr, rest_start, rest_end)``."""
-    need(LAYER, start, end, HEADER_LENGTH)
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the packet in ``data[start:end]``: ``(Repr, rest_start, rest_end, next)``.
+
+    ``next`` is None: nothing is decoded after this header.
+    """
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     if data[start:start + 6] != _PREFIX:
         hardware, protocol, hlen, plen = struct.unpack_from("!HHBB", data, start)
         raise Malformed(LAYER, start, f"only Ethernet/IPv4 ARP is supported (hardware type 1, protocol "
                         f"0x0800, lengths 6/4), got {hardware}, {protocol:#06x}, {hlen}/{plen}")
     fields = _HEADER.unpack_from(data, start)
-    return _new(Repr, fields[4:]), start + HEADER_LENGTH, end
+    return _new(Repr, fields[4:]), start + HEADER_LENGTH, end, None
 
 
 class View:
@@ -101,7 +105,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def operation(self) -> int:

@@ -40,7 +40,6 @@ class BadChecksum(ParseError):
     kind = "bad checksum"
 
 
-def need(layer: str, start: int, end: int, size: int) -> None:
-    """Raise ``Truncated`` unless ``size`` bytes are available in ``[start, end)``."""
-    if end - start < size:
-        raise Truncated(layer, start, f"need {size} bytes, have {max(end - start, 0)}")
+def truncated(layer: str, start: int, end: int, size: int) -> Truncated:
+    """The ``Truncated`` error for ``size`` bytes wanted at ``start`` where the bytes end at ``end``."""
+    return Truncated(layer, start, f"need {size} bytes, have {max(end - start, 0)}")

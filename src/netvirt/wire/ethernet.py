@@ -23,7 +23,7 @@ Frames are emitted without padding or FCS (as captures show them).
 import struct
 from typing import NamedTuple
 
-from netvirt.wire.errors import need
+from netvirt.wire.errors import truncated
 
 LAYER = "ethernet"
 HEADER_LENGTH = 14
@@ -72,7 +72,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the payload after it (zero-copy)."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:
@@ -96,29 +96,33 @@ def _emit_tag(tag: Tag) -> bytes:
     return _TAG.pack(tag.tpid, control)
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end)``.
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end, next)``.
+
+    ``next`` selects the decoder of the payload: the (inner) EtherType.
 
     Offsets (also in errors) are absolute in ``data``. ``quoted`` is accepted for a uniform
     signature; Ethernet has no length or checksum to relax.
     """
-    need(LAYER, start, end, HEADER_LENGTH)
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     dst, src, ethertype = _HEADER.unpack_from(data, start)
     if ethertype in TAG_PROTOCOLS:
         return _decode_tagged(data, start, end, src, dst, ethertype)
-    return _new(Repr, (src, dst, ethertype, ())), start + HEADER_LENGTH, end
+    return _new(Repr, (src, dst, ethertype, ())), start + HEADER_LENGTH, end, ethertype
 
 
 def _decode_tagged(data, start, end, src, dst, tpid):
     tags = []
     offset = start + 12
     while tpid in TAG_PROTOCOLS:
-        need(LAYER, offset, end, 6)  # the tag and the EtherType after it
+        if end - offset < 6:  # the tag and the EtherType after it
+            raise truncated(LAYER, offset, end, 6)
         tpid_here = tpid
         control, tpid = _TAG.unpack_from(data, offset + 2)
         tags.append(Tag(control & 0x0FFF, control >> 13, bool(control & 0x1000), tpid_here))
         offset += 4
-    return _new(Repr, (src, dst, tpid, tuple(tags))), offset + 2, end
+    return _new(Repr, (src, dst, tpid, tuple(tags))), offset + 2, end, tpid
 
 
 class View:
@@ -128,7 +132,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def dst(self) -> bytes:

@@ -27,7 +27,7 @@ an Ethernet frame follows.
 import struct
 from typing import NamedTuple
 
-from netvirt.wire.errors import Malformed, need
+from netvirt.wire.errors import Malformed, truncated
 
 LAYER = "geneve"
 HEADER_LENGTH = 8
@@ -71,7 +71,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the tunnelled payload, zero-copy."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:
@@ -104,18 +104,23 @@ class Repr(NamedTuple):
                 "options": [option.to_dict() for option in self.options], "oam": self.oam}
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end)``."""
-    need(LAYER, start, end, HEADER_LENGTH)
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end, next)``.
+
+    ``next`` selects the decoder of the payload: the Protocol Type.
+    """
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     version_length, flags, protocol, vni = _HEADER.unpack_from(data, start)
     if version_length >> 6:
         raise Malformed(LAYER, start, f"version is {version_length >> 6}, expected 0")
     payload_start = start + HEADER_LENGTH + ((version_length & 0x3F) << 2)
     options = ()
     if payload_start > start + HEADER_LENGTH:
-        need(LAYER, start, end, payload_start - start)
+        if end - start < payload_start - start:
+            raise truncated(LAYER, start, end, payload_start - start)
         options = _decode_options(data, start + HEADER_LENGTH, payload_start)
-    return _new(Repr, (vni >> 8, protocol, options, bool(flags & _OAM))), payload_start, end
+    return _new(Repr, (vni >> 8, protocol, options, bool(flags & _OAM))), payload_start, end, protocol
 
 
 def _decode_options(data, offset: int, end: int) -> tuple[Option, ...]:
@@ -140,7 +145,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def options_length(self) -> int:

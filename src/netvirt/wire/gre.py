@@ -24,7 +24,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire import checksum
-from netvirt.wire.errors import BadChecksum, Malformed, need
+from netvirt.wire.errors import BadChecksum, Malformed, truncated
 
 LAYER = "gre"
 PROTOCOL = 47  # IP protocol number
@@ -56,7 +56,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the payload, zero-copy."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:
@@ -85,12 +85,15 @@ class Repr(NamedTuple):
                 "key": self.key, "sequence_number": self.sequence_number}
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end)``.
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end, next)``.
+
+    ``next`` selects the decoder of the payload: the Protocol Type.
 
     ``quoted``: cut short inside an ICMP error, so the checksum is not checked.
     """
-    need(LAYER, start, end, 4)
+    if end - start < 4:
+        raise truncated(LAYER, start, end, 4)
     flags, protocol = _HEADER.unpack_from(data, start)
     if flags & 0x0007:
         raise Malformed(LAYER, start, f"version is {flags & 7}, expected 0 (RFC 2784)")
@@ -99,7 +102,8 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
                         f"set; only RFC 2784/2890 GRE is decoded")
     offset = start + 4
     length = 4 + 4 * (bool(flags & _CHECKSUM_PRESENT) + bool(flags & _KEY_PRESENT) + bool(flags & _SEQUENCE_PRESENT))
-    need(LAYER, start, end, length)
+    if end - start < length:
+        raise truncated(LAYER, start, end, length)
     checksum_present = bool(flags & _CHECKSUM_PRESENT)
     if checksum_present:
         if not quoted and not checksum.verifies(data[start:end]):
@@ -113,7 +117,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     if flags & _SEQUENCE_PRESENT:
         sequence_number = int.from_bytes(data[offset:offset + 4], "big")
         offset += 4
-    return _new(Repr, (protocol, checksum_present, key, sequence_number)), offset, end
+    return _new(Repr, (protocol, checksum_present, key, sequence_number)), offset, end, protocol
 
 
 class View:
@@ -123,7 +127,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), 4)
+        if len(self.buffer) < 4:
+            raise truncated(LAYER, offset, offset + len(self.buffer), 4)
 
     @property
     def checksum_present(self) -> bool:

@@ -23,7 +23,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire import checksum
-from netvirt.wire.errors import BadChecksum, need
+from netvirt.wire.errors import BadChecksum, truncated
 
 LAYER = "icmpv4"
 HEADER_LENGTH = 8
@@ -77,7 +77,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the data after it (echo data or quoted datagram), zero-copy."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     @property
@@ -112,12 +112,15 @@ class Repr(NamedTuple):
         return fields
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the message in ``data[start:end]``: ``(Repr, data_start, data_end)``.
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the message in ``data[start:end]``: ``(Repr, data_start, data_end, next)``.
+
+    ``next`` selects the decoder of the payload: the message type (errors quote a datagram).
 
     ``quoted``: the message is itself quoted (cut short), so the checksum is not checked.
     """
-    need(LAYER, start, end, HEADER_LENGTH)
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     type_, code, value, high, low = _HEADER.unpack_from(data, start)
     if not quoted and not checksum.verifies(data[start:end]):
         message = bytes(data[start:end])
@@ -129,7 +132,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
         layer = _new(Repr, (type_, code, 0, 0, low, 0))
     else:
         layer = _new(Repr, (type_, code, 0, 0, 0, high << 16 | low))
-    return layer, start + HEADER_LENGTH, end
+    return layer, start + HEADER_LENGTH, end, type_
 
 
 class View:
@@ -140,7 +143,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def type(self) -> int:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.addresses import ip_to_text, mac_to_text
-from netvirt.wire.errors import BadChecksum, Malformed, need
+from netvirt.wire.errors import BadChecksum, Malformed, truncated
 
 LAYER = "icmpv6"
 HEADER_LENGTH = 8
@@ -86,7 +86,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf, src: bytes | None = None, dst: bytes | None = None) -> tuple["Repr", memoryview]:
         """The header and the data after it (echo data or quoted datagram), zero-copy."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         if src is not None:
             verify(buf, 0, len(buf), src, dst)
         return layer, memoryview(buf)[start:end]
@@ -143,30 +143,35 @@ class Repr(NamedTuple):
         return fields
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the message in ``data[start:end]``: ``(Repr, data_start, data_end)``.
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the message in ``data[start:end]``: ``(Repr, data_start, data_end, next)``.
+
+    ``next`` selects the decoder of the payload: the message type (errors quote a packet); None for neighbor discovery.
 
     The checksum needs the pseudo-header, so it is checked by ``verify``, not here.
     """
-    need(LAYER, start, end, HEADER_LENGTH)
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     kind, code, _, word = _HEADER.unpack_from(data, start)
     if kind in ECHO_TYPES:
-        return _new(Repr, (kind, code, word >> 16, word & 0xFFFF, 0, b"", False, False, False, b"", 0)), start + 8, end
+        return _new(Repr, (kind, code, word >> 16, word & 0xFFFF, 0, b"", False, False, False, b"", 0)), start + 8, end, kind
     if kind == PACKET_TOO_BIG:
-        return _new(Repr, (kind, code, 0, 0, word, b"", False, False, False, b"", 0)), start + 8, end
+        return _new(Repr, (kind, code, 0, 0, word, b"", False, False, False, b"", 0)), start + 8, end, kind
     if kind in NEIGHBOR_TYPES:
         return _decode_neighbor(data, start, end, kind, code, word)
-    return _new(Repr, (kind, code, 0, 0, 0, b"", False, False, False, b"", word)), start + 8, end
+    return _new(Repr, (kind, code, 0, 0, 0, b"", False, False, False, b"", word)), start + 8, end, kind
 
 
 def _decode_neighbor(data, start, end, kind, code, flags):
-    need(LAYER, start, end, 24)
+    if end - start < 24:
+        raise truncated(LAYER, start, end, 24)
     target = bytes(data[start + 8:start + 24])
     wanted = SOURCE_LINK_LAYER_ADDRESS if kind == NEIGHBOR_SOLICITATION else TARGET_LINK_LAYER_ADDRESS
     address = b""
     offset = start + 24
     while offset < end:
-        need(LAYER, offset, end, 2)
+        if end - offset < 2:
+            raise truncated(LAYER, offset, end, 2)
         option, length = data[offset], data[offset + 1] * 8
         if length == 0 or offset + length > end:
             raise Malformed(LAYER, offset, f"option {option} has length {length} bytes, "
@@ -178,7 +183,7 @@ def _decode_neighbor(data, start, end, kind, code, flags):
     layer = _new(Repr, (kind, code, 0, 0, 0, target, is_advertisement and bool(flags & _ROUTER),
                         is_advertisement and bool(flags & _SOLICITED),
                         is_advertisement and bool(flags & _OVERRIDE), address, 0))
-    return layer, end, end
+    return layer, end, end, None
 
 
 def verify(data, start: int, end: int, src: bytes, dst: bytes) -> None:
@@ -200,7 +205,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def type(self) -> int:

@@ -30,7 +30,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.addresses import ip_to_text
-from netvirt.wire.errors import Malformed, Truncated, need
+from netvirt.wire.errors import Malformed, Truncated, truncated
 
 LAYER = "ipv6"
 HEADER_LENGTH = 40
@@ -79,7 +79,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the upper-layer payload (Payload Length bounds it), zero-copy."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     @property
@@ -116,13 +116,16 @@ class Repr(NamedTuple):
                 "fragment": None if self.fragment is None else self.fragment.to_dict()}
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end)``.
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end, next)``.
+
+    ``next`` selects the decoder of the payload: the upper-layer protocol, None for a fragment.
 
     Offsets (also in errors) are absolute in ``data``. ``quoted``: the datagram is an ICMPv6
     error's quote, so Payload Length may exceed the bytes present.
     """
-    need(LAYER, start, end, HEADER_LENGTH)
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     first_word, payload_length, next_header, hop_limit, src, dst = _HEADER.unpack_from(data, start)
     if first_word >> 28 != 6:
         raise Malformed(LAYER, start, f"version is {first_word >> 28}, expected 6")
@@ -136,18 +139,21 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     fragment = None
     while next_header in SKIPPED_HEADERS or next_header == FRAGMENT:
         if next_header == FRAGMENT:
-            need(LAYER, offset, payload_end, 8)
+            if payload_end - offset < 8:
+                raise truncated(LAYER, offset, payload_end, 8)
             next_header, _, offset_flags, identification = _FRAGMENT.unpack_from(data, offset)
             fragment = _new(Fragment, (identification, offset_flags >> 3, bool(offset_flags & 1)))
             offset += 8
         else:
-            need(LAYER, offset, payload_end, 2)
+            if payload_end - offset < 2:
+                raise truncated(LAYER, offset, payload_end, 2)
             length = (data[offset + 1] + 1) << 3
-            need(LAYER, offset, payload_end, length)
+            if payload_end - offset < length:
+                raise truncated(LAYER, offset, payload_end, length)
             next_header = data[offset]
             offset += length
     layer = _new(Repr, (src, dst, next_header, hop_limit, first_word >> 20 & 0xFF, first_word & 0xFFFFF, fragment))
-    return layer, offset, payload_end
+    return layer, offset, payload_end, next_header if fragment is None or not fragment[1] and not fragment[2] else None
 
 
 class View:
@@ -158,7 +164,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def traffic_class(self) -> int:

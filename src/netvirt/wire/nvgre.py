@@ -17,13 +17,14 @@ word ``FIRST_WORD``. GRE headers of any other shape are plain GRE (``netvirt.wir
 import struct
 from typing import NamedTuple
 
-from netvirt.wire.errors import Malformed, need
+from netvirt.wire.errors import Malformed, truncated
 
 LAYER = "nvgre"
 HEADER_LENGTH = 8
 FIRST_WORD = b"\x20\x00\x65\x58"  # K set, version 0, protocol 0x6558
 
 _HEADER = struct.Struct("!4sI")
+TRANSPARENT_ETHERNET_BRIDGING = 0x6558  # the EtherType of the Ethernet frame inside
 _new = tuple.__new__
 
 
@@ -43,7 +44,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the inner Ethernet frame, zero-copy."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:
@@ -56,14 +57,18 @@ class Repr(NamedTuple):
         return {"layer": LAYER, "vsid": self.vsid, "flow_id": self.flow_id}
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the header in ``data[start:end]``: ``(Repr, inner_start, inner_end)``."""
-    need(LAYER, start, end, HEADER_LENGTH)
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the header in ``data[start:end]``: ``(Repr, inner_start, inner_end, next)``.
+
+    ``next`` selects the decoder of the payload: Ethernet's EtherType, 0x6558.
+    """
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     first_word, key = _HEADER.unpack_from(data, start)
     if first_word != FIRST_WORD:
         raise Malformed(LAYER, start, f"first word is {first_word.hex()}, NVGRE needs {FIRST_WORD.hex()} "
                         f"(K set, C and S clear, version 0, protocol 0x6558)")
-    return _new(Repr, (key >> 8, key & 0xFF)), start + HEADER_LENGTH, end
+    return _new(Repr, (key >> 8, key & 0xFF)), start + HEADER_LENGTH, end, TRANSPARENT_ETHERNET_BRIDGING
 
 
 class View:
@@ -73,7 +78,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def vsid(self) -> int:

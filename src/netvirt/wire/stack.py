@@ -1,7 +1,8 @@
 """Whole frames: ``dissect`` into layer Reprs, and render them (``to_json``, ``summary``).
 
 The dispatch tables — EtherType, IP protocol and UDP port to decoder — live here and only here.
-Every decoder has the signature ``decode_at(data, start, end, quoted) -> (Repr, start, end)``.
+Every decoder has the signature ``decode_at(data, start, end, quoted) -> (Repr, start, end, next)``
+where ``next`` is looked up in the decoder's table to find the decoder of the payload.
 """
 
 from netvirt.wire import arp, ethernet, geneve, gre, icmpv4, icmpv6, ipv4, ipv6, nvgre, tcp, udp, vxlan
@@ -37,22 +38,24 @@ BY_UDP_DESTINATION_PORT = {
     geneve.PORT: geneve.decode_at,
 }
 
-# Layer type -> the decoder of what it carries (None: nothing more to decode).
+BY_ICMPV4_TYPE = dict.fromkeys(icmpv4.ERROR_TYPES, ipv4.decode_at)  # errors quote a datagram
+BY_ICMPV6_TYPE = dict.fromkeys(icmpv6.ERROR_TYPES, ipv6.decode_at)
+NOTHING: dict = {}
+
+# decoder -> (the table its ``next`` value is looked up in, whether what follows is an ICMP quote)
 _NEXT = {
-    ethernet.Repr: lambda layer: BY_ETHERTYPE.get(layer.ethertype),
-    ipv4.Repr: lambda layer: None if layer.more_fragments or layer.fragment_offset else BY_IP_PROTOCOL.get(layer.protocol),
-    ipv6.Repr: lambda layer: None if layer.is_fragment else BY_IP_PROTOCOL.get(layer.next_header),
-    udp.Repr: lambda layer: BY_UDP_DESTINATION_PORT.get(layer.dst_port),
-    vxlan.Repr: lambda layer: ethernet.decode_at,
-    geneve.Repr: lambda layer: BY_TUNNEL_PROTOCOL.get(layer.protocol),
-    nvgre.Repr: lambda layer: ethernet.decode_at,
-    gre.Repr: lambda layer: BY_TUNNEL_PROTOCOL.get(layer.protocol),
-    icmpv4.Repr: lambda layer: ipv4.decode_at if layer.type in icmpv4.ERROR_TYPES else None,
-    icmpv6.Repr: lambda layer: ipv6.decode_at if layer.type in icmpv6.ERROR_TYPES else None,
-    tcp.Repr: lambda layer: None,
-    arp.Repr: lambda layer: None,
+    ethernet.decode_at: (BY_ETHERTYPE, False),
+    arp.decode_at: (NOTHING, False),
+    ipv4.decode_at: (BY_IP_PROTOCOL, False),
+    ipv6.decode_at: (BY_IP_PROTOCOL, False),
+    udp.decode_at: (BY_UDP_DESTINATION_PORT, False),
+    tcp.decode_at: (NOTHING, False),
+    icmpv4.decode_at: (BY_ICMPV4_TYPE, True),
+    icmpv6.decode_at: (BY_ICMPV6_TYPE, True),
+    vxlan.decode_at: (BY_TUNNEL_PROTOCOL, False),
+    geneve.decode_at: (BY_TUNNEL_PROTOCOL, False),
+    _gre_or_nvgre: (BY_TUNNEL_PROTOCOL, False),
 }
-_ICMP = (icmpv4.Repr, icmpv6.Repr)
 
 
 def dissect(frame) -> list:
@@ -73,18 +76,21 @@ def dissect(frame) -> list:
     start, end, quoted = 0, len(data), False
     while True:
         try:
-            layer, start, end = decode(data, start, end, quoted)
+            layer, start, end, selector = decode(data, start, end, quoted)
         except Truncated:
             if quoted:
                 return layers
             raise
         append(layer)
-        kind = layer.__class__
-        decode = _NEXT[kind](layer)
+        table, quotes = _NEXT[decode]
+        decode = table.get(selector)
         if decode is None:
             return layers
-        if kind in _ICMP:
+        if quotes:
             quoted = True
+
+
+_ICMP_REPRS = (icmpv4.Repr, icmpv6.Repr)
 
 
 def to_json(layers) -> list[dict]:
@@ -102,7 +108,7 @@ def summary(layers) -> str:
     quote_at = None  # the part that starts an ICMP error's quoted datagram
     while index < count:
         layer = layers[index]
-        if quote_at is None and index and layers[index - 1].__class__ in _ICMP and layers[index - 1].is_error:
+        if quote_at is None and index and layers[index - 1].__class__ in _ICMP_REPRS and layers[index - 1].is_error:
             quote_at = len(parts)
         following = layers[index + 1] if index + 1 < count else None
         kind = layer.__class__
@@ -134,7 +140,7 @@ def _ip_summary(ip, transport) -> tuple[str, int]:
             if transport.flags & tcp.ACK:
                 text += f" ack {transport.acknowledgment_number}"
         return text, 1
-    if kind in _ICMP:
+    if kind in _ICMP_REPRS:
         return f"{src} > {dst}: {_SIMPLE[kind](transport)}", 1
     if ip.__class__ is ipv4.Repr:
         text = f"{src} > {dst}: ipv4 protocol {ip.protocol} ttl {ip.ttl}"

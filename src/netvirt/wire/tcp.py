@@ -29,7 +29,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire import checksum
-from netvirt.wire.errors import BadChecksum, Malformed, need
+from netvirt.wire.errors import BadChecksum, Malformed, truncated
 
 LAYER = "tcp"
 HEADER_LENGTH = 20
@@ -49,7 +49,6 @@ TIMESTAMPS = 8
 _HEADER = struct.Struct("!HHIIBBHHH")
 _WORD = struct.Struct("!H")
 _new = tuple.__new__
-_NO_OPERATION_BYTE = bytes([NO_OPERATION])
 
 
 class Option(NamedTuple):
@@ -63,6 +62,7 @@ class Option(NamedTuple):
 
 
 _NOP_OPTION = Option(NO_OPERATION)
+_NOP_NOP_TIMESTAMPS = bytes((NO_OPERATION, NO_OPERATION, TIMESTAMPS, 10))
 
 
 class Repr(NamedTuple):
@@ -88,7 +88,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf, src: bytes | None = None, dst: bytes | None = None) -> tuple["Repr", memoryview]:
         """The header and the segment's data, zero-copy; see ``parse``."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         if src is not None:
             verify(buf, 0, end, src, dst)
         return layer, memoryview(buf)[start:end]
@@ -141,9 +141,13 @@ def emit_options(options: tuple[Option, ...]) -> bytes:
     return encoded
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the header in ``data[start:end]``: ``(Repr, data_start, data_end)``."""
-    need(LAYER, start, end, HEADER_LENGTH)
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the header in ``data[start:end]``: ``(Repr, data_start, data_end, next)``.
+
+    ``next`` is None: nothing is decoded after this header.
+    """
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     (src_port, dst_port, sequence_number, acknowledgment_number, data_offset, flags, window, _,
      urgent_pointer) = _HEADER.unpack_from(data, start)
     header_length = (data_offset >> 4) << 2
@@ -151,11 +155,16 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
         raise Malformed(LAYER, start + 12, f"data offset is {header_length} bytes, minimum is 20")
     options = ()
     if header_length > HEADER_LENGTH:
-        need(LAYER, start, end, header_length)
-        options = _decode_options(data, start + HEADER_LENGTH, start + header_length)
+        if end - start < header_length:
+            raise truncated(LAYER, start, end, header_length)
+        if header_length == 32 and data[start + 20:start + 24] == _NOP_NOP_TIMESTAMPS:
+            # what Linux puts on nearly every segment: NOP, NOP, Timestamps
+            options = (_NOP_OPTION, _NOP_OPTION, _new(Option, (TIMESTAMPS, bytes(data[start + 24:start + 32]))))
+        else:
+            options = _decode_options(data, start + HEADER_LENGTH, start + header_length)
     layer = _new(Repr, (src_port, dst_port, sequence_number, acknowledgment_number, flags, window,
                         urgent_pointer, options))
-    return layer, start + header_length, end
+    return layer, start + header_length, end, None
 
 
 def _decode_options(data, offset: int, end: int) -> tuple[Option, ...]:
@@ -198,7 +207,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def src_port(self) -> int:

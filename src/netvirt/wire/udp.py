@@ -18,7 +18,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire import checksum
-from netvirt.wire.errors import BadChecksum, Malformed, Truncated, need
+from netvirt.wire.errors import BadChecksum, Malformed, Truncated, truncated
 
 LAYER = "udp"
 HEADER_LENGTH = 8
@@ -49,7 +49,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf, src: bytes | None = None, dst: bytes | None = None) -> tuple["Repr", memoryview]:
         """The header and its payload (Length bounds it), zero-copy; see ``parse``."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         if src is not None:
             verify(buf, 0, end, src, dst)
         return layer, memoryview(buf)[start:end]
@@ -75,12 +75,15 @@ class Repr(NamedTuple):
         return {"layer": LAYER, "src_port": self.src_port, "dst_port": self.dst_port}
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end)``.
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the header in ``data[start:end]``: ``(Repr, payload_start, payload_end, next)``.
+
+    ``next`` selects the decoder of the payload: the destination port.
 
     ``quoted``: an ICMP error's quote, so Length may exceed the bytes present.
     """
-    need(LAYER, start, end, HEADER_LENGTH)
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     src_port, dst_port, length, _ = _HEADER.unpack_from(data, start)
     if length < HEADER_LENGTH:
         raise Malformed(LAYER, start + 4, f"length {length} is less than the 8-byte header")
@@ -89,7 +92,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
         if not quoted:
             raise Truncated(LAYER, start, f"length says {length} bytes, have {end - start}")
         payload_end = end
-    return _new(Repr, (src_port, dst_port)), start + HEADER_LENGTH, payload_end
+    return _new(Repr, (src_port, dst_port)), start + HEADER_LENGTH, payload_end, dst_port
 
 
 def verify(data, start: int, end: int, src: bytes, dst: bytes) -> None:
@@ -115,7 +118,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def src_port(self) -> int:

@@ -17,7 +17,7 @@ sent as zero.
 import struct
 from typing import NamedTuple
 
-from netvirt.wire.errors import Malformed, need
+from netvirt.wire.errors import Malformed, truncated
 
 LAYER = "vxlan"
 HEADER_LENGTH = 8
@@ -25,6 +25,7 @@ PORT = 4789
 
 _HEADER = struct.Struct("!II")
 _FLAG_I = 0x08000000
+TRANSPARENT_ETHERNET_BRIDGING = 0x6558  # the EtherType of the Ethernet frame inside
 _new = tuple.__new__
 
 
@@ -43,7 +44,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the inner Ethernet frame, zero-copy."""
-        layer, start, end = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(buf, 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:
@@ -56,13 +57,17 @@ class Repr(NamedTuple):
         return {"layer": LAYER, "vni": self.vni}
 
 
-def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int]:
-    """Decode the header in ``data[start:end]``: ``(Repr, inner_start, inner_end)``."""
-    need(LAYER, start, end, HEADER_LENGTH)
+def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, int, int, int | None]:
+    """Decode the header in ``data[start:end]``: ``(Repr, inner_start, inner_end, next)``.
+
+    ``next`` selects the decoder of the payload: Ethernet's EtherType, 0x6558.
+    """
+    if end - start < HEADER_LENGTH:
+        raise truncated(LAYER, start, end, HEADER_LENGTH)
     flags, vni = _HEADER.unpack_from(data, start)
     if not flags & _FLAG_I:
         raise Malformed(LAYER, start, f"I flag is clear (flags {flags >> 24:#04x}); RFC 7348 requires it")
-    return _new(Repr, (vni >> 8,)), start + HEADER_LENGTH, end
+    return _new(Repr, (vni >> 8,)), start + HEADER_LENGTH, end, TRANSPARENT_ETHERNET_BRIDGING
 
 
 class View:
@@ -72,7 +77,8 @@ class View:
 
     def __init__(self, buffer, offset: int = 0) -> None:
         self.buffer = memoryview(buffer)[offset:]
-        need(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+        if len(self.buffer) < HEADER_LENGTH:
+            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
 
     @property
     def vni(self) -> int:
