@@ -46,10 +46,8 @@ class StaleSpec(Exception):
 
     def __init__(self, expected: int, actual: int) -> None:
         self.expected, self.actual = expected, actual
-        now = f"revision {actual}" if actual else "nothing applied"
-        super().__init__(
-            f"the spec changed since revision {expected} (now: {now}); get it again, merge, and re-apply"
-        )
+        now = f"at revision {actual}" if actual else "not there (nothing applied)"
+        super().__init__(f"the applied spec is {now}, not at revision {expected}; get it again, merge, and re-apply")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,15 @@ import threading
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import httpx
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8470"
 
@@ -195,12 +197,16 @@ class Client:
     """A thin client of the controller's API that turns failures into CLI exits."""
 
     def __init__(self, url: str, token: str | None, command: str) -> None:
+        import httpx  # here, not at the top: every other netvirt command would pay for importing it
+
         self.url = url.rstrip("/")
         self.command = command
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
     def call(self, method: str, path: str, **request: Any) -> Any:
+        import httpx
+
         try:
             reply = self.http.request(method, path, **request)
         except httpx.TransportError as error:
@@ -228,7 +234,7 @@ def _wait(client: Client, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def _detail(reply: httpx.Response) -> Any:
+def _detail(reply: "httpx.Response") -> Any:
     try:
         return reply.json().get("detail", reply.text)
     except ValueError:

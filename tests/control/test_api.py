@@ -1,0 +1,230 @@
+"""The controller's REST API (in process, over ASGI) and the CLI against a real controller process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from control_helpers import eventually
+from etcd_server import free_port
+from fastapi.testclient import TestClient
+from test_controller import SPEC, edited
+from typer.testing import CliRunner
+
+from netvirt.control.agent import Agent, AgentThread
+from netvirt.control.compile import compile_host
+from netvirt.control.controller import Controller
+from netvirt.control.store import open_store
+from netvirt.dataplane.sim.backend import SimBackend
+from netvirt.graph import to_json
+from netvirt.management.api import create_app, is_loopback, listen_address, serve
+from netvirt.management.cli import _register, app
+from netvirt.management.spec import SpecError, as_data, loads
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Controller:
+    with open_store(f"sqlite://{tmp_path / 'store.db'}") as store:
+        yield Controller(store)
+
+
+@pytest.fixture
+def client(controller: Controller) -> TestClient:
+    return TestClient(create_app(controller))
+
+
+def put_spec(client: TestClient, text: str = SPEC, **extra) -> httpx.Response:
+    return client.put("/v1/spec", json={"text": text, "filename": "three.yaml", **extra})
+
+
+def test_healthz_and_openapi(client: TestClient, controller: Controller):
+    assert client.get("/healthz").json() == {"status": "ok", "store": controller.store.url, "revision": 0}
+    document = client.get("/openapi.json").json()
+    assert {"/healthz", "/v1/spec", "/v1/hosts", "/v1/hosts/{host}"} <= document["paths"].keys()
+    assert {"put", "get", "delete"} <= document["paths"]["/v1/spec"].keys()
+
+
+def test_apply_get_delete(client: TestClient):
+    reply = put_spec(client)
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert (result["changed"], result["removed"], result["unchanged"]) == (["h1", "h2", "h3"], [], [])
+    got = client.get("/v1/spec").json()
+    assert got == {"revision": result["revision"], "name": "three-hosts", "spec": as_data(loads(SPEC))}
+    deleted = client.delete("/v1/spec").json()
+    assert deleted["removed"] == ["h1", "h2", "h3"] and deleted["revision"] > result["revision"]
+    missing = client.get("/v1/spec")
+    assert (missing.status_code, missing.json()) == (404, {"detail": "no spec is applied"})
+
+
+def test_invalid_spec_gives_422_with_the_same_located_problems_and_changes_nothing(client: TestClient):
+    put_spec(client)
+    before = client.get("/v1/spec").json()
+    bad = edited("host: h3, network: red", "host: h9, network: reed")
+    reply = put_spec(client, bad)
+    assert reply.status_code == 422
+    with pytest.raises(SpecError) as raised:
+        loads(bad, "three.yaml")
+    expected = [problem.as_dict() | {"text": str(problem)} for problem in raised.value.problems]
+    assert reply.json()["detail"] == {"summary": "2 problems", "problems": expected}
+    assert [p["text"] for p in expected] == [
+        "three.yaml:13:38: error: endpoints[2].host: unknown host 'h9'",
+        "three.yaml:13:51: error: endpoints[2].network: unknown network 'reed' (did you mean 'red'?)",
+    ]
+    assert client.get("/v1/spec").json() == before
+    assert client.put("/v1/spec", json={"filename": "x.yaml"}).status_code == 422  # no text at all
+
+
+def test_stale_revision_gives_409(client: TestClient):
+    first = put_spec(client).json()["revision"]
+    put_spec(client, edited("tcp/80", "tcp/81"))
+    reply = put_spec(client, edited("tcp/80", "tcp/82"), expected_revision=first)
+    assert reply.status_code == 409
+    assert reply.json()["detail"].startswith(f"the applied spec is at revision {first + 1}, not at revision {first};")
+    assert client.delete("/v1/spec", params={"expected_revision": first}).status_code == 409
+
+
+def test_hosts_desired_versus_realized(client: TestClient, controller: Controller):
+    put_spec(client)
+    assert [h["state"] for h in client.get("/v1/hosts").json()["hosts"]] == ["no agent"] * 3
+    agents = [AgentThread(Agent(h, controller.store, SimBackend(h))).start() for h in ("h1", "h2")]
+    try:
+        eventually(lambda: [h["state"] for h in client.get("/v1/hosts").json()["hosts"]] == ["converged", "converged", "no agent"])
+        listing = client.get("/v1/hosts").json()
+        assert listing["converged"] is False
+        h1 = listing["hosts"][0]
+        assert h1["in_sync"] and h1["status"]["realized_revision"] == h1["desired_revision"]
+        assert h1["status"]["backend"] == "sim" and h1["status"]["errors"] == []
+        detail = client.get("/v1/hosts/h1").json()
+        assert detail["desired"] == detail["realized"] == json.loads(to_json(compile_host(loads(SPEC), "h1")))
+        assert detail["differences"] == []
+        h3 = client.get("/v1/hosts/h3").json()
+        assert h3["realized"] is None and h3["differences"] and h3["state"] == "no agent"
+        assert client.get("/v1/hosts/nowhere").status_code == 404
+    finally:
+        for agent in agents:
+            agent.stop()
+
+
+def test_token_is_required_when_configured(controller: Controller):
+    client = TestClient(create_app(controller, token="s3cret"))
+    assert client.get("/v1/hosts").status_code == 401
+    assert client.get("/v1/hosts", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/v1/hosts", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+
+def test_unreachable_store_gives_503_naming_it():
+    url = f"etcd://127.0.0.1:{free_port()}"
+    with open_store(url) as store:
+        client = TestClient(create_app(Controller(store)))
+        for reply in (client.get("/healthz"), client.get("/v1/hosts"), put_spec(client)):
+            assert reply.status_code == 503 and f"store {url} is unreachable" in reply.json()["detail"]
+
+
+def test_listen_rules():
+    assert listen_address("127.0.0.1:8470") == ("127.0.0.1", 8470)
+    assert listen_address("[::1]:9000") == ("::1", 9000)
+    with pytest.raises(ValueError, match="is not HOST:PORT"):
+        listen_address("8470")
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1") and not is_loopback("example.org")
+    with pytest.raises(ValueError, match="refusing to listen on 0.0.0.0:8470 without a token"):
+        serve(None, "0.0.0.0:8470", None)
+
+
+# --- the CLI against a real controller process --------------------------------------------------
+
+
+def netvirt(*args: str, env: dict[str, str] | None = None):
+    _register()
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    """`netvirt controller` as a process on a free loopback port (stopped by its PID)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    token = tmp_path / "token"
+    token.write_text("tok-123\n")
+    command = [sys.executable, "-m", "netvirt", "controller", "--store", f"sqlite://{tmp_path / 'store.db'}",
+               "--listen", f"127.0.0.1:{port}", "--token-file", str(token)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        eventually(lambda: _healthy(url), timeout=20, what="controller up")
+        yield url, token
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_cli_apply_get_status_delete(served, tmp_path: Path):
+    url, token = served
+    spec = tmp_path / "three.yaml"
+    spec.write_text(SPEC)
+    auth = ["--controller", url, "--token-file", str(token)]
+    applied = netvirt("apply", str(spec), *auth)
+    assert applied.exit_code == 0, applied.output
+    assert applied.stdout.startswith("applied revision ") and "3 changed (h1, h2, h3), 0 removed, 0 unchanged" in applied.stdout
+
+    got = netvirt("get", *auth)
+    assert got.exit_code == 0 and "name: three-hosts" in got.stdout and got.stdout.startswith("# revision ")
+    got_json = netvirt("get", "--format", "json", *auth)
+    assert json.loads(got_json.stdout)["spec"] == as_data(loads(SPEC))
+
+    status = netvirt("status", *auth)
+    assert status.exit_code == 1 and status.stdout.count("no agent") == 3
+    one = netvirt("status", "h1", "--json", *auth)
+    assert json.loads(one.stdout)["desired"]["host"] == "h1"
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(edited("host: h3, network: red", "host: h9, network: red"))
+    rejected = netvirt("apply", str(bad), *auth)
+    assert rejected.exit_code == 2
+    assert rejected.stderr.splitlines() == [
+        f"{bad}:13:38: error: endpoints[2].host: unknown host 'h9'",
+        "netvirt apply: invalid spec, 1 problem; nothing was applied",
+    ]
+    stale = netvirt("apply", str(spec), "--expected-revision", "0", *auth)
+    assert stale.exit_code == 1 and "the applied spec is at revision 1, not at revision 0" in stale.stderr
+
+    no_token = netvirt("get", "--controller", url, env={"NETVIRT_TOKEN": ""})
+    assert no_token.exit_code == 1 and "missing or wrong token" in no_token.stderr
+    with_env = netvirt("get", "--controller", url, env={"NETVIRT_TOKEN": "tok-123"})
+    assert with_env.exit_code == 0
+
+    deleted = netvirt("delete", *auth)
+    assert deleted.exit_code == 0 and "3 removed (h1, h2, h3)" in deleted.stdout
+
+
+def test_cli_errors_without_a_controller(tmp_path: Path):
+    url = f"http://127.0.0.1:{free_port()}"
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    down = netvirt("apply", str(spec), "--controller", url)
+    assert down.exit_code == 1 and f"cannot reach the controller at {url}" in down.stderr
+    missing = netvirt("apply", str(tmp_path / "nope.yaml"), "--controller", url)
+    assert missing.exit_code == 2 and "cannot read" in missing.stderr and "No such file" in missing.stderr
+
+
+def test_controller_refuses_a_public_address_without_a_token(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "NETVIRT_TOKEN"}
+    command = [sys.executable, "-m", "netvirt", "controller", "--store", f"sqlite://{tmp_path / 's.db'}", "--listen", "0.0.0.0:1"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
+    assert done.returncode == 2 and "refusing to listen on 0.0.0.0:1 without a token" in done.stderr
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "netvirt", "controller", "--store", f"etcd://127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert unreachable.returncode == 1 and "is unreachable" in unreachable.stderr
