@@ -50,7 +50,8 @@ def last_usable(subnet: IPNetwork) -> int:
 
 
 class Analysis:
-    """Runs every check once; ``spec`` is the resolved spec when ``reports`` is empty."""
+    """Runs every check once; when nothing was reported (here or by earlier stages), ``resolved()``
+    gives the resolved spec."""
 
     def __init__(self, header: Spec, items: Items, poisoned: dict[str, set[str]], where: Callable[[Path], str]):
         self.header = header
@@ -65,9 +66,9 @@ class Analysis:
         self.address: dict[tuple[str, str, int], IPAddress] = {}  # (endpoint, network, family)
         self.mac: dict[tuple[str, str], str] = {}
         self.mtu: dict[str, int] = {}
+        self.unresolved: set[tuple[str, str, int]] = set()  # pinned addresses found invalid (reported)
         self.vip: dict[str, IPAddress] = {}
         self.service_tenant: dict[str, str] = {}
-        self.spec: Spec | None = None
         self.network_endpoints: dict[str, list[Endpoint]] = defaultdict(list)
         for check in (
             self.names,
@@ -81,8 +82,6 @@ class Analysis:
             self.stacks,
         ):
             check()
-        if not self.reports:
-            self.spec = self.resolved()
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -130,7 +129,7 @@ class Analysis:
         for index, host in self.valid("hosts"):
             other = seen.setdefault(host.underlay.ip, host.name)
             if other != host.name:
-                self.report(("hosts", index, "underlay"), f"underlay address {host.underlay.ip} is also host {other!r}'s")
+                self.report(("hosts", index, "underlay"), f"underlay address {host.underlay.ip} is already used by host {other!r}")
 
     def networks(self) -> None:
         by_tenant: dict[tuple[str, int], list[tuple[IPNetwork, int, str, str]]] = defaultdict(list)
@@ -157,7 +156,7 @@ class Analysis:
             if network.vni is not None:
                 other = pinned_vni.setdefault(network.vni, network.name)
                 if other != network.name:
-                    self.report(("networks", index, "vni"), f"vni {network.vni} is also network {other!r}'s")
+                    self.report(("networks", index, "vni"), f"vni {network.vni} is already used by network {other!r}")
         for (tenant, _), subnets in by_tenant.items():
             for (subnet, index, name, key), (other_subnet, _, other, _) in overlaps(subnets):
                 self.report(
@@ -216,17 +215,17 @@ class Analysis:
                     if address is None:
                         unpinned[key].append(endpoint.name)
                     elif not self.usable((*path, ip_key), address, subnet, network.name, "endpoint"):
-                        pass
+                        self.unresolved.add((endpoint.name, network.name, family))
                     elif address == self.gateway[key]:
                         self.report((*path, ip_key), f"{address} is the gateway of network {network.name!r}")
                     elif (other := pinned[key].setdefault(address, endpoint.name)) != endpoint.name:
-                        self.report((*path, ip_key), f"{address} is also endpoint {other!r}'s on {network.name!r}")
+                        self.report((*path, ip_key), f"{address} is already used by endpoint {other!r} on network {network.name!r}")
                     else:
                         self.address[(endpoint.name, network.name, family)] = address
                 if attachment.mac is None:
                     unpinned_mac.append((endpoint.name, network.name))
                 elif (other := pinned_mac.setdefault(attachment.mac, endpoint.name)) != endpoint.name:
-                    self.report((*path, "mac"), f"mac {attachment.mac} is also endpoint {other!r}'s")
+                    self.report((*path, "mac"), f"mac {attachment.mac} is already used by endpoint {other!r}")
                 else:
                     self.mac[(endpoint.name, network.name)] = attachment.mac
         self.place_addresses(pinned, unpinned)
@@ -253,7 +252,7 @@ class Analysis:
                 key = "subnet" if family == 4 else "subnet6"
                 self.report(
                     ("networks", index, key),
-                    f"{subnet} has {free} free addresses for {len(endpoints)} endpoints without a pinned ip; "
+                    f"{subnet} has {free} free address{'es' * (free != 1)} for {len(endpoints)} endpoints without a pinned ip; "
                     "use a larger subnet",
                 )
                 continue
@@ -428,13 +427,11 @@ class Analysis:
             if vip is None:
                 continue
             for position, backend in enumerate(service.backends):
-                if backend in self.named["endpoints"] and not any(
-                    (backend, attachment.network, vip.version) in self.address
-                    for attachment in self.named["endpoints"][backend][1].attachments
-                ):
-                    where = "vip" if service.vip is not None else "backends"
+                keys = [(backend, a.network, vip.version) for a in self.named["endpoints"][backend][1].attachments]
+                if not any(key in self.address or key in self.unresolved for key in keys):
+                    pinned = service.vip is not None
                     self.report(
-                        ("services", index, where) if where == "vip" else ("services", index, "backends", position),
+                        ("services", index, "vip") if pinned else ("services", index, "backends", position),
                         f"the vip {vip} is IPv{vip.version} but backend {backend!r} has no IPv{vip.version} address",
                     )
 
@@ -442,6 +439,7 @@ class Analysis:
         """Checks the backends; returns the service's tenant (None when it cannot be known)."""
         target = ProtoPort(service.port.proto, service.target_port or service.port.port)
         common: set[str] | None = None
+        spread: list[str] = []
         for position, name in enumerate(service.backends):
             path = ("services", index, "backends", position)
             endpoint = self.lookup(path, "endpoints", name)
@@ -454,8 +452,10 @@ class Analysis:
                 self.named["networks"][a.network][1].tenant for a in endpoint.attachments if a.network in self.named["networks"]
             }
             common = tenants if common is None else common & tenants
+            spread.append(f"{name} in {', '.join(sorted(tenants)) or 'no tenant'}")
         if not common:
-            self.report(("services", index, "backends"), "the backends share no tenant; a service serves one tenant")
+            listing = "; ".join(spread)
+            self.report(("services", index, "backends"), f"the backends share no tenant ({listing}); a service serves one")
             return None
         if service.tenant is not None:
             if service.tenant not in common:
@@ -505,6 +505,7 @@ class Analysis:
     # --- resolution ------------------------------------------------------------------------------
 
     def resolved(self) -> Spec:
+        """The spec with every allocated value filled in (only valid without any problem)."""
         for _, network in self.valid("networks"):
             fill(
                 network,

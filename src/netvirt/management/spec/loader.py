@@ -57,18 +57,47 @@ def _bulk() -> Iterator[None]:
 
 def build(source: Source) -> Spec:
     """Validate the source's data and return the resolved ``Spec``; raise ``SpecError`` if invalid."""
-    problems = list(source.problems)
-    if problems and not source.data:
-        raise SpecError(problems)
-    data = source.data
+    if source.problems and not source.data:
+        raise SpecError(source.problems)
+    problems: list[Problem] = []
+    header = _header(source, problems)
+    items, poisoned = _items(source, problems)
+
+    def where(path: Path) -> str:
+        found = source.problem(path, "")
+        return f"at {found.file}:{found.line}" if len(source.files) > 1 else f"on line {found.line}"
+
+    analysis = Analysis(header, items, poisoned, where)
+    problems += [source.problem(path, message, at_key=at_key) for path, message, at_key in analysis.reports]
+    if source.problems or problems:
+        read_at = {(problem.file, problem.line, problem.col) for problem in source.problems}
+        cascades = {problem for problem in problems if (problem.file, problem.line, problem.col) in read_at}
+        raise SpecError([*source.problems, *(problem for problem in problems if problem not in cascades)])
+    return analysis.resolved()
+
+
+def _header(source: Source, problems: list[Problem]) -> Spec:
+    """The top-level keys other than the lists; keys that fail are reported and left out."""
+    data = {key: value for key, value in source.data.items() if key not in KINDS and not key.startswith("x-")}
+    data.setdefault("name", _name_from(source.default_name))
+    found: list[Problem] = []
+    header = _validate(Spec, data, (), source, found)
+    if header is None:
+        problems += found
+        bad = {key for key in data if any(p.path == key or p.path.startswith(key + ".") for p in found)}
+        kept = {key: value for key, value in data.items() if key not in bad}
+        header = Spec.model_validate({"name": "spec", **kept})
+    return header
+
+
+def _items(source: Source, problems: list[Problem]) -> tuple[dict[str, list[tuple[int, Any]]], dict[str, set[str]]]:
+    """Every list item validated on its own: ``(index, model)`` per kind, and the names of the
+    items that failed (so that references to them are not reported again)."""
     items: dict[str, list[tuple[int, Any]]] = {kind: [] for kind in KINDS}
     poisoned: dict[str, set[str]] = {kind: set() for kind in KINDS}
     poisoned["tenants"] = set()
-    header_data = {key: value for key, value in data.items() if key not in KINDS}
-    header_data.setdefault("name", _name_from(source.default_name))
-    header = _validate(Spec, header_data, (), source, problems)
     for kind in KINDS:
-        raw = data.get(kind)
+        raw = source.data.get(kind)
         if raw is None:
             continue
         if not isinstance(raw, list):
@@ -85,18 +114,7 @@ def build(source: Source) -> Spec:
                     poisoned[kind].add(item["name"])
                 if kind == "networks" and isinstance(item.get("tenant"), str):
                     poisoned["tenants"].add(item["tenant"])
-    if header is None:
-        raise SpecError(problems)
-
-    def where(path: Path) -> str:
-        found = source.problem(path, "")
-        return f"at {found.file}:{found.line}" if len(source.files) > 1 else f"on line {found.line}"
-
-    analysis = Analysis(header, items, poisoned, where)
-    problems += [source.problem(path, message, at_key=at_key) for path, message, at_key in analysis.reports]
-    if problems or analysis.spec is None:
-        raise SpecError(problems)
-    return analysis.spec
+    return items, poisoned
 
 
 def _name_from(stem: str) -> str:
@@ -124,6 +142,8 @@ def _validate(model: type[BaseModel], data: Any, prefix: Path, source: Source, p
         return model.model_validate(data)
     except ValidationError as error:
         for detail in error.errors():
+            if detail["type"] == "too_short" and len(detail["input"]) >= detail["ctx"]["min_length"]:
+                continue  # pydantic counts only the valid items; the invalid ones are reported
             path, message, at_key = _explain(model, detail)
             problems.append(source.problem((*prefix, *path), message, at_key=at_key))
         return None
@@ -139,8 +159,10 @@ def _explain(model: type[BaseModel], error: Any) -> tuple[Path, str, bool]:
     if kind == "missing":
         return path[:-1], f"missing required key {path[-1]!r}", False
     if kind == "extra_forbidden":
-        valid = _keys(owner) if owner else []
-        return path, f"unknown key {path[-1]!r}{did_you_mean(path[-1], valid)}", True
+        hint = did_you_mean(path[-1], _keys(owner) if owner else [])
+        if not hint and len(path) == 1:
+            hint = " (top-level keys starting with x- are ignored: use them for YAML anchors)"
+        return path, f"unknown key {path[-1]!r}{hint}", True
     if kind == "union_tag_invalid":
         tags = list(LAYER_TYPES)
         tag = context.get("tag")

@@ -27,7 +27,8 @@ from netvirt.management.spec.problems import Path, Problem, format_path
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_DEPTH = 64
-MAX_VALUES = 5_000_000
+MAX_ALIASED = 100_000
+"""Collections built again through aliases; far beyond any real spec, reached fast by alias bombs."""
 
 _TAG = "tag:yaml.org,2002:"
 _STR = _TAG + "str"
@@ -166,10 +167,7 @@ def parse_document(text: str, filename: str) -> tuple[Document, list[Problem]]:
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        message = " ".join(part for part in (error.context, error.problem) if part)
-        return document, [Problem(filename, line, col, "", f"invalid YAML: {message}")]
+        return document, [_yaml_problem(filename, error)]
     except yaml.YAMLError as error:
         return document, [Problem(filename, 0, 0, "", f"invalid YAML: {error}")]
     except RecursionError:
@@ -183,6 +181,19 @@ def parse_document(text: str, filename: str) -> tuple[Document, list[Problem]]:
     except _Abort as abort:
         return document, [_problem_at(filename, abort.node, "", abort.message)]
     return _top_level(document, data, problems)
+
+
+def _yaml_problem(filename: str, error: yaml.MarkedYAMLError) -> Problem:
+    """``invalid YAML: while parsing a flow sequence (from 4:15), did not find expected ','``."""
+    mark = error.problem_mark or error.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    parts = []
+    if error.context:
+        where = error.context_mark
+        parts.append(error.context + (f" (from {where.line + 1}:{where.column + 1})" if where else ""))
+    if error.problem:
+        parts.append(error.problem)
+    return Problem(filename, line, col, "", f"invalid YAML: {', '.join(parts) or 'cannot parse'}")
 
 
 def _parse_json(document: Document, text: str) -> tuple[Document, list[Problem]]:
@@ -247,16 +258,21 @@ class _Builder:
     def __init__(self, filename: str, problems: list[Problem]) -> None:
         self.filename = filename
         self.problems = problems
-        self.count = 0
+        self.seen: set[int] = set()
+        self.aliased = 0
 
     def value(self, node: Node, depth: int) -> Any:
-        self.count += 1
-        if depth > MAX_DEPTH or self.count > MAX_VALUES:
-            what = f"nesting deeper than {MAX_DEPTH} levels" if depth > MAX_DEPTH else "too many values"
-            raise _Abort(node, f"{what} (a recursive or exploding alias?)")
         kind = node.__class__
         if kind is ScalarNode:
             return node.value if node.tag == _STR else self.scalar(node)
+        if depth > MAX_DEPTH:
+            raise _Abort(node, f"nesting deeper than {MAX_DEPTH} levels")
+        if id(node) in self.seen:
+            self.aliased += 1
+            if self.aliased > MAX_ALIASED:
+                raise _Abort(node, f"aliases expand to more than {MAX_ALIASED} collections (an alias bomb?)")
+        else:
+            self.seen.add(id(node))
         if kind is SequenceNode:
             return [self.value(child, depth + 1) for child in node.value]
         return self.mapping(node, depth)
@@ -310,7 +326,7 @@ class _Builder:
             self.problems.append(_problem_at(self.filename, node, "", message))
             return None
         self.problems.append(_problem_at(self.filename, node, "", f"unsupported YAML tag {tag!r}"))
-        return None
+        return node.value
 
 
 def _problem_at(filename: str, node: Node, path: str, message: str) -> Problem:
@@ -357,6 +373,9 @@ def _locate(root: Node | None, path: Path, at_key: bool) -> tuple[Path, int, int
         elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
             node = node.value[part]
             mark = node.start_mark
+        elif isinstance(node, ScalarNode) and part == 0:
+            parts.pop(0)  # a single value written where a list may be (to: web-1): it is item 0
+            continue
         else:
             break
         shown.append(part)

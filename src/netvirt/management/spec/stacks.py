@@ -29,7 +29,7 @@ def linux_kernel(layer: Layer) -> bool:
 
 def order_problems(layers: Sequence[Layer]) -> Iterator[tuple[int, str, str]]:
     """``(layer index, key, message)`` for every layer that cannot sit where it is."""
-    if layers and layers[-1].layer != "app":
+    if layers and not any(layer.layer == "app" for layer in layers):
         yield len(layers) - 1, "layer", (
             f"the top layer is {describe(layers[-1])}; a stack ends with an app layer (where packets are delivered)"
         )
@@ -42,6 +42,8 @@ def order_problems(layers: Sequence[Layer]) -> Iterator[tuple[int, str, str]]:
                 yield index, "layer", f"a stack starts with a host layer (the physical machine), found {kind}"
             continue
         under = describe(below)
+        if below.layer == "app":
+            continue  # reported at the app: it must be the last layer
         if kind == "host":
             yield index, "layer", "a host can only be the bottom layer"
         elif kind == "hypervisor":
