@@ -86,37 +86,37 @@ def best_rates(variants: dict, rounds: int = 7, seconds: float = 0.3) -> dict[st
 
 
 def dpkt_dissect(frame: bytes) -> list:
-    """dpkt to the same depth as netvirt: VXLAN and Geneve headers by struct, the rest by dpkt."""
+    """dpkt to the same depth as netvirt: VXLAN and Geneve headers by struct, the rest by dpkt
+    (which decodes Ethernet, IPv4/IPv6, TCP, UDP, ICMP and GRE, with NVGRE's inner Ethernet)."""
     layers = []
     packet = dpkt.ethernet.Ethernet(frame)
     while True:
         layers.append(packet)
-        inner = packet.data
-        if isinstance(inner, dpkt.udp.UDP) and inner.dport in (4789, 6081):
-            layers.append(inner)
-            header = inner.data
-            if inner.dport == 4789:
-                flags, vni = struct.unpack_from("!II", header)
-                layers.append((flags, vni >> 8))
-                packet = dpkt.ethernet.Ethernet(header[8:])
-            else:
-                first, flags, protocol, vni = struct.unpack_from("!BBHI", header)
-                end = 8 + (first & 0x3F) * 4
-                offset, options = 8, []
-                while offset < end:
-                    option_class, option_type, length = struct.unpack_from("!HBB", header, offset)
-                    size = (length & 0x1F) * 4
-                    options.append((option_class, option_type, header[offset + 4:offset + 4 + size]))
-                    offset += 4 + size
-                layers.append((vni >> 8, protocol, options))
-                packet = dpkt.ethernet.Ethernet(header[end:])
-            continue
-        if isinstance(inner, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(inner.data, dpkt.gre.GRE) \
-                and isinstance(inner.data.data, dpkt.ethernet.Ethernet):
-            layers.extend((inner, inner.data))
-            packet = inner.data.data
-            continue
-        return layers
+        ip = packet.data
+        if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)):
+            return layers
+        transport = ip.data
+        layers += (ip, transport)
+        if isinstance(transport, dpkt.gre.GRE) and isinstance(transport.data, dpkt.ethernet.Ethernet):
+            packet = transport.data
+        elif isinstance(transport, dpkt.udp.UDP) and transport.dport == 4789:
+            flags, vni = struct.unpack_from("!II", transport.data)
+            layers.append((flags, vni >> 8))
+            packet = dpkt.ethernet.Ethernet(transport.data[8:])
+        elif isinstance(transport, dpkt.udp.UDP) and transport.dport == 6081:
+            header = transport.data
+            first, flags, protocol, vni = struct.unpack_from("!BBHI", header)
+            end = 8 + (first & 0x3F) * 4
+            offset, options = 8, []
+            while offset < end:
+                option_class, option_type, length = struct.unpack_from("!HBB", header, offset)
+                size = (length & 0x1F) * 4
+                options.append((option_class, option_type, header[offset + 4:offset + 4 + size]))
+                offset += 4 + size
+            layers.append((vni >> 8, protocol, options))
+            packet = dpkt.ethernet.Ethernet(header[end:])
+        else:
+            return layers
 
 
 class ReprTuple(NamedTuple):

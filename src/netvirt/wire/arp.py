@@ -53,12 +53,12 @@ class Repr(NamedTuple):
     @classmethod
     def parse(cls, buf) -> "Repr":
         """The packet at the start of ``buf``; raises ``ParseError``."""
-        return decode_at(buf, 0, len(buf))[0]
+        return decode_at(bytes(buf), 0, len(buf))[0]
 
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The packet and the bytes after it (Ethernet padding), zero-copy."""
-        layer, start, end, _ = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(bytes(buf), 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:

@@ -67,12 +67,12 @@ class Repr(NamedTuple):
     @classmethod
     def parse(cls, buf) -> "Repr":
         """The header at the start of ``buf``; raises ``ParseError``."""
-        return decode_at(buf, 0, len(buf))[0]
+        return decode_at(bytes(buf), 0, len(buf))[0]
 
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the payload after it (zero-copy)."""
-        layer, start, end, _ = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(bytes(buf), 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:

@@ -66,12 +66,12 @@ class Repr(NamedTuple):
     @classmethod
     def parse(cls, buf) -> "Repr":
         """The header at the start of ``buf``; raises ``ParseError``."""
-        return decode_at(buf, 0, len(buf))[0]
+        return decode_at(bytes(buf), 0, len(buf))[0]
 
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the tunnelled payload, zero-copy."""
-        layer, start, end, _ = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(bytes(buf), 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:
@@ -133,7 +133,7 @@ def _decode_options(data, offset: int, end: int) -> tuple[Option, ...]:
         if data_end > end:
             raise Malformed(LAYER, offset, f"option length {(length & 0x1F) << 2} overruns Opt Len by "
                             f"{data_end - end} bytes")
-        options.append(_new(Option, (option_class, option_type, bytes(data[offset + 4:data_end]))))
+        options.append(_new(Option, (option_class, option_type, data[offset + 4:data_end])))
         offset = data_end
     return tuple(options)
 

@@ -51,12 +51,12 @@ class Repr(NamedTuple):
     def parse(cls, buf) -> "Repr":
         """The header at the start of ``buf`` (the whole packet when a checksum is present);
         raises ``ParseError``."""
-        return decode_at(buf, 0, len(buf))[0]
+        return decode_at(bytes(buf), 0, len(buf))[0]
 
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the payload, zero-copy."""
-        layer, start, end, _ = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(bytes(buf), 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     def emit(self, payload=b"") -> bytes:

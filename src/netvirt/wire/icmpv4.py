@@ -72,12 +72,12 @@ class Repr(NamedTuple):
     @classmethod
     def parse(cls, buf) -> "Repr":
         """The message in ``buf`` (the whole message: the checksum covers it); raises ``ParseError``."""
-        return decode_at(buf, 0, len(buf))[0]
+        return decode_at(bytes(buf), 0, len(buf))[0]
 
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and the data after it (echo data or quoted datagram), zero-copy."""
-        layer, start, end, _ = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(bytes(buf), 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     @property

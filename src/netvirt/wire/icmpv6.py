@@ -86,7 +86,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf, src: bytes | None = None, dst: bytes | None = None) -> tuple["Repr", memoryview]:
         """The header and the data after it (echo data or quoted datagram), zero-copy."""
-        layer, start, end, _ = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(bytes(buf), 0, len(buf))
         if src is not None:
             verify(buf, 0, len(buf), src, dst)
         return layer, memoryview(buf)[start:end]
@@ -165,7 +165,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
 def _decode_neighbor(data, start, end, kind, code, flags):
     if end - start < 24:
         raise truncated(LAYER, start, end, 24)
-    target = bytes(data[start + 8:start + 24])
+    target = data[start + 8:start + 24]
     wanted = SOURCE_LINK_LAYER_ADDRESS if kind == NEIGHBOR_SOLICITATION else TARGET_LINK_LAYER_ADDRESS
     address = b""
     offset = start + 24
@@ -177,7 +177,7 @@ def _decode_neighbor(data, start, end, kind, code, flags):
             raise Malformed(LAYER, offset, f"option {option} has length {length} bytes, "
                             f"{end - offset} bytes are left (RFC 4861 §4.6)")
         if option == wanted:
-            address = bytes(data[offset + 2:offset + (8 if length == 8 else length)])
+            address = data[offset + 2:offset + (8 if length == 8 else length)]
         offset += length
     is_advertisement = kind == NEIGHBOR_ADVERTISEMENT
     layer = _new(Repr, (kind, code, 0, 0, 0, target, is_advertisement and bool(flags & _ROUTER),

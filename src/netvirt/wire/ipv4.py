@@ -66,12 +66,12 @@ class Repr(NamedTuple):
     @classmethod
     def parse(cls, buf) -> "Repr":
         """The header at the start of ``buf``; raises ``ParseError``."""
-        return decode_at(buf, 0, len(buf))[0]
+        return decode_at(bytes(buf), 0, len(buf))[0]
 
     @classmethod
     def decode(cls, buf) -> tuple["Repr", memoryview]:
         """The header and its payload (Total Length bytes minus the header), zero-copy."""
-        layer, start, end, _ = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(bytes(buf), 0, len(buf))
         return layer, memoryview(buf)[start:end]
 
     @property
@@ -139,7 +139,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
             payload_end = end
         if not quoted and int.from_bytes(data[start:start + header_length], "big") % 0xFFFF:
             raise _bad_checksum(data, start, header_length)
-        options = bytes(data[start + HEADER_LENGTH:start + header_length])
+        options = data[start + HEADER_LENGTH:start + header_length]
     layer = _new(Repr, (src, dst, protocol, ttl, identification, flags & 0x4000 != 0, flags & 0x2000 != 0,
                         flags & 0x1FFF, tos >> 2, tos & 3, options))
     return layer, start + (version_ihl & 15) * 4, payload_end, None if flags & 0x3FFF else protocol

@@ -2,7 +2,8 @@
 
 The dispatch tables — EtherType, IP protocol and UDP port to decoder — live here and only here.
 Every decoder has the signature ``decode_at(data, start, end, quoted) -> (Repr, start, end, next)``
-where ``next`` is looked up in the decoder's table to find the decoder of the payload.
+where ``data`` is ``bytes`` (Reprs slice their variable fields out of it), offsets are absolute in it,
+and ``next`` is looked up in the decoder's table to find the decoder of the payload.
 """
 
 from netvirt.wire import arp, ethernet, geneve, gre, icmpv4, icmpv6, ipv4, ipv6, nvgre, tcp, udp, vxlan

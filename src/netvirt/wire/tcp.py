@@ -88,7 +88,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf, src: bytes | None = None, dst: bytes | None = None) -> tuple["Repr", memoryview]:
         """The header and the segment's data, zero-copy; see ``parse``."""
-        layer, start, end, _ = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(bytes(buf), 0, len(buf))
         if src is not None:
             verify(buf, 0, end, src, dst)
         return layer, memoryview(buf)[start:end]
@@ -159,7 +159,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
             raise truncated(LAYER, start, end, header_length)
         if header_length == 32 and data[start + 20:start + 24] == _NOP_NOP_TIMESTAMPS:
             # what Linux puts on nearly every segment: NOP, NOP, Timestamps
-            options = (_NOP_OPTION, _NOP_OPTION, _new(Option, (TIMESTAMPS, bytes(data[start + 24:start + 32]))))
+            options = (_NOP_OPTION, _NOP_OPTION, _new(Option, (TIMESTAMPS, data[start + 24:start + 32])))
         else:
             options = _decode_options(data, start + HEADER_LENGTH, start + header_length)
     layer = _new(Repr, (src_port, dst_port, sequence_number, acknowledgment_number, flags, window,
@@ -183,7 +183,7 @@ def _decode_options(data, offset: int, end: int) -> tuple[Option, ...]:
         if length < 2 or offset + length > end:
             raise Malformed(LAYER, offset, f"option kind {kind} has length {length}, "
                             f"{end - offset} option bytes are left")
-        options.append(_new(Option, (kind, bytes(data[offset + 2:offset + length]))))
+        options.append(_new(Option, (kind, data[offset + 2:offset + length])))
         offset += length
     return tuple(options)
 

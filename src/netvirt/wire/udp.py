@@ -49,7 +49,7 @@ class Repr(NamedTuple):
     @classmethod
     def decode(cls, buf, src: bytes | None = None, dst: bytes | None = None) -> tuple["Repr", memoryview]:
         """The header and its payload (Length bounds it), zero-copy; see ``parse``."""
-        layer, start, end, _ = decode_at(buf, 0, len(buf))
+        layer, start, end, _ = decode_at(bytes(buf), 0, len(buf))
         if src is not None:
             verify(buf, 0, end, src, dst)
         return layer, memoryview(buf)[start:end]
