@@ -36,8 +36,7 @@ import os
 import struct
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 LINKTYPE_ETHERNET = 1
 
@@ -75,8 +74,7 @@ class PcapError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """One captured frame.
 
     ``index`` counts frames from 1 in file order (Wireshark's frame number). ``timestamp_ns`` is
@@ -200,27 +198,35 @@ class _Source:
             self._pending += self._read(size - len(self._pending))
         return self._pending[:size]
 
-    def at_end(self) -> bool:
-        return not self.peek(1)
-
-    def take(self, size: int, what: str) -> bytes:
-        """Exactly ``size`` bytes, or ``PcapError`` (truncated) naming ``what`` was being read."""
-        data, self._pending = self._pending[:size], self._pending[size:]
-        if len(data) < size:
-            data += self._read(size - len(data))
-        start, self.offset = self.offset, self.offset + len(data)
+    def take(self, size: int, what: str, may_end: bool = False) -> bytes:
+        """Exactly ``size`` bytes, or ``PcapError`` (truncated) naming ``what`` was being read;
+        with ``may_end``, ``b""`` when the file ends cleanly right here."""
+        if self._pending:
+            data, self._pending = self._pending[:size], self._pending[size:]
+            if len(data) < size:
+                data += self._read(size - len(data))
+        else:
+            data = self._read(size)
         if len(data) != size:
+            if may_end and not data:
+                return data
             raise self.error(
-                start, f"truncated {what}: needs {size} bytes, the file has {len(data)}"
+                self.offset, f"truncated {what}: needs {size} bytes, the file has {len(data)}"
             )
+        self.offset += size
         return data
 
     def error(self, offset: int, reason: str) -> PcapError:
         return PcapError(self.path, offset, reason)
 
     def _read(self, size: int) -> bytes:
-        # In chunks: a corrupt 4 GiB length must not allocate 4 GiB before the file runs out.
-        chunks = []
+        data = self.file.read(min(size, _READ_CHUNK))
+        if len(data) == size or not data:
+            return data
+        # A pipe's short read, or more than a chunk: go on chunk by chunk, so that a corrupt
+        # 4 GiB length does not allocate 4 GiB before the file runs out.
+        chunks = [data]
+        size -= len(data)
         while size > 0:
             chunk = self.file.read(min(size, _READ_CHUNK))
             if not chunk:
@@ -260,8 +266,7 @@ def _pcap_frames(source: _Source, order: str) -> Iterator[Frame]:
     fraction_ns = 1 if magic == PCAP_MAGIC_NANOSECONDS else 1000
     record = struct.Struct(order + "IIII")
     index = 0
-    while not source.at_end():
-        header = source.take(record.size, "pcap record header")
+    while header := source.take(record.size, "pcap record header", may_end=True):
         seconds, fraction, captured, _ = record.unpack(header)
         index += 1
         data = source.take(captured, f"frame {index} ({captured} captured bytes)")
@@ -269,8 +274,7 @@ def _pcap_frames(source: _Source, order: str) -> Iterator[Frame]:
         yield Frame(index, timestamp, data, linktype, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class _Interface:
+class _Interface(NamedTuple):
     number: int  # across the file
     linktype: int
     snaplen: int
@@ -294,8 +298,8 @@ def _pcapng_frames(source: _Source) -> Iterator[Frame]:
     interfaces: list[_Interface] = []  # of the current section
     interface_count = 0  # across the file
     index = 0
-    while not source.at_end():
-        block = _next_block(source, order)
+    while head := source.take(8, "pcapng block header", may_end=True):
+        block = _next_block(source, head, order)
         if block.type == PCAPNG_SECTION_HEADER:
             order = block.order
             interfaces = []
@@ -312,8 +316,7 @@ def _pcapng_frames(source: _Source) -> Iterator[Frame]:
         yield Frame(index, timestamp, data, interface.linktype, interface.number)
 
 
-@dataclass(frozen=True, slots=True)
-class _Block:
+class _Block(NamedTuple):
     type: int
     offset: int  # of the block in the file
     body: bytes  # between the leading and the trailing length
@@ -331,10 +334,10 @@ class _Block:
         return struct.unpack_from(layout, self.body, at)
 
 
-def _next_block(source: _Source, order: str) -> _Block:
-    """Read one whole block; a Section Header Block sets the byte order from its magic."""
-    start = source.offset
-    head = source.take(8, "pcapng block header")
+def _next_block(source: _Source, head: bytes, order: str) -> _Block:
+    """Read the rest of the block ``head`` (its type and length) starts; a Section Header Block
+    sets the byte order from its magic."""
+    start = source.offset - 8
     byte_order_magic = b""  # read with the head: a section's byte order decides its length
     if head[:4] == _SHB_TYPE:
         byte_order_magic = source.take(4, "section header byte-order magic")
