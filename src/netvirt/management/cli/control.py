@@ -90,7 +90,7 @@ def agent(
     resync: Annotated[float, typer.Option(help="Seconds between full resyncs (repairs drift).")] = 30.0,
 ) -> None:
     """Keep HOST's data plane equal to its desired graph, reporting back; runs until SIGTERM/SIGINT."""
-    from netvirt.control.agent import Agent, make_backend
+    from netvirt.control.agent import Agent, AgentThread, make_backend
     from netvirt.control.store import DEFAULT_URL, StoreError, open_store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -102,9 +102,12 @@ def agent(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    running = AgentThread(Agent(host, opened, data_plane, resync_interval=resync)).start()
     try:
-        Agent(host, opened, data_plane, resync_interval=resync).run(stop)
+        while not stop.wait(1):
+            pass
     finally:
+        running.stop()
         opened.close()
 
 
