@@ -1,6 +1,13 @@
-"""Environment stack layers (host OS, hypervisors, VMs, containers, Kubernetes CNIs, SR-IOV, DPDK,
-XDP) turned into device sub-graphs.
+"""Environments: nested stack layers (Windows/Linux host, VirtualBox, VMware, Hyper-V, WSL2,
+KVM/virtio, SR-IOV, containers, Kubernetes CNIs, DPDK, AF_XDP, XDP) -> device graphs.
 
-Contract: pure functions from a spec's stack layers to ``graph`` objects; each device they produce
-declares its mode, system level, technique and the backends that can realise it.
+Contract: ``build(spec, stack) -> StackGraph``: a pure function of the spec; the graph carries
+every device's mode, system level and technique and the walkthrough ``Stage``s that group trace
+hops into the rows of the notes' tables. ``EnvironmentError`` explains a stack that cannot be
+built (layer, reason, fix).
 """
+
+from netvirt.environments.builder import EnvironmentError
+from netvirt.environments.stacks import StackGraph, build
+
+__all__ = ["EnvironmentError", "StackGraph", "build"]

@@ -54,6 +54,7 @@ from netvirt.graph.host import (
     RouteType,
     RpFilter,
     Segment,
+    Stage,
 )
 from netvirt.graph.rules import (
     ACCEPT,
@@ -138,6 +139,7 @@ __all__ = [
     "RpFilter",
     "Rule",
     "Segment",
+    "Stage",
     "Snat",
     "Socket",
     "SriovVf",

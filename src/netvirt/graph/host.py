@@ -12,7 +12,7 @@ by name. Each namespace implicitly has a loopback ``lo`` (127.0.0.1/8, ::1/128),
 from dataclasses import dataclass
 from enum import StrEnum
 
-from netvirt.graph.devices import Device
+from netvirt.graph.devices import Device, Mode
 from netvirt.graph.rules import Chain
 from netvirt.graph.values import (
     GraphError,
@@ -145,13 +145,35 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Stage:
+    """One row of a walkthrough table (the notes' Step | Mode | System Level | Technique): the
+    trace hops at ``places`` are shown together under ``name``. A place is ``"NS"`` (the IP stack
+    of namespace NS: routing, netfilter, local delivery), ``"NS/DEV"`` (every hop at device DEV)
+    or ``"NS/DEV:driver"`` (the kernel driver part of a NIC's receive, else counted with NS/DEV).
+    Presentation only: no data plane reads it, and ``diff`` ignores it."""
+
+    name: str
+    mode: Mode
+    level: str
+    technique: str
+    places: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        freeze_collections(self)
+        if not self.name or not self.places:
+            raise GraphError(f"stage {self.name!r}: needs a name and at least one place")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HostGraph:
-    """Everything one physical host runs. See the module docstring."""
+    """Everything one physical host runs. See the module docstring. ``stages`` group trace hops
+    into walkthrough rows (environments set them; compiled hosts usually have none)."""
 
     host: str
     namespaces: tuple[Namespace, ...] = ()
     devices: tuple[Device, ...] = ()
     links: tuple[Link, ...] = ()
+    stages: tuple[Stage, ...] = ()
 
     def __post_init__(self) -> None:
         freeze_collections(self)

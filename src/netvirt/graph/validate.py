@@ -77,6 +77,22 @@ def _host_problems(graph: HostGraph) -> Iterator[Problem]:
     yield from _link_problems(graph, devices)
     for ns in graph.namespaces:
         yield from _namespace_problems(host, ns, devices)
+    yield from _stage_problems(graph, namespaces, devices)
+
+
+def _stage_problems(
+    graph: HostGraph, namespaces: dict[str, Namespace], devices: dict[tuple[str, str], Device]
+) -> Iterator[Problem]:
+    seen: Counter[str] = Counter(place for stage in graph.stages for place in stage.places)
+    for stage in graph.stages:
+        for place in stage.places:
+            ns, _, rest = place.partition("/")
+            dev, _, phase = rest.partition(":")
+            if ns not in namespaces or (rest and (ns, dev) not in devices) or phase not in ("", "driver"):
+                yield Problem(f"{graph.host}:stage {stage.name}", f"place {place!r} names no namespace or device "
+                              "(write NS, NS/DEV or NS/DEV:driver)")
+            if seen[place] > 1:
+                yield Problem(f"{graph.host}:stage {stage.name}", f"place {place!r} is in more than one stage")
 
 
 def _device_problems(

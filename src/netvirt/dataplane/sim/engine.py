@@ -1,0 +1,494 @@
+"""The simulator: walks real packet bytes through a ``NetworkGraph``, device by device.
+
+Contract: ``Simulator(network).send(host, namespace, packet)`` returns the ``Walk`` of that IP
+packet sent by an application in the namespace; ``inject`` starts a frame on a device's wire.
+Deterministic: the same graph, state and packet give the same events. State that real systems
+keep between packets is kept between calls — conntrack, learned FDB entries, neighbour caches,
+fragments awaiting reassembly — so a reply sent after a request is ESTABLISHED; a fresh
+``Simulator`` starts empty. docs/trace.md lists the semantics of every device kind.
+
+Layering inside the package: ``engine`` (L2: devices, wires, switches, tunnels, hooks) uses
+``stack`` (L3: routing, netfilter, delivery, answers); both append events to a ``Run``.
+"""
+
+from netvirt.dataplane.sim import packets
+from netvirt.dataplane.sim.events import Action, Disposition, Event, Walk
+from netvirt.dataplane.sim.netfilter import packet_key
+from netvirt.dataplane.sim.packets import BROADCAST, ETHERNET, headers
+from netvirt.dataplane.sim.topology import Place, Topology
+from netvirt.graph import (
+    SWITCH_KINDS,
+    TUNNEL_KINDS,
+    Accept,
+    CtState,
+    DeviceKind,
+    HookKind,
+    HypervisorSwitch,
+    NetworkGraph,
+    SwitchMode,
+    Tunnel,
+)
+from netvirt.wire import geneve, nvgre, udp, vxlan
+from netvirt.wire.addresses import mac_to_text
+from netvirt.wire.builders import DYNAMIC_PORTS_START, flow_entropy
+from netvirt.wire import ipv4, ipv6
+
+MAX_HOPS = 512
+DRIVER_KINDS = (DeviceKind.NIC, DeviceKind.SRIOV_VF)
+DRIVER_LABELS = ("Kernel", "Driver", "NIC Driver (IRQ/NAPI poll, socket buffer allocation)")
+BYPASS_KINDS = (DeviceKind.SRIOV_VF, DeviceKind.NIC_ESWITCH, DeviceKind.DPDK_PMD, DeviceKind.AF_XDP_SOCKET)
+ZERO = b"\0" * 6
+
+
+class Run:
+    """One walk in progress: its events (unless silent), outcome, overhead and budgets."""
+
+    __slots__ = ("events", "record", "result", "hops", "overhead", "in_reply", "answers", "answer")
+
+    def __init__(self, record: bool = True) -> None:
+        self.events: list[Event] = []
+        self.record = record
+        self.result: tuple[Disposition, str] | None = None
+        self.hops = 0
+        self.overhead = 0
+        self.in_reply = False
+        self.answers = 1  # at most one generated answer (RST / ICMP error) per walk
+        self.answer: bytes | None = None  # neighbour resolution: the MAC that answered
+
+    def finish(self, disposition: Disposition, reason: str) -> None:
+        """Record how the sent packet ended (delivery wins over any other ending)."""
+        if self.in_reply:
+            return
+        if self.result is None or disposition is Disposition.DELIVERED and self.result[0] is not Disposition.DELIVERED:
+            self.result = (disposition, reason)
+
+
+class Simulator:
+    """See the module docstring. ``compiled``: tuple-space classifiers (else linear first match)."""
+
+    def __init__(self, network: NetworkGraph, *, compiled: bool = True) -> None:
+        from netvirt.dataplane.sim.stack import Stack
+
+        self.topology = Topology(network, compiled)
+        self._hook_classifiers: dict[tuple[Place, HookKind], object] = {}
+        self.stack = Stack(self)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all state: conntrack, learned FDB entries, neighbour caches, fragments."""
+        self.learned: dict[Place, dict[bytes, Place]] = {}
+        self.tunnel_learned: dict[Place, dict[bytes, bytes]] = {}
+        self.neighbours: dict[Place, dict[bytes, bytes]] = {}
+        self.conntrack: dict[tuple[str, str, int], dict] = {}
+        self.reassembly: dict[tuple, list[bytes]] = {}
+
+    # --- entry points ----------------------------------------------------------------------------
+
+    def send(self, host: str, namespace: str, packet: bytes, *, record: bool = True) -> Walk:
+        """Walk an IP packet an application in ``host``/``namespace`` sends."""
+        if (host, namespace) not in self.topology.spaces:
+            raise KeyError(f"no namespace {host}:{namespace} in the graph")
+        run = Run(record)
+        frame = bytearray(ZERO + ZERO + (b"\x08\x00" if packet[0] >> 4 == 4 else b"\x86\xdd") + packet)
+        space = self.topology.spaces[(host, namespace)]
+        self.stack.event(run, Action.SEND, space, frame, "the application sends", labels=("User", "App", "Socket API (send)"))
+        self.stack.local_out(run, space, frame)
+        return self._walk(run)
+
+    def inject(self, host: str, namespace: str, device: str, frame: bytes, *, record: bool = True) -> Walk:
+        """Walk a frame arriving on the wire of device ``namespace/device``."""
+        place = (host, namespace, device)
+        if place not in self.topology.devices:
+            raise KeyError(f"no device {host}:{namespace}/{device} in the graph")
+        run = Run(record)
+        if not self.receive(run, place, bytearray(frame), None):
+            self.drop(run, place, bytearray(frame), "the frame is addressed to no device here (MAC filter)")
+        return self._walk(run)
+
+    def _walk(self, run: Run) -> Walk:
+        disposition, reason = run.result or (Disposition.DROPPED, "the packet went nowhere")
+        return Walk(disposition, reason, tuple(run.events))
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def event(self, run: Run, action: Action, place: Place, frame, message: str = "", *, labels=None,
+              bypass: bool = False, rule: str = "") -> None:
+        if not run.record:
+            return
+        dev = self.topology.devices[place]
+        mode, level, technique = labels or (dev.mode.value, dev.level, dev.technique)
+        run.events.append(Event(action, place[0], place[1], place[2], mode, level, technique, bytes(frame),
+                                message, dev.mtu, run.overhead, run.in_reply, rule,
+                                bypass or dev.kind in BYPASS_KINDS))
+
+    def drop(self, run: Run, place: Place, frame, reason: str, disposition: Disposition = Disposition.DROPPED) -> bool:
+        self.event(run, Action.DROP, place, frame, reason)
+        run.finish(disposition, reason)
+        return True
+
+    # --- receive: a frame arrives from a wire ----------------------------------------------------
+
+    def receive(self, run: Run, place: Place, frame: bytearray, source: Place | None) -> bool:
+        """Frame arrives at ``place`` from its wire (sent by ``source``). False: nobody took it."""
+        run.hops += 1
+        if run.hops > MAX_HOPS:
+            return self.drop(run, place, frame, f"more than {MAX_HOPS} hops: a forwarding loop")
+        topology = self.topology
+        dev = topology.devices[place]
+        if not dev.up:
+            return self.drop(run, place, frame, f"device {dev.name} is down")
+        kind = dev.kind
+        if kind in SWITCH_KINDS and not self._routed_switch(dev):
+            return self.switch(run, place, place, frame)
+        if kind is DeviceKind.SOCKET:
+            return self.drop(run, place, frame, "a socket has no wire")
+        mine = self._accepts(place, frame)
+        bound = topology.bound.get(place, ())
+        eswitch = next((d for d in bound if d.kind is DeviceKind.NIC_ESWITCH), None)
+        if eswitch is not None:
+            self.event(run, Action.RECEIVE, place, frame, "signal received")
+            eswitch_place = (place[0], place[1], eswitch.name)
+            port = self._lookup(eswitch_place, frame[0:6])
+            if port is not None:
+                self.event(run, Action.FORWARD, eswitch_place, frame,
+                           f"embedded switch: {mac_to_text(bytes(frame[0:6]))} is virtual function "
+                           f"{port[1]}/{port[2]}; the host kernel never sees this frame")
+                return self.port_out(run, eswitch_place, port, frame)
+        elif topology.segment_of.get(place) is not None or kind in DRIVER_KINDS or source is None:
+            self.event(run, Action.RECEIVE, place, frame, "signal received" if kind is DeviceKind.NIC else "frame received")
+        else:
+            self.event(run, Action.RECEIVE, place, frame, "frame received")
+        pmd = next((d for d in bound if d.kind is DeviceKind.DPDK_PMD), None)
+        if pmd is not None:
+            return self._user_space(run, (place[0], place[1], pmd.name), frame, Action.BYPASS,
+                                    "poll-mode driver takes the frame from the NIC ring (zero copy, no kernel)")
+        peer = topology.wire.get(place)
+        if peer is not None and place in topology.segment_of:
+            # an uplink: a NIC on the outside network that also feeds a switch (bridged networking)
+            if source == peer:
+                return self.transmit(run, place, frame)
+            if not mine or frame[0] & 1:
+                taken = self.receive(run, peer, frame, place)
+                if not mine:
+                    return taken
+        elif not mine and dev.master is None and not bound:
+            return False
+        if kind in DRIVER_KINDS:
+            self.event(run, Action.DRIVER, place, frame, "driver takes the frame",
+                       labels=(DRIVER_LABELS[0], DRIVER_LABELS[1],
+                               "SR-IOV VF Driver (guest owns the VF, no hypervisor)" if kind is DeviceKind.SRIOV_VF
+                               else DRIVER_LABELS[2]))
+        verdict = self._hook(run, place, HookKind.XDP, frame)
+        if verdict is not None:
+            return verdict
+        verdict = self._hook(run, place, HookKind.TC_INGRESS, frame)
+        if verdict is not None:
+            return verdict
+        for child in bound:
+            if child.kind is DeviceKind.MACVLAN and child.mac is not None and bytes(frame[0:6]) == topology.macs[
+                    (place[0], place[1], child.name)]:
+                return self.stack.stack_in(run, (place[0], place[1], child.name), frame)
+        if dev.master is not None:
+            return self.switch(run, (place[0], place[1], dev.master), place, frame)
+        if not mine:
+            return False
+        return self.stack.stack_in(run, place, frame)
+
+    def _routed_switch(self, dev) -> bool:
+        """A hypervisor switch in NAT mode is the NAT engine's router interface, not a switch."""
+        return isinstance(dev.config, HypervisorSwitch) and dev.config.mode is SwitchMode.NAT
+
+    def _accepts(self, place: Place, frame) -> bool:
+        mac = self.topology.macs.get(place)
+        return mac is None or frame[0] & 1 == 1 or frame[0:6] == mac
+
+    def _user_space(self, run: Run, place: Place, frame, action: Action, message: str) -> bool:
+        """Hand a frame to a user-space receiver (DPDK PMD, AF_XDP socket) and its application."""
+        self.event(run, action, place, frame, message, bypass=True)
+        found = headers(frame)
+        for dev in self.topology.devices.values():
+            if dev.kind is DeviceKind.SOCKET and dev.parent == place[2] and found is not None:
+                socket_place = (place[0], dev.namespace, dev.name)
+                if self.stack.socket_matches(dev, found):
+                    self.event(run, Action.DELIVER, socket_place, frame,
+                               f"{dev.config.app or 'the application'} reads the frame in user space", bypass=True)
+                    run.finish(Disposition.DELIVERED, f"delivered to {dev.config.app or dev.name} in user space "
+                               f"({dev.config.proto}/{dev.config.port}) by kernel bypass")
+                    return True
+        return self.drop(run, place, frame, "no user-space application handles this packet "
+                         "(kernel bypass: the kernel cannot answer it either)")
+
+    # --- hooks: XDP and tc programs --------------------------------------------------------------
+
+    def _hook(self, run: Run, place: Place, kind: HookKind, frame) -> bool | None:
+        """Run the ``kind`` program of the device: None = pass on, True/False = handled."""
+        dev = self.topology.devices[place]
+        hook = next((h for h in dev.hooks if h.kind is kind), None)
+        xsk = next((d for d in self.topology.bound.get(place, ()) if d.kind is DeviceKind.AF_XDP_SOCKET), None)
+        if kind is HookKind.XDP and xsk is not None and hook is None:
+            return self._user_space(run, (place[0], place[1], xsk.name), frame, Action.REDIRECT,
+                                    "XDP redirects the frame to the AF_XDP socket (user space, no sk_buff)")
+        if hook is None:
+            return None
+        from netvirt.dataplane.sim.classify import CompiledClassifier
+
+        classifier = self._hook_classifiers.get((place, kind))
+        if classifier is None:
+            classifier = self._hook_classifiers[(place, kind)] = CompiledClassifier(hook.rules, hook.policy)
+        found = headers(frame)
+        labels = ("Kernel", "Driver" if kind is HookKind.XDP else dev.level,
+                  f"{'XDP' if kind is HookKind.XDP else 'tc'} eBPF program {hook.program}")
+        if found is None:
+            index, action = None, Accept()
+        else:
+            index, action = classifier.classify(packet_key(found, CtState.UNTRACKED, place[2], None))
+        name = f"{kind.value} {hook.program} " + (f"rule {index}" if index is not None else "policy")
+        if index is not None and hook.rules[index].comment:
+            name += f" ({hook.rules[index].comment})"
+        if isinstance(action, Accept):
+            if kind is HookKind.XDP and xsk is not None and index is not None:
+                return self._user_space(run, (place[0], place[1], xsk.name), frame, Action.REDIRECT,
+                                        f"{name}: XDP_REDIRECT to the AF_XDP socket (user space)")
+            self.event(run, Action.FILTER_ALLOW, place, frame, f"{name}: pass", labels=labels, rule=name)
+            return None
+        self.event(run, Action.FILTER_DROP, place, frame, f"{name}: drop", labels=labels, rule=name)
+        run.finish(Disposition.DROPPED, f"dropped by {name} on {place[1]}/{place[2]}")
+        return True
+
+    # --- switches --------------------------------------------------------------------------------
+
+    def switch(self, run: Run, switch: Place, ingress: Place | None, frame: bytearray) -> bool:
+        """Forward a frame that entered ``switch`` from port ``ingress`` (None: its own stack)."""
+        topology = self.topology
+        dev = topology.devices[switch]
+        dst = bytes(frame[0:6])
+        if ingress is not None and ingress != switch or (ingress == switch and switch in topology.wire):
+            learning = getattr(dev.config, "learning", True)
+            if learning and not frame[6] & 1:
+                self.learned.setdefault(switch, {})[bytes(frame[6:12])] = ingress
+        own = topology.macs.get(switch)
+        if ingress is not None and own is not None and dst == own and dev.addresses:
+            self.event(run, Action.FORWARD, switch, frame, "addressed to the switch itself: up its IP stack")
+            return self.stack.stack_in(run, switch, frame)
+        if dst[0] & 1:
+            return self._flood(run, switch, ingress, frame, "broadcast")
+        port = self._lookup(switch, dst)
+        if port is None:
+            return self._flood(run, switch, ingress, frame, "unknown destination")
+        if port == ingress:
+            return self.drop(run, switch, frame, f"{mac_to_text(dst)} is behind the port the frame came in on "
+                             "(hairpin): the switch does not send it back")
+        self.event(run, Action.FORWARD, switch, frame, f"{mac_to_text(dst)} is on port {_port_name(switch, port)}")
+        return self.port_out(run, switch, port, frame)
+
+    def _lookup(self, switch: Place, mac: bytes) -> Place | None:
+        topology = self.topology
+        learned = self.learned.get(switch)
+        if learned and mac in learned:
+            return learned[mac]
+        dev = topology.devices[switch]
+        for entry in getattr(dev.config, "fdb", ()):
+            if entry.device is not None and bytes.fromhex(entry.mac.replace(":", "")) == mac:
+                return (switch[0], switch[1], entry.device)
+        if dev.kind is not DeviceKind.BRIDGE:  # hypervisors and NICs know the MACs of their ports
+            for port in self.ports(switch):
+                if topology.port_mac(port) == mac:
+                    return port
+        return None
+
+    def ports(self, switch: Place) -> list[Place]:
+        ports = list(self.topology.ports.get(switch, ()))
+        if switch in self.topology.wire:
+            ports.append(switch)  # the switch's own link is a port too
+        return ports
+
+    def _flood(self, run: Run, switch: Place, ingress: Place | None, frame: bytearray, why: str) -> bool:
+        ports = [port for port in self.ports(switch) if port != ingress]
+        if ingress is not None and switch != ingress and self.topology.devices[switch].addresses:
+            ports.append(None)  # the switch's own IP stack gets broadcasts too
+        self.event(run, Action.FLOOD, switch, frame, f"{why}: out of {len(ports)} port(s)")
+        taken = False
+        for port in ports:
+            mark = len(run.events)
+            if port is None:
+                took = self.stack.stack_in(run, switch, bytearray(frame))
+            else:
+                took = self.port_out(run, switch, port, bytearray(frame))
+            if not took:
+                del run.events[mark:]
+            taken = taken or took
+        return taken
+
+    def port_out(self, run: Run, switch: Place, port: Place, frame: bytearray) -> bool:
+        """Send a frame out of a switch port."""
+        topology = self.topology
+        dev = topology.devices[port]
+        found = headers(frame)
+        if found is not None and found.length > dev.mtu and port != switch:
+            return self.drop(run, port, frame, f"frame of {found.length} IP bytes is larger than the MTU "
+                             f"{dev.mtu} of port {port[2]}: the switch drops it silently")
+        if port == switch:
+            return self.receive(run, topology.wire[switch], frame, switch)
+        if dev.kind in TUNNEL_KINDS:
+            return self.encap(run, port, frame)
+        if port in topology.wire or port in topology.segment_of:
+            return self.transmit(run, port, frame)
+        self.event(run, Action.RECEIVE, port, frame, "port of the switch with its own IP stack")
+        if not self._accepts(port, frame):
+            return False
+        return self.stack.stack_in(run, port, frame)
+
+    # --- transmit: a frame leaves a device -------------------------------------------------------
+
+    def transmit(self, run: Run, place: Place, frame: bytearray) -> bool:
+        """The device at ``place`` puts ``frame`` on its wire."""
+        topology = self.topology
+        dev = topology.devices[place]
+        if not dev.up:
+            return self.drop(run, place, frame, f"device {dev.name} is down")
+        verdict = self._hook(run, place, HookKind.TC_EGRESS, frame)
+        if verdict is not None:
+            return verdict
+        kind = dev.kind
+        if kind in TUNNEL_KINDS:
+            return self.encap(run, place, frame)
+        if kind in SWITCH_KINDS and not self._routed_switch(dev):
+            return self.switch(run, place, None, frame)
+        if dev.master is not None and place not in topology.wire and place not in topology.segment_of:
+            self.event(run, Action.TRANSMIT, place, frame, f"into switch {dev.master}")
+            return self.switch(run, (place[0], place[1], dev.master), place, frame)
+        peer = topology.wire.get(place)
+        segment = topology.segment_of.get(place)
+        if segment is not None:
+            self.event(run, Action.TRANSMIT, place, frame, f"onto network {segment}")
+            return self._segment(run, place, segment, frame)
+        if peer is not None:
+            self.event(run, Action.TRANSMIT, place, frame, f"to {peer[1]}/{peer[2]}")
+            return self.receive(run, peer, frame, place)
+        return self.drop(run, place, frame, f"device {dev.name} is not connected to anything")
+
+    def _segment(self, run: Run, source: Place, name: str, frame: bytearray) -> bool:
+        topology = self.topology
+        found = headers(frame)
+        mtu = topology.segment_mtu[name]
+        if found is not None and found.length > mtu:
+            return self.drop(run, source, frame, f"{found.length}-byte packet exceeds the MTU {mtu} of network {name}")
+        others = [port for port in topology.segment_ports[name] if port != source]
+        dst = bytes(frame[0:6])
+        exact = [port for port in others if topology.macs.get(port) == dst]
+        taken = False
+        for port in exact or others:
+            mark = len(run.events)
+            took = self.receive(run, port, bytearray(frame), source)
+            if not took:
+                del run.events[mark:]
+            taken = taken or took
+        return taken
+
+    # --- tunnels ---------------------------------------------------------------------------------
+
+    def encap(self, run: Run, place: Place, frame: bytearray) -> bool:
+        """Wrap ``frame`` for each remote the tunnel's FDB names and send the outer packets."""
+        dev = self.topology.devices[place]
+        config: Tunnel = dev.config  # type: ignore[assignment]
+        space = self.topology.spaces[(place[0], place[1])]
+        remotes = self._remotes(place, config, bytes(frame[0:6]))
+        if not remotes:
+            return self.drop(run, place, frame, f"{dev.kind.value} vni {config.vni} knows no remote endpoint for "
+                             f"{mac_to_text(bytes(frame[0:6]))} (no FDB entry)")
+        taken = False
+        for remote in remotes:
+            local = config.local.packed if config.local is not None else self.stack.source_for(space, remote)
+            if local is None:
+                return self.drop(run, place, frame, f"no local underlay address to reach {remote.hex()}")
+            outer = self._outer(dev.kind, config, bytes(frame), local, remote)
+            mark, before = len(run.events), run.overhead
+            run.overhead += len(outer) - len(frame) + packets.ETHERNET
+            out = bytearray(ZERO + ZERO + outer[:0] + (b"\x08\x00" if len(local) == 4 else b"\x86\xdd") + outer)
+            self.event(run, Action.ENCAP, place, out,
+                       f"{dev.kind.value} vni {config.vni} to {_ip_text(remote)} (+{len(outer) - len(frame)} bytes)")
+            took = self.stack.local_out(run, space, out)
+            run.overhead = before
+            if not took and len(remotes) > 1:
+                del run.events[mark:]
+            taken = taken or took
+        return taken
+
+    def _remotes(self, place: Place, config: Tunnel, mac: bytes) -> list[bytes]:
+        learned = self.tunnel_learned.get(place, {})
+        if mac in learned:
+            return [learned[mac]]
+        exact = [e.remote.packed for e in config.fdb if e.remote is not None and e.mac != "00:00:00:00:00:00"
+                 and bytes.fromhex(e.mac.replace(":", "")) == mac]
+        if exact:
+            return exact
+        if config.remote is not None:
+            return [config.remote.packed]
+        return [e.remote.packed for e in config.fdb if e.mac == "00:00:00:00:00:00" and e.remote is not None]
+
+    def _outer(self, kind: DeviceKind, config: Tunnel, inner: bytes, local: bytes, remote: bytes) -> bytes:
+        """Outer IP + UDP + VXLAN/Geneve (or GRE/NVGRE) around ``inner``; see ``wire.encapsulate``."""
+        entropy = flow_entropy(inner)
+        if kind is DeviceKind.NVGRE:
+            body = nvgre.Repr(config.vni, entropy & 0xFF).emit(inner)
+            protocol = packets.GRE
+        else:
+            header = vxlan.Repr(config.vni) if kind is DeviceKind.VXLAN else geneve.Repr(config.vni)
+            span = config.src_ports.last - config.src_ports.first + 1
+            src_port = config.src_ports.first + (entropy - DYNAMIC_PORTS_START) % span
+            zero = not config.udp_checksum and len(local) == 4
+            body = udp.Repr(src_port, config.dst_port).emit(header.emit(inner), src=local, dst=remote,
+                                                              zero_checksum=zero)
+            protocol = packets.UDP
+        if len(local) == 4:
+            return ipv4.Repr(local, remote, protocol, config.ttl).emit(body)
+        return ipv6.Repr(local, remote, protocol, hop_limit=config.ttl).emit(body)
+
+    def decap(self, run: Run, space, frame: bytearray, found) -> bool | None:
+        """Deliver a local UDP/GRE packet to the tunnel endpoint it is for; None if none is."""
+        l4 = found.l4
+        data = bytes(frame[l4:ETHERNET + found.length])
+        for dev in space.tunnels:
+            config: Tunnel = dev.config  # type: ignore[assignment]
+            if config.local is not None and config.local.packed != found.dst:
+                continue
+            if found.proto == packets.UDP and dev.kind in (DeviceKind.VXLAN, DeviceKind.GENEVE):
+                if found.dst_port != config.dst_port or len(data) < 16:
+                    continue
+                if dev.kind is DeviceKind.VXLAN:
+                    header, start, _ = vxlan.decode_at(data, 8, len(data))
+                else:
+                    header, start, _ = geneve.decode_at(data, 8, len(data))
+            elif found.proto == packets.GRE and dev.kind is DeviceKind.NVGRE and data[:4] == nvgre.FIRST_WORD:
+                header, start, _ = nvgre.decode_at(data, 0, len(data))
+            else:
+                continue
+            vni = getattr(header, "vni", None) if dev.kind is not DeviceKind.NVGRE else header.vsid
+            if vni != config.vni:
+                continue
+            place = (space.host, space.namespace.name, dev.name)
+            inner = bytearray(data[start:])
+            run.overhead = max(0, run.overhead - (len(data) - len(inner) + (found.l4 - found.l3)) - packets.ETHERNET)
+            self.event(run, Action.DECAP, place, inner, f"{dev.kind.value} vni {config.vni} from {_ip_text(found.src)}")
+            if config.learning:
+                self.tunnel_learned.setdefault(place, {})[bytes(inner[6:12])] = found.src
+            if dev.master is not None:
+                return self.switch(run, (place[0], place[1], dev.master), place, inner)
+            if not self._accepts(place, inner):
+                return self.drop(run, place, inner, "inner frame is not addressed to the tunnel device")
+            return self.stack.stack_in(run, place, inner)
+        return None
+
+
+def _port_name(switch: Place, port: Place) -> str:
+    return "link" if port == switch else port[2] if port[1] == switch[1] else f"{port[1]}/{port[2]}"
+
+
+def _ip_text(address: bytes) -> str:
+    from netvirt.wire.addresses import ip_to_text
+
+    return ip_to_text(address)
+
+
+def is_broadcast(mac: bytes) -> bool:
+    return mac == BROADCAST

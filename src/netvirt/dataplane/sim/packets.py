@@ -1,0 +1,329 @@
+"""Packet bytes for the simulator: header fields at a glance, probes, answers, NAT, fragments.
+
+Contract: every function takes and returns real bytes built with ``netvirt.wire`` — checksums are
+always valid (NAT rewrites update them incrementally, RFC 1624). Frames are untagged Ethernet II;
+``headers`` reads the IP and transport fields the data plane decides on without decoding the
+whole frame. ICMP "ports": an echo's identifier stands for both ports, so a reply's flow tuple is
+the inverse of the request's.
+"""
+
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from netvirt.wire import arp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp
+from netvirt.wire.builders import build
+
+ETHERNET = ethernet.HEADER_LENGTH
+BROADCAST = b"\xff" * 6
+ZERO_MAC = bytes(6)
+TCP, UDP, ICMP, ICMPV6, GRE = 6, 17, 1, 58, 47
+PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6", GRE: "gre"}
+IPV4_QUOTE = 576  # RFC 1812 §4.3.2.3: an ICMP error quotes as much as fits in 576 bytes
+IPV6_QUOTE = 1280  # RFC 4443 §2.4 (c)
+FIRST_SEQUENCE = 1_000_000  # probes' TCP initial sequence number (fixed: traces are deterministic)
+
+_V4 = struct.Struct("!BBHHHBBH4s4s")
+_V6 = struct.Struct("!IHBB16s16s")
+_PORTS = struct.Struct("!HH")
+
+
+@dataclass(slots=True)
+class Headers:
+    """The IP packet in a frame: where it starts (``l3``), its transport (``l4``) and the fields
+    a data plane decides on. ``src_port``/``dst_port`` are the echo identifier for ICMP echo and
+    0 where there are none; ``fragment``: this is not a whole datagram (no transport fields
+    unless it is the first fragment)."""
+
+    version: int
+    l3: int
+    l4: int
+    src: bytes
+    dst: bytes
+    proto: int
+    ttl: int
+    length: int  # IP total length (header included)
+    df: bool
+    fragment: bool
+    first_fragment: bool
+    identification: int
+    src_port: int = 0
+    dst_port: int = 0
+    icmp_type: int | None = None
+    icmp_code: int = 0
+    tcp_flags: int = 0
+
+    @property
+    def flow(self) -> tuple[int, int, bytes, int, bytes, int]:
+        """``(version, proto, src, src_port, dst, dst_port)``: the connection-tracking tuple."""
+        return (self.version, self.proto, self.src, self.src_port, self.dst, self.dst_port)
+
+    @property
+    def is_icmp_error(self) -> bool:
+        if self.proto == ICMP:
+            return self.icmp_type in icmpv4.ERROR_TYPES
+        return self.proto == ICMPV6 and self.icmp_type in icmpv6.ERROR_TYPES
+
+
+def ethertype_of(frame) -> int:
+    return frame[12] << 8 | frame[13]
+
+
+def headers(frame, l3: int = ETHERNET) -> Headers | None:
+    """The IP headers of ``frame`` (an IP packet starts at ``l3``), or None if it carries no IP."""
+    if len(frame) < l3 + 20:
+        return None
+    version = frame[l3] >> 4
+    if version == 4:
+        (ver_ihl, _, length, identification, flags, ttl, proto, _, src, dst) = _V4.unpack_from(frame, l3)
+        l4 = l3 + ((ver_ihl & 15) << 2)
+        offset = flags & 0x1FFF
+        fragment = bool(flags & 0x2000) or offset != 0
+        found = Headers(4, l3, l4, src, dst, proto, ttl, length, bool(flags & 0x4000), fragment,
+                        offset == 0, identification)
+    elif version == 6 and len(frame) >= l3 + 40:
+        _, payload_length, proto, ttl, src, dst = _V6.unpack_from(frame, l3)
+        l4, fragment, first, identification = l3 + 40, False, True, 0
+        if proto == ipv6.FRAGMENT:
+            proto = frame[l4]
+            offset_flags = frame[l4 + 2] << 8 | frame[l4 + 3]
+            identification = int.from_bytes(frame[l4 + 4:l4 + 8], "big")
+            fragment = bool(offset_flags & 1) or offset_flags >> 3 != 0
+            first = offset_flags >> 3 == 0
+            l4 += 8
+        found = Headers(6, l3, l4, src, dst, proto, ttl, 40 + payload_length, True, fragment, first,
+                        identification)
+    else:
+        return None
+    if not found.first_fragment or len(frame) < l4 + 4:
+        return found
+    if proto in (TCP, UDP):
+        found.src_port, found.dst_port = _PORTS.unpack_from(frame, l4)
+        if proto == TCP and len(frame) >= l4 + 14:
+            found.tcp_flags = frame[l4 + 13]
+    elif proto in (ICMP, ICMPV6):
+        found.icmp_type, found.icmp_code = frame[l4], frame[l4 + 1]
+        if found.icmp_type in (icmpv4.ECHO_TYPES if proto == ICMP else icmpv6.ECHO_TYPES):
+            found.src_port = found.dst_port = frame[l4 + 4] << 8 | frame[l4 + 5]
+    return found
+
+
+def quoted_headers(frame, outer: Headers) -> Headers | None:
+    """The headers of the datagram an ICMP error quotes (None if the quote is too short)."""
+    quote = bytes(frame[outer.l4 + 8:])
+    if len(quote) < 20:
+        return None
+    return headers(quote.ljust(outer.version == 4 and 28 or 48, b"\0"), 0)
+
+
+def frame(dst_mac: bytes, src_mac: bytes, ip_packet) -> bytes:
+    """An Ethernet frame around an IP packet (the EtherType follows the IP version)."""
+    ethertype = ethernet.IPV4 if ip_packet[0] >> 4 == 4 else ethernet.IPV6
+    return b"".join((dst_mac, src_mac, ethertype.to_bytes(2, "big"), ip_packet))
+
+
+def probe(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address, proto: str, *, src_port: int = 0,
+          dst_port: int = 0, size: int = 0, ttl: int = 64, dont_fragment: bool = True,
+          identification: int = 1) -> bytes:
+    """An IP packet a client would send: a TCP SYN, a UDP datagram or an ICMP echo request.
+
+    ``size`` is the IP total length to reach (padded with zero payload; 0 = headers only);
+    ``src_port`` is the echo identifier for ICMP. Fields are fixed so traces are deterministic.
+    """
+    if src.version != dst.version:
+        raise ValueError(f"probe from IPv{src.version} {src} to IPv{dst.version} {dst}: families differ")
+    s, d = src.packed, dst.packed
+    if proto == "tcp":
+        transport = tcp.Repr(src_port, dst_port, FIRST_SEQUENCE, 0, tcp.SYN, 64240)
+        header_length = 20
+    elif proto == "udp":
+        transport = udp.Repr(src_port, dst_port)
+        header_length = 8
+    elif proto == "icmp":
+        if src.version == 4:
+            transport = icmpv4.Repr(icmpv4.ECHO_REQUEST, 0, src_port or 1, 1)
+        else:
+            transport = icmpv6.Repr(icmpv6.ECHO_REQUEST, 0, src_port or 1, 1)
+        header_length = 8
+    else:
+        raise ValueError(f"probe protocol must be tcp, udp or icmp, got {proto!r}")
+    ip_length = 20 if src.version == 4 else 40
+    payload = bytes(max(0, size - ip_length - header_length))
+    if src.version == 4:
+        ip = ipv4.Repr(s, d, {"tcp": TCP, "udp": UDP, "icmp": ICMP}[proto], ttl, identification,
+                       dont_fragment=dont_fragment)
+    else:
+        ip = ipv6.Repr(s, d, {"tcp": TCP, "udp": UDP, "icmp": ICMPV6}[proto], hop_limit=ttl)
+    return build([ip, transport], payload)
+
+
+def icmp_error(packet, found: Headers, source: bytes, kind: str, mtu: int = 0) -> bytes:
+    """The ICMP (ICMPv6) error ``source`` sends back about ``packet`` (an IP packet).
+
+    ``kind``: "port", "host", "net", "admin" (unreachable), "ttl" (time exceeded) or "too-big"
+    (fragmentation needed / packet too big, with ``mtu``). The quote is the offending datagram,
+    cut to 576 bytes (IPv4) or 1280 (IPv6) in all.
+    """
+    if found.version == 4:
+        type_, code = {
+            "port": (icmpv4.DESTINATION_UNREACHABLE, icmpv4.PORT_UNREACHABLE),
+            "host": (icmpv4.DESTINATION_UNREACHABLE, icmpv4.HOST_UNREACHABLE),
+            "net": (icmpv4.DESTINATION_UNREACHABLE, icmpv4.NETWORK_UNREACHABLE),
+            "admin": (icmpv4.DESTINATION_UNREACHABLE, 13),
+            "ttl": (icmpv4.TIME_EXCEEDED, icmpv4.TTL_EXCEEDED_IN_TRANSIT),
+            "too-big": (icmpv4.DESTINATION_UNREACHABLE, icmpv4.FRAGMENTATION_NEEDED),
+        }[kind]
+        quote = bytes(packet[:IPV4_QUOTE - 28])
+        message = icmpv4.Repr(type_, code, next_hop_mtu=mtu if kind == "too-big" else 0)
+        return build([ipv4.Repr(source, found.src, ICMP, 64), message], quote)
+    type_, code = {
+        "port": (icmpv6.DESTINATION_UNREACHABLE, 4),
+        "host": (icmpv6.DESTINATION_UNREACHABLE, 3),
+        "net": (icmpv6.DESTINATION_UNREACHABLE, 0),
+        "admin": (icmpv6.DESTINATION_UNREACHABLE, 1),
+        "ttl": (icmpv6.TIME_EXCEEDED, 0),
+        "too-big": (icmpv6.PACKET_TOO_BIG, 0),
+    }[kind]
+    quote = bytes(packet[:IPV6_QUOTE - 48])
+    message = icmpv6.Repr(type_, code, mtu=mtu if kind == "too-big" else 0)
+    return build([ipv6.Repr(source, found.src, ICMPV6, hop_limit=64), message], quote)
+
+
+def tcp_reset(packet, found: Headers) -> bytes:
+    """The RST|ACK a TCP stack answers a segment with when nothing listens (RFC 9293 §3.10.7.1)."""
+    segment = tcp.Repr.parse(bytes(packet[found.l4 - found.l3:]))
+    data_length = found.length - (found.l4 - found.l3) - ((packet[found.l4 - found.l3 + 12] >> 4) << 2)
+    ack = (segment.sequence_number + data_length + bool(segment.flags & tcp.SYN) + bool(segment.flags & tcp.FIN))
+    reset = tcp.Repr(segment.dst_port, segment.src_port, 0, ack & 0xFFFFFFFF, tcp.RST | tcp.ACK, 0)
+    if found.version == 4:
+        return build([ipv4.Repr(found.dst, found.src, TCP, 64, dont_fragment=True), reset])
+    return build([ipv6.Repr(found.dst, found.src, TCP, hop_limit=64), reset])
+
+
+def echo_reply(packet, found: Headers) -> bytes:
+    """The kernel's answer to an ICMP (ICMPv6) echo request, with the same data."""
+    body = bytes(packet[found.l4 - found.l3:found.length])
+    data = body[8:]
+    if found.version == 4:
+        message = icmpv4.Repr(icmpv4.ECHO_REPLY, 0, found.src_port, body[6] << 8 | body[7])
+        return build([ipv4.Repr(found.dst, found.src, ICMP, 64), message], data)
+    message = icmpv6.Repr(icmpv6.ECHO_REPLY, 0, found.src_port, body[6] << 8 | body[7])
+    return build([ipv6.Repr(found.dst, found.src, ICMPV6, hop_limit=64), message], data)
+
+
+def arp_request(src_mac: bytes, src_ip: bytes, target_ip: bytes) -> bytes:
+    request = arp.Repr(arp.REQUEST, src_mac, src_ip, ZERO_MAC, target_ip)
+    return build([ethernet.Repr(src_mac, BROADCAST, ethernet.ARP), request])
+
+
+def arp_reply(request: arp.Repr, mac: bytes) -> bytes:
+    reply = arp.Repr(arp.REPLY, mac, request.target_protocol_address, request.sender_hardware_address,
+                     request.sender_protocol_address)
+    return build([ethernet.Repr(mac, request.sender_hardware_address, ethernet.ARP), reply])
+
+
+def solicited_node(address: bytes) -> tuple[bytes, bytes]:
+    """The solicited-node multicast address of an IPv6 address, and its multicast MAC (RFC 4291)."""
+    group = bytes.fromhex("ff020000000000000000000001ff") + address[13:]
+    return group, b"\x33\x33" + group[12:]
+
+
+def neighbor_solicitation(src_mac: bytes, src_ip: bytes, target_ip: bytes) -> bytes:
+    group, mac = solicited_node(target_ip)
+    message = icmpv6.Repr(icmpv6.NEIGHBOR_SOLICITATION, target_address=target_ip, link_layer_address=src_mac)
+    return build([ethernet.Repr(src_mac, mac, ethernet.IPV6), ipv6.Repr(src_ip, group, ICMPV6, hop_limit=255),
+                  message])
+
+
+def neighbor_advertisement(mac: bytes, target_ip: bytes, to_mac: bytes, to_ip: bytes) -> bytes:
+    message = icmpv6.Repr(icmpv6.NEIGHBOR_ADVERTISEMENT, target_address=target_ip, solicited=True,
+                          override=True, link_layer_address=mac)
+    return build([ethernet.Repr(mac, to_mac, ethernet.IPV6), ipv6.Repr(target_ip, to_ip, ICMPV6, hop_limit=255),
+                  message])
+
+
+def rewrite(frame: bytearray, found: Headers, *, src: bytes | None = None, src_port: int | None = None,
+            dst: bytes | None = None, dst_port: int | None = None) -> None:
+    """NAT in place: new addresses/ports, with IP and transport checksums updated (RFC 1624)."""
+    l3, l4 = found.l3, found.l4
+    whole = found.first_fragment
+    ip_view = ipv4.View(frame, l3) if found.version == 4 else ipv6.View(frame, l3)
+    transport = None
+    if whole and found.proto == TCP:
+        transport = tcp.View(frame, l4)
+    elif whole and found.proto == UDP:
+        transport = udp.View(frame, l4)
+    elif whole and found.proto == ICMPV6:
+        transport = icmpv6.View(frame, l4)
+    for new, field in ((src, "src"), (dst, "dst")):
+        if new is not None and new != getattr(found, field):
+            old = getattr(found, field)
+            setattr(ip_view, field, new)
+            if transport is not None:
+                transport.update_pseudo_header(old, new)
+            setattr(found, field, new)
+    if transport is not None and found.proto in (TCP, UDP):
+        if src_port is not None and src_port != found.src_port:
+            transport.src_port = src_port
+            found.src_port = src_port
+        if dst_port is not None and dst_port != found.dst_port:
+            transport.dst_port = dst_port
+            found.dst_port = dst_port
+
+
+def decrement_ttl(frame: bytearray, found: Headers) -> int:
+    """TTL / hop limit minus one, checksum updated; returns the new value."""
+    if found.version == 4:
+        found.ttl = ipv4.View(frame, found.l3).decrement_ttl()
+    else:
+        found.ttl = ipv6.View(frame, found.l3).decrement_hop_limit()
+    return found.ttl
+
+
+def fragments(packet: bytes, mtu: int) -> list[bytes]:
+    """``packet`` (an IP packet) split into fragments of at most ``mtu`` bytes (RFC 791, RFC 8200)."""
+    if packet[0] >> 4 == 4:
+        header, payload = ipv4.Repr.decode(packet)
+        chunk = (mtu - 20 - len(header.options)) // 8 * 8
+        base = header.fragment_offset
+        pieces = []
+        for start in range(0, len(payload), chunk):
+            last = start + chunk >= len(payload)
+            part = header._replace(fragment_offset=base + start // 8,
+                                   more_fragments=header.more_fragments or not last)
+            pieces.append(part.emit(bytes(payload[start:start + chunk])))
+        return pieces
+    header, payload = ipv6.Repr.decode(packet)
+    chunk = (mtu - 48) // 8 * 8
+    identification = int.from_bytes(packet[8:12], "big") ^ int.from_bytes(packet[24:28], "big")
+    return [header._replace(fragment=ipv6.Fragment(identification, start // 8, start + chunk < len(payload)))
+            .emit(bytes(payload[start:start + chunk])) for start in range(0, len(payload), chunk)]
+
+
+def reassemble(pieces: list[bytes]) -> bytes | None:
+    """The datagram the fragments make, or None while some are missing."""
+    parsed = []
+    for piece in pieces:
+        if piece[0] >> 4 == 4:
+            header, payload = ipv4.Repr.decode(piece)
+            parsed.append((header.fragment_offset * 8, header.more_fragments, header, bytes(payload)))
+        else:
+            header, payload = ipv6.Repr.decode(piece)
+            parsed.append((header.fragment.fragment_offset * 8, header.fragment.more_fragments, header, bytes(payload)))
+    parsed.sort(key=lambda item: item[0])
+    data, expected = b"", 0
+    for offset, _, _, payload in parsed:
+        if offset != expected:
+            return None
+        data += payload
+        expected += len(payload)
+    if parsed[-1][1]:
+        return None
+    first = parsed[0][2]
+    if isinstance(first, ipv4.Repr):
+        return first._replace(more_fragments=False, fragment_offset=0).emit(data)
+    return first._replace(fragment=None).emit(data)
+
+
+def text_to_ip(text: str) -> bytes:
+    return ip_address(text).packed

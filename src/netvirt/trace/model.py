@@ -1,0 +1,166 @@
+"""The trace of one packet: ``Trace(disposition, reason, hops, anomalies)``, hops grouped in rows.
+
+Contract: a ``Hop`` is one simulator event (``dataplane.sim.Event``) with its walkthrough ``step``;
+consecutive hops of one stage form a ``Row`` (Step | Mode | System Level | Technique), numbered
+from 1 — the grouping of the notes' tables. Where the graph names stages (``graph.Stage``,
+environments do) a hop belongs to the stage of its place; other hops are grouped automatically:
+the sending application, each namespace's IP stack, and runs of devices with the same labels.
+``to_json`` is the public JSON interface documented in docs/trace.md.
+"""
+
+from dataclasses import dataclass, field
+
+from netvirt.dataplane.sim import Action, Disposition, Event, Walk
+from netvirt.graph import Stage
+from netvirt.wire import ParseError, dissect, summary, to_json
+
+__all__ = ["Action", "Anomaly", "Disposition", "Hop", "Row", "Trace", "build"]
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """Something on the path a network engineer should know: what, at which step, and the fix."""
+
+    kind: str
+    step: int
+    message: str
+    fix: str
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "step": self.step, "message": self.message, "fix": self.fix}
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One hop of a trace (DESIGN.md §7): ``action`` at ``device`` (None: the namespace's IP stack)
+    of ``namespace`` (written ``HOST:NAMESPACE``), in walkthrough step ``step``; ``packet`` is the
+    frame after the action. ``message`` says what happened, ``rule`` which filter rule decided;
+    ``reply``: part of an answer the network generated (RST, ICMP error); ``bypass``: outside the
+    host kernel (invisible to its tcpdump and netfilter)."""
+
+    step: int
+    mode: str
+    level: str
+    technique: str
+    device: str | None
+    namespace: str
+    action: Action
+    packet: bytes
+    mtu: int
+    overhead: int
+    message: str = ""
+    rule: str = ""
+    reply: bool = False
+    bypass: bool = False
+
+    @classmethod
+    def of(cls, step: int, event: Event) -> "Hop":
+        return cls(step, event.mode, event.level, event.technique, event.device, f"{event.host}:{event.namespace}",
+                   event.action, event.packet, event.mtu, event.overhead, event.message, event.rule, event.reply,
+                   event.bypass)
+
+    def summary(self) -> str:
+        """The packet as one tcpdump-like line."""
+        try:
+            return summary(dissect(self.packet))
+        except ParseError as error:
+            return f"[undecodable at {error.layer} byte {error.offset}: {error.reason}]"
+
+    def to_json(self) -> dict:
+        try:
+            layers = to_json(dissect(self.packet))
+        except ParseError:
+            layers = []
+        return {
+            "step": self.step,
+            "mode": self.mode,
+            "level": self.level,
+            "technique": self.technique,
+            "device": self.device,
+            "namespace": self.namespace,
+            "action": self.action.value,
+            "packet": {"summary": self.summary(), "layers": layers, "bytes": self.packet.hex()},
+            "mtu": self.mtu,
+            "overhead": self.overhead,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One walkthrough step: its name, labels and hops."""
+
+    step: int
+    name: str
+    mode: str
+    level: str
+    technique: str
+    hops: tuple[Hop, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """How one packet travelled: outcome, every hop, the walkthrough rows and the anomalies."""
+
+    disposition: Disposition
+    reason: str
+    hops: tuple[Hop, ...]
+    rows: tuple[Row, ...]
+    anomalies: tuple[Anomaly, ...] = field(default=())
+
+    def to_json(self) -> dict:
+        return {
+            "disposition": self.disposition.value,
+            "reason": self.reason,
+            "hops": [hop.to_json() for hop in self.hops],
+            "anomalies": [anomaly.to_json() for anomaly in self.anomalies],
+        }
+
+    def with_anomalies(self, anomalies) -> "Trace":
+        return Trace(self.disposition, self.reason, self.hops, self.rows, tuple(anomalies))
+
+    @property
+    def path(self) -> str:
+        """The rows' names joined by arrows — the notes' "Network Path" notation."""
+        return " -> ".join(row.name for row in self.rows)
+
+
+def build(walk: Walk, stages: dict[tuple[str, str], Stage], *, skip: frozenset[tuple[str, str]] = frozenset()) -> Trace:
+    """The ``Trace`` of a simulator walk. ``stages`` maps ``(host, place)`` to its stage (the
+    simulator's ``Topology.stages``); leading events in the ``(host, namespace)``s of ``skip``
+    (the outside world a walkthrough starts from) are left out."""
+    events = list(walk.events)
+    while events and (events[0].host, events[0].namespace) in skip:
+        events.pop(0)
+    groups: list[tuple[object, str, tuple[str, str, str], list[Event]]] = []
+    for event in events:
+        key, name, labels = _group_of(event, stages)
+        if groups and groups[-1][0] == key:
+            groups[-1][3].append(event)
+        else:
+            groups.append((key, name, labels, [event]))
+    hops: list[Hop] = []
+    rows: list[Row] = []
+    for step, (_, name, labels, members) in enumerate(groups, start=1):
+        row_hops = tuple(Hop.of(step, event) for event in members)
+        hops.extend(row_hops)
+        rows.append(Row(step, name, *labels, row_hops))
+    return Trace(walk.disposition, walk.reason, tuple(hops), tuple(rows))
+
+
+def _group_of(event: Event, stages: dict[tuple[str, str], Stage]) -> tuple[object, str, tuple[str, str, str]]:
+    """The row key, name and labels of an event."""
+    stage = stages.get((event.host, event.place))
+    if stage is None and event.action is Action.DRIVER:
+        stage = stages.get((event.host, f"{event.namespace}/{event.device}"))
+    if stage is None and event.device is None and event.action is not Action.SEND:
+        stage = stages.get((event.host, event.namespace))
+    if stage is not None:
+        return (event.host, stage.name, event.reply), stage.name, (stage.mode.value, stage.level, stage.technique)
+    if event.action is Action.SEND:
+        return ("send", event.host, event.namespace), f"{event.namespace} (sender)", \
+            (event.mode, event.level, event.technique)
+    if event.device is None:
+        return (("stack", event.host, event.namespace, event.reply), f"{event.namespace} IP stack",
+                ("Kernel", event.level, "IP Stack (Routing & Netfilter)"))
+    labels = (event.mode, event.level, event.technique)
+    return ("device", event.host, labels, event.reply), f"{event.namespace}/{event.device}", labels
