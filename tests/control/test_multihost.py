@@ -86,7 +86,7 @@ class Processes:
             return states
 
         try:
-            states = eventually(check, timeout=20, what="convergence")
+            states = eventually(check, timeout=30, what="convergence")
         except AssertionError as error:
             raise AssertionError(f"{error}\n{self.tails()}") from None
         return {host: states[host]["desired_revision"] for host in hosts}
@@ -123,7 +123,7 @@ def cluster(etcd, tmp_path: Path):
     for host in HOSTS:
         processes.start_agent(host)
     try:
-        eventually(processes.answering, timeout=20, what="the controller answering")
+        eventually(processes.answering, timeout=60, what="the controller answering")
         yield processes
     except BaseException:
         print(processes.tails())

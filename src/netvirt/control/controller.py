@@ -108,6 +108,18 @@ class HostDetail:
     """What the realized graph lacks or has extra, one line per object (``add device h1/eth0``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Published:
+    """The desired graphs this controller last saw in the store, with the spec key's revision then."""
+
+    revision: int
+    graphs: dict[str, HostGraph]
+
+
+def _value(graph: HostGraph) -> bytes:
+    return to_json(graph).encode()
+
+
 class Controller:
     """The control-plane service over one store (see the module docstring)."""
 
@@ -115,12 +127,13 @@ class Controller:
         self.store = store
         self.retries = retries
         self._lock = threading.Lock()
+        self._published: _Published | None = None
 
     # --- the spec ---------------------------------------------------------------------------------
 
     def apply(self, spec: Spec, expected_revision: int | None = None) -> ApplyResult:
         """Publish ``spec`` atomically; see the module docstring."""
-        graphs = {graph.host: to_json(graph).encode() for graph in compile_network(spec).hosts}
+        graphs = {graph.host: graph for graph in compile_network(spec).hosts}
         spec_value = json.dumps({"spec": as_data(spec)}, sort_keys=True).encode()
         with self._lock:
             for _ in range(self.retries):
@@ -135,21 +148,28 @@ class Controller:
         """Validate spec text exactly as ``netvirt validate`` does (``SpecError``), then ``apply``."""
         return self.apply(loads(text, filename), expected_revision)
 
-    def _publish(self, spec_value: bytes, graphs: dict[str, bytes], expected_revision: int | None) -> ApplyResult:
+    def _publish(self, spec_value: bytes, graphs: dict[str, HostGraph], expected_revision: int | None) -> ApplyResult:
         current = self.store.get(SPEC_KEY)
         revision = current.mod_revision if current else 0
         if expected_revision is not None and expected_revision != revision:
             raise StaleSpec(expected_revision, revision)
-        stored = {host_of(e.key): e.value for e in self.store.list(DESIRED).entries}
-        changed = tuple(sorted(host for host, value in graphs.items() if stored.get(host) != value))
-        removed = tuple(sorted(stored.keys() - graphs.keys()))
+        if self._published is not None and self._published.revision == revision:
+            before = self._published.graphs  # what the store holds: this controller wrote it last
+            changed = tuple(sorted(host for host, graph in graphs.items() if before.get(host) != graph))
+            removed = tuple(sorted(before.keys() - graphs.keys()))
+        else:
+            stored = {host_of(e.key): e.value for e in self.store.list(DESIRED).entries}
+            changed = tuple(sorted(host for host, graph in graphs.items() if stored.get(host) != _value(graph)))
+            removed = tuple(sorted(stored.keys() - graphs.keys()))
         unchanged = tuple(sorted(graphs.keys() - set(changed)))
         if current is not None and current.value == spec_value and not changed and not removed:
+            self._published = _Published(revision, graphs)
             return ApplyResult(revision, (), (), unchanged)
         operations: list[Operation] = [Put(SPEC_KEY, spec_value)]
-        operations += [Put(desired_key(host), graphs[host]) for host in changed]
+        operations += [Put(desired_key(host), _value(graphs[host])) for host in changed]
         operations += [Delete(desired_key(host)) for host in removed]
         published = self.store.txn(operations, [Compare(SPEC_KEY, revision)])
+        self._published = _Published(published, graphs)
         return ApplyResult(published, changed, removed, unchanged)
 
     def current(self) -> Applied | None:
@@ -174,6 +194,7 @@ class Controller:
                 published = self.store.txn(operations, [Compare(SPEC_KEY, revision)])
             except Conflict:
                 raise StaleSpec(revision, self._spec_revision()) from None
+            self._published = _Published(0, {})
             return ApplyResult(published, (), hosts, ())
 
     def _spec_revision(self) -> int:
