@@ -135,7 +135,7 @@ def cluster(etcd, tmp_path: Path):
 def test_three_agents_converge_survive_kills_and_an_etcd_restart(cluster: Processes, etcd):
     # 1. The quickstart as it is, through the CLI: host-a and host-b converge, host-c stays idle.
     _register()
-    applied = CliRunner().invoke(app, ["apply", str(QUICKSTART), "--controller", cluster.url, "--wait", "--timeout", "20"])
+    applied = CliRunner().invoke(app, ["apply", str(QUICKSTART), "--controller", cluster.url, "--wait", "--timeout", "30"])
     assert applied.exit_code == 0, applied.output + cluster.tails()
     assert "2 changed (host-a, host-b)" in applied.stdout and "converged: 3 hosts" in applied.stdout
     states = {h["host"]: h["state"] for h in cluster.get("/v1/hosts")["hosts"]}

@@ -39,9 +39,9 @@ def make_backend(name: str, host: str) -> Backend:
 
         return SimBackend(host)
     if name == "linux":
-        from netvirt.dataplane.linux.backend import LinuxBackend  # type: ignore[import-not-found]
+        from netvirt.dataplane.linux.backend import LinuxBackend
 
-        return LinuxBackend(host)  # type: ignore[no-any-return]
+        return LinuxBackend(host)
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
