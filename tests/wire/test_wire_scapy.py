@@ -269,7 +269,7 @@ def test_netvirt_icmp_reads_the_same_in_scapy(frame_and_body):
 
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(["vxlan", "geneve", "nvgre"]), u24, st.sampled_from([4, 6]), inner_frame_layers(), payload,
-       st.lists(st.builds(geneve.Option, u16, u8, st.binary(max_size=8).map(lambda data: data.ljust(-(-len(data) // 4) * 4, b"\0"))), max_size=3))
+       st.lists(st.builds(geneve.Option, u16, u8, st.sampled_from([b"", b"\0\1\2\3", bytes(range(8))])), max_size=3))
 def test_encapsulate_reads_the_same_in_scapy(encap, vni, family, inner_layers, body, options):
     inner_layers = [layer._replace(options=b"") if isinstance(layer, ipv4.Repr) else layer for layer in inner_layers]
     inner_layers = [layer._replace(vlans=()) if isinstance(layer, ethernet.Repr) else layer for layer in inner_layers]

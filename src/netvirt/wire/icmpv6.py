@@ -154,12 +154,14 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
         raise truncated(LAYER, start, end, HEADER_LENGTH)
     kind, code, _, word = _HEADER.unpack_from(data, start)
     if kind in ECHO_TYPES:
-        return _new(Repr, (kind, code, word >> 16, word & 0xFFFF, 0, b"", False, False, False, b"", 0)), start + 8, end, kind
-    if kind == PACKET_TOO_BIG:
-        return _new(Repr, (kind, code, 0, 0, word, b"", False, False, False, b"", 0)), start + 8, end, kind
-    if kind in NEIGHBOR_TYPES:
+        layer = _new(Repr, (kind, code, word >> 16, word & 0xFFFF, 0, b"", False, False, False, b"", 0))
+    elif kind == PACKET_TOO_BIG:
+        layer = _new(Repr, (kind, code, 0, 0, word, b"", False, False, False, b"", 0))
+    elif kind in NEIGHBOR_TYPES:
         return _decode_neighbor(data, start, end, kind, code, word)
-    return _new(Repr, (kind, code, 0, 0, 0, b"", False, False, False, b"", word)), start + 8, end, kind
+    else:
+        layer = _new(Repr, (kind, code, 0, 0, 0, b"", False, False, False, b"", word))
+    return layer, start + HEADER_LENGTH, end, kind
 
 
 def _decode_neighbor(data, start, end, kind, code, flags):

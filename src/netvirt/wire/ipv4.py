@@ -116,10 +116,10 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     """
     if end - start < HEADER_LENGTH:
         raise truncated(LAYER, start, end, HEADER_LENGTH)
-    (version_ihl, tos, total_length, identification, flags, ttl, protocol, _, src, dst) = _HEADER.unpack_from(data, start)
+    version_ihl, tos, total_length, identification, flags, ttl, protocol, _, src, dst = _HEADER.unpack_from(data, start)
     payload_end = start + total_length
     if version_ihl == 0x45 and HEADER_LENGTH <= total_length and payload_end <= end and not quoted:
-        # the common case, decided by one comparison per rule: no options, whole, not quoted
+        # the common case: no options, the whole datagram present, not a quote
         if int.from_bytes(data[start:start + HEADER_LENGTH], "big") % 0xFFFF:
             raise _bad_checksum(data, start, HEADER_LENGTH)
         options = b""
@@ -130,7 +130,8 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
         if header_length < HEADER_LENGTH:
             raise Malformed(LAYER, start, f"header length (IHL) is {header_length} bytes, minimum is 20")
         if total_length < header_length:
-            raise Malformed(LAYER, start + 2, f"total length {total_length} is less than the header length {header_length}")
+            raise Malformed(LAYER, start + 2,
+                            f"total length {total_length} is less than the header length {header_length}")
         if payload_end > end:
             if not quoted:
                 raise Truncated(LAYER, start, f"total length says {total_length} bytes, have {end - start}")

@@ -40,6 +40,7 @@ ROUTING = 43
 FRAGMENT = 44
 DESTINATION_OPTIONS = 60
 SKIPPED_HEADERS = frozenset((HOP_BY_HOP, ROUTING, DESTINATION_OPTIONS))
+EXTENSION_HEADERS = SKIPPED_HEADERS | {FRAGMENT}
 
 _HEADER = struct.Struct("!IHBB16s16s")
 _FRAGMENT = struct.Struct("!BBHI")
@@ -137,7 +138,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
                             f"40-byte header, have {end - offset}")
         payload_end = end
     fragment = None
-    while next_header in SKIPPED_HEADERS or next_header == FRAGMENT:
+    while next_header in EXTENSION_HEADERS:
         if next_header == FRAGMENT:
             if payload_end - offset < 8:
                 raise truncated(LAYER, offset, payload_end, 8)
@@ -153,7 +154,8 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
             next_header = data[offset]
             offset += length
     layer = _new(Repr, (src, dst, next_header, hop_limit, first_word >> 20 & 0xFF, first_word & 0xFFFFF, fragment))
-    return layer, offset, payload_end, next_header if fragment is None or not fragment[1] and not fragment[2] else None
+    whole = fragment is None or not (fragment.fragment_offset or fragment.more_fragments)
+    return layer, offset, payload_end, next_header if whole else None
 
 
 class View:

@@ -145,15 +145,18 @@ def _ip_summary(ip, transport) -> tuple[str, int]:
         return f"{src} > {dst}: {_SIMPLE[kind](transport)}", 1
     if ip.__class__ is ipv4.Repr:
         text = f"{src} > {dst}: ipv4 protocol {ip.protocol} ttl {ip.ttl}"
-        if ip.more_fragments or ip.fragment_offset:
-            text += f" fragment id {ip.identification} offset {ip.fragment_offset * 8}" + (" +" if ip.more_fragments else "")
+        if ip.is_fragment:
+            text += _fragment_text(ip.identification, ip.fragment_offset, ip.more_fragments)
     else:
         text = f"{src} > {dst}: ipv6 next header {ip.next_header} hop limit {ip.hop_limit}"
         if ip.fragment is not None:
-            fragment = ip.fragment
-            text += f" fragment id {fragment.identification} offset {fragment.fragment_offset * 8}" + (
-                " +" if fragment.more_fragments else "")
+            text += _fragment_text(*ip.fragment)
     return text, 0
+
+
+def _fragment_text(identification: int, fragment_offset: int, more_fragments: bool) -> str:
+    """tcpdump's way: the offset in bytes, ``+`` when more fragments follow."""
+    return f" fragment id {identification} offset {fragment_offset * 8}" + (" +" if more_fragments else "")
 
 
 def _icmpv4_text(layer) -> str:
