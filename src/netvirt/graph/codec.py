@@ -66,17 +66,26 @@ def _encode(value: Any) -> Any:
     if type(value) in _IP_TYPES:
         return str(value)
     if dataclasses.is_dataclass(value):
-        out: dict[str, Any] = {}
-        tag = getattr(type(value), "tag", None)
-        if tag is not None:
-            out["type"] = tag
-        for field in dataclasses.fields(value):
-            item = getattr(value, field.name)
-            if field.default is not dataclasses.MISSING and item == field.default:
-                continue
-            out[field.name] = _encode(item)
+        tag, fields = _encoding_of(type(value))
+        out: dict[str, Any] = {} if tag is None else {"type": tag}
+        for name, default in fields:
+            item = getattr(value, name)
+            if item is not default and item != default:
+                out[name] = _encode(item)
         return out
     raise TypeError(f"cannot encode {type(value).__name__} {value!r} as graph JSON")
+
+
+_NO_DEFAULT = object()  # compares unequal to everything: the field is always written
+
+
+@cache
+def _encoding_of(cls: type) -> tuple[str | None, tuple[tuple[str, Any], ...]]:
+    """A dataclass's union tag (or None) and its fields with their defaults."""
+    fields = tuple(
+        (f.name, _NO_DEFAULT if f.default is dataclasses.MISSING else f.default) for f in dataclasses.fields(cls)
+    )
+    return getattr(cls, "tag", None), fields
 
 
 def _fail(path: str, expected: str, got: Any) -> GraphError:
