@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
 from netvirt.management.spec.problems import Path, Problem, format_path
 
@@ -168,8 +169,13 @@ def parse_document(text: str, filename: str) -> tuple[Document, list[Problem]]:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
         return document, [_yaml_problem(filename, error)]
+    except ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        col = error.position - text.rfind("\n", 0, error.position)
+        character = f"#x{error.character:04x}" if isinstance(error.character, int) else repr(error.character)
+        return document, [Problem(filename, line, col, "", f"invalid YAML: character {character}: {error.reason}")]
     except yaml.YAMLError as error:
-        return document, [Problem(filename, 0, 0, "", f"invalid YAML: {error}")]
+        return document, [Problem(filename, 1, 1, "", f"invalid YAML: {error}")]
     except RecursionError:
         return document, [Problem(filename, 1, 1, "", f"nesting deeper than {MAX_DEPTH} levels")]
     document._root = root
