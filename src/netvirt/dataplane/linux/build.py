@@ -102,7 +102,13 @@ class Builder:
         """Ensure the namespace for ``local`` and return its full name. Loopback is up, and IPv6
         duplicate address detection is off: the control plane assigns every address, and DAD
         would leave new addresses (link-local ones too) unusable for a second or more."""
-        name = self.names.namespace(local)
+        return self.named_namespace(self.names.namespace(local))
+
+    def named_namespace(self, name: str) -> str:
+        """``namespace`` for a full name made by ``self.names`` (``graph_namespace``,
+        ``segment_namespace``)."""
+        if not self.names.owns_namespace(name):
+            raise NotOwned(f"namespace {name} is not named like deployment {self.names.deployment}'s")
         self.record.add(OwnedNamespace(name))
         netns.ensure(name)
         for scope in ("all", "default"):
@@ -145,6 +151,28 @@ class Builder:
         self._do(namespace, links.ensure_vxlan, name, spec)
         self._do(namespace, links.set_link, name, mtu=mtu, up=True)
 
+    def remove_namespace(self, namespace: str) -> None:
+        """Remove owned ``namespace`` (with everything inside) and drop it from the record."""
+        self._require_namespace(namespace)
+        ipr = self._netlink.pop(namespace, None)
+        if ipr is not None:
+            ipr.close()
+        netns.remove(namespace)
+        self.record.discard(
+            obj for obj in self.record.objects
+            if obj == OwnedNamespace(namespace) or getattr(obj, "namespace", None) == namespace
+        )
+
+    def prune_links(self, namespace: str, keep: Iterable[str]) -> list[str]:
+        """Delete every link of owned ``namespace`` except loopback and ``keep``; their names."""
+        self._require_namespace(namespace)
+        wanted = set(keep) | {"lo"}
+        ipr = self.netlink(namespace)
+        extra = [msg.get("IFLA_IFNAME") for msg in ipr.get_links() if msg.get("IFLA_IFNAME") not in wanted]
+        for name in extra:
+            links.delete(ipr, name)
+        return extra
+
     def nftables(self, namespace: str, ruleset: Ruleset) -> bool:
         """Ensure this deployment's nftables table in ``namespace`` holds exactly ``ruleset``;
         True if it had to be (re)applied."""
@@ -186,10 +214,11 @@ class Builder:
         mtu: int | None = None,
         mac: str | None = None,
         master: str | None = None,
+        nomaster: bool = False,
     ) -> None:
-        """Set state, MTU, MAC or bridge (``master``) of an owned link."""
+        """Set state, MTU, MAC or bridge (``master``; ``nomaster`` detaches) of an owned link."""
         self._require_link(namespace, name)
-        self._do(namespace, links.set_link, name, up=up, mtu=mtu, mac=mac, master=master)
+        self._do(namespace, links.set_link, name, up=up, mtu=mtu, mac=mac, master=master, nomaster=nomaster)
 
     def addresses(self, namespace: str, name: str, interfaces: Iterable[IPv4Interface | IPv6Interface]) -> None:
         """Exactly ``interfaces`` as the global addresses of owned link ``name``."""
@@ -206,6 +235,12 @@ class Builder:
         self._require_link(namespace, name)
         self._do(namespace, links.ensure_neighbours, name, list(entries))
 
+    def namespace_neighbours(self, namespace: str, devices: Iterable[str], entries: Iterable[Neighbour]) -> None:
+        """Exactly ``entries`` as the permanent neighbours of the links ``devices`` of owned
+        ``namespace`` (each entry names its device)."""
+        self._require_namespace(namespace)
+        self._do(namespace, links.ensure_namespace_neighbours, list(devices), list(entries))
+
     def vxlan_fdb(self, namespace: str, name: str, entries: Iterable[tuple[str, IPAddress]]) -> None:
         """Exactly ``entries`` (MAC, remote VTEP) as the static FDB of owned VXLAN ``name``."""
         self._require_link(namespace, name)
@@ -215,6 +250,36 @@ class Builder:
         """Set a net.* sysctl inside owned ``namespace``."""
         self._require_namespace(namespace)
         netns.sysctl(namespace, key, value)
+
+    def sysctls(self, namespace: str, values: dict[str, str | int]) -> None:
+        """Set several net.* sysctls inside owned ``namespace`` (those that differ)."""
+        self._require_namespace(namespace)
+        netns.sysctls(namespace, values)
+
+    def bridge_fdb(self, namespace: str, bridge: str, entries: Iterable[tuple[str, str]]) -> None:
+        """Exactly ``entries`` (MAC, port) as the static, sticky FDB of owned bridge ``bridge``."""
+        self._require_link(namespace, bridge)
+        self._do(namespace, links.ensure_bridge_fdb, bridge, list(entries))
+
+    def no_nftables(self, namespace: str) -> None:
+        """Remove this deployment's nftables table from ``namespace`` if it was ever recorded
+        there (a namespace whose graph has no rules, or that switched to iptables)."""
+        self._require_namespace(namespace)
+        if OwnedNftTable(namespace, self.names.nft_table) in self.record.objects:
+            nftables.delete_table(namespace, self.names.nft_table)
+
+    def no_iptables(self, namespace: str) -> None:
+        """Remove this deployment's iptables chains (and the jumps to them) from ``namespace`` if
+        any were ever recorded there."""
+        self._require_namespace(namespace)
+        if not any(isinstance(obj, OwnedIptChain) and obj.namespace == namespace for obj in self.record.objects):
+            return
+        for version in (4, 6):
+            saved = iptables.read(namespace, version)
+            for table in saved.tables:
+                for chain in sorted(saved.chains(table)):
+                    if chain.startswith(self.names.ipt_chain_prefix):
+                        iptables.remove_chain(namespace, version, table, chain)
 
     def forwarding(self, namespace: str, *, ipv4: bool, ipv6: bool) -> None:
         """Turn IPv4 / IPv6 forwarding on or off in owned ``namespace``."""

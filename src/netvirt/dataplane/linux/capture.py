@@ -42,8 +42,13 @@ class Frame:
 class Capture:
     """Capture frames on (namespace, device) pairs while the ``with`` block runs."""
 
-    def __init__(self, points: Iterable[tuple[str, str]]):
+    def __init__(self, points: Iterable[tuple[str, str]], on_frame: Callable[[Frame], None] | None = None,
+                 keep: bool = True):
+        """``on_frame`` is called (in the reader thread) with every frame as it arrives; with
+        ``keep=False`` frames are not kept for ``frames``/``wait_for`` (long captures to a file)."""
         self.points = list(points)
+        self.on_frame = on_frame
+        self.keep = keep
         self._frames: list[Frame] = []
         self._changed = threading.Condition()
         self._sockets: dict[int, tuple[socket.socket, str, str]] = {}
@@ -115,7 +120,10 @@ class Capture:
                     seconds, nanos = _TIMESPEC.unpack_from(payload)
                     stamp = seconds + nanos / 1e9
             got.append(Frame(namespace, device, stamp, data, address[2] == PACKET_OUTGOING))
-        if got:
+        if got and self.on_frame is not None:
+            for frame in got:
+                self.on_frame(frame)
+        if got and self.keep:
             with self._changed:
                 self._frames.extend(got)
                 self._changed.notify_all()

@@ -6,9 +6,12 @@ netvirt's name marks, newest first, then deletes the record. Objects inside a re
 go with the namespace; objects in other namespaces (a veth end or rules netvirt put into a
 namespace it does not own) are removed one by one. Anything without a record is never touched;
 ``unrecorded`` lists namespaces that look like netvirt's but have no record, for people to judge.
-Running it again, or on a deployment that has no record, does nothing.
+Running it again, or on a deployment that has no record, does nothing. With ``select``, only the
+objects it picks (from all recorded ones, under the lock) are removed and dropped from the record;
+the rest stays recorded (the record is deleted once nothing is left).
 """
 
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from netvirt.dataplane.linux import iptables, links, netns, nftables
@@ -16,6 +19,7 @@ from netvirt.dataplane.linux.naming import Names
 from netvirt.dataplane.linux.ownership import (
     STATE_DIR,
     CleanupReport,
+    Owned,
     OwnedIptChain,
     OwnedIptTable,
     OwnedLink,
@@ -29,11 +33,16 @@ from netvirt.dataplane.linux.ownership import (
 )
 
 
-def cleanup(names: Names, state_dir: Path = STATE_DIR) -> CleanupReport:
-    """Remove every kernel object recorded for ``names.deployment``, and its record."""
+Selector = Callable[[Sequence[Owned]], Iterable[Owned]]
+
+
+def cleanup(names: Names, state_dir: Path = STATE_DIR, select: Selector | None = None) -> CleanupReport:
+    """Remove every kernel object recorded for ``names.deployment`` (or those ``select`` picks
+    from the recorded ones), and their record."""
     report = CleanupReport(names.deployment)
     with Record(names, state_dir) as record:
-        objects = list(reversed(record.objects))
+        chosen = set(record.objects if select is None else select(record.objects))
+        objects = [obj for obj in reversed(record.objects) if obj in chosen]
         owned_namespaces = {obj.name for obj in objects if isinstance(obj, OwnedNamespace)}
         for obj in objects:
             if not carries_marks(obj, names):
@@ -55,7 +64,10 @@ def cleanup(names: Names, state_dir: Path = STATE_DIR) -> CleanupReport:
                 else:
                     netns.remove(obj.name)  # a stale placeholder file, if any
                     report.already_gone.append(obj)
-        record.forget()
+        if select is None:
+            record.forget()
+        else:
+            record.discard(chosen - set(report.refused))
     return report
 
 

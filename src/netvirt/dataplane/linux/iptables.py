@@ -318,3 +318,28 @@ def drift(namespace: str, names: Names, ruleset: Ruleset) -> list[str]:
             for name in sorted(c for c in have.chains(table) if c.startswith(prefix) and c not in chains):
                 problems.append(f"{namespace} {tool} {table} chain {name} is left over (not in the ruleset)")
     return problems
+
+
+def realized(namespace: str, names: Names, ruleset: Ruleset) -> Ruleset:
+    """The part of ``ruleset`` in place in ``namespace``, read back like ``nftables.realized``:
+    each chain that exists and is jumped to, holding the rules whose ``nv:`` digest is found in
+    every IP version's chain the rule belongs to; the policy is drop when its rule is there."""
+    saved = {version: read(namespace, version) for version in (4, 6)}
+    found: dict[str, list[Chain]] = {"filter": [], "nat": []}
+    for table, chain in ruleset.chains():
+        name, hook = names.ipt_chain(chain.hook), chain.hook.upper()
+        present = {}
+        for version, have in saved.items():
+            if name in have.chains(table) and any(_target_of(line) == name for line in have.rules(table, hook)):
+                present[version] = {digest_of(comment_of(line)) for line in have.rules(table, name)}
+        if len(present) < 2:
+            continue
+        rules = tuple(
+            rule for position, rule in enumerate(chain.rules, start=1)
+            if all(rule_digest(table, chain.hook, position, rule) in present[version]
+                   for version in (4, 6) if rule_family(rule) in (None, version))
+        )
+        dropping = all(policy_digest(table, chain) in digests for digests in present.values())
+        policy = Verdict.DROP if chain.policy is Verdict.DROP and dropping else Verdict.ACCEPT
+        found[table].append(Chain(hook=chain.hook, rules=rules, policy=policy))
+    return Ruleset(filter=tuple(found["filter"]), nat=tuple(found["nat"]))

@@ -24,7 +24,8 @@ from netvirt.graph.host import Neighbour, Route, RouteType
 from netvirt.graph.rules import PortRange
 from netvirt.graph.values import IPAddress
 
-RTPROT_NETVIRT = 77  # marks netvirt's routes (iproute2 shows "proto 77")
+RTPROT_NETVIRT = 77
+RT_SCOPE_LINK = 253  # marks netvirt's routes (iproute2 shows "proto 77")
 IFA_F_NODAD = 0x02
 NUD_PERMANENT = 0x80
 NUD_NOARP = 0x40
@@ -42,7 +43,8 @@ class VxlanSpec:
     """A VXLAN device: ``vni``, underlay source ``local``, UDP ``dst_port`` (4789), source ports
     ``src_ports`` (a flow hash picks one), ``ttl`` (0 = inherit), learning (off: the control plane
     installs FDB entries) and ``arp_proxy`` (answer ARP/ND from the neighbour table instead of
-    flooding it), optionally bound to the underlay device ``underlay``."""
+    flooding it), optionally bound to the underlay device ``underlay``; ``remote`` is a fixed
+    peer (point to point) and ``udp_checksum`` whether outer UDP checksums are sent."""
 
     vni: int
     local: IPAddress
@@ -52,6 +54,8 @@ class VxlanSpec:
     learning: bool = False
     arp_proxy: bool = False
     underlay: str | None = None
+    remote: IPAddress | None = None
+    udp_checksum: bool = True
 
 
 def find(ipr: IPRoute, name: str):
@@ -143,7 +147,14 @@ def _vxlan_attrs(spec: VxlanSpec, underlay_index: int | None) -> dict:
         "vxlan_learning": int(spec.learning),
         "vxlan_proxy": int(spec.arp_proxy),
     }
-    attrs["vxlan_local" if spec.local.version == 4 else "vxlan_local6"] = str(spec.local)
+    if spec.local.version == 4:
+        attrs["vxlan_local"] = str(spec.local)
+        attrs["vxlan_udp_csum"] = int(spec.udp_checksum)
+    else:
+        attrs["vxlan_local6"] = str(spec.local)
+        attrs["vxlan_udp_zero_csum6_tx"] = int(not spec.udp_checksum)
+    if spec.remote is not None:
+        attrs["vxlan_group" if spec.remote.version == 4 else "vxlan_group6"] = str(spec.remote)
     if underlay_index is not None:
         attrs["vxlan_link"] = underlay_index
     return attrs
@@ -215,6 +226,19 @@ def ensure_addresses(ipr: IPRoute, name: str, interfaces: Iterable[IPv4Interface
                 index=link, address=address, prefixlen=prefixlen, flags=flags)
 
 
+IPV6_DEFAULT_METRIC = 1024  # the kernel stores IPv6 metric 0 as 1024
+
+
+def kernel_metric(route: Route) -> int:
+    """The metric the kernel stores for ``route`` (IPv6 turns 0 into 1024)."""
+    return IPV6_DEFAULT_METRIC if route.dst.version == 6 and route.metric == 0 else route.metric
+
+
+def graph_metric(version: int, metric: int) -> int:
+    """The graph's metric for a kernel route (IPv6 1024 reads as 0, the graph's default)."""
+    return 0 if version == 6 and metric == IPV6_DEFAULT_METRIC else metric
+
+
 def _route_key(dst: str, prefixlen: int, metric: int) -> tuple:
     return (str(ip_network(f"{dst}/{prefixlen}")), metric)
 
@@ -224,7 +248,7 @@ def ensure_routes(ipr: IPRoute, routes: Iterable[Route]) -> None:
     ``dev`` fields are kernel link names. Routes of other protocols are never touched."""
     want = {}
     for route in routes:
-        want[(str(route.dst), route.metric)] = route
+        want[(str(route.dst), kernel_metric(route))] = route
     for family in (socket.AF_INET, socket.AF_INET6):
         for msg in ipr.route("dump", family=family, proto=RTPROT_NETVIRT):
             if msg["proto"] != RTPROT_NETVIRT or msg.get("RTA_TABLE", 254) != 254:
@@ -235,7 +259,7 @@ def ensure_routes(ipr: IPRoute, routes: Iterable[Route]) -> None:
                 ipr.route("del", dst=f"{key[0]}", priority=key[1], proto=RTPROT_NETVIRT,
                           family=family, type=msg["type"])
     for route in want.values():
-        request: dict = {"dst": str(route.dst), "proto": RTPROT_NETVIRT, "priority": route.metric,
+        request: dict = {"dst": str(route.dst), "proto": RTPROT_NETVIRT, "priority": kernel_metric(route),
                          "family": socket.AF_INET if route.dst.version == 4 else socket.AF_INET6}
         if route.kind is not RouteType.UNICAST:
             request["type"] = route.kind.value
@@ -243,6 +267,8 @@ def ensure_routes(ipr: IPRoute, routes: Iterable[Route]) -> None:
             request["gateway"] = str(route.via)
         if route.dev is not None:
             request["oif"] = index(ipr, route.dev)
+        if route.via is None and route.kind is RouteType.UNICAST:
+            request["scope"] = RT_SCOPE_LINK  # on-link, as iproute2 does; gateways resolve through it
         if route.src is not None:
             request["prefsrc"] = str(route.src)
         _kernel("replace route", f"{route.dst} via {route.via or route.dev}",
@@ -251,18 +277,28 @@ def ensure_routes(ipr: IPRoute, routes: Iterable[Route]) -> None:
 
 def ensure_neighbours(ipr: IPRoute, name: str, entries: Iterable[Neighbour]) -> None:
     """Exactly ``entries`` as the permanent neighbour (ARP/NDP) entries of link ``name``."""
-    link = index(ipr, name)
-    want = {str(e.address): e.mac for e in entries}
+    ensure_namespace_neighbours(ipr, [name], [entry for entry in entries])
+
+
+def ensure_namespace_neighbours(ipr: IPRoute, devices: Iterable[str], entries: Iterable[Neighbour]) -> None:
+    """Exactly ``entries`` (each naming its ``dev``) as the permanent neighbour entries of the
+    links ``devices`` (one dump per address family for all of them)."""
+    links = {name: index(ipr, name) for name in devices}
+    want = {(links[e.dev], str(e.address)): e.mac for e in entries}
+    wanted_links = set(links.values())
     for family in (socket.AF_INET, socket.AF_INET6):
-        for msg in ipr.neigh("dump", ifindex=link, family=family):
-            address = msg.get("NDA_DST")
-            if msg["ifindex"] != link or not msg["state"] & NUD_PERMANENT:
+        for msg in ipr.neigh("dump", family=family):
+            key = (msg["ifindex"], msg.get("NDA_DST"))
+            if msg["ifindex"] not in wanted_links or not msg["state"] & NUD_PERMANENT:
                 continue
-            if want.get(address) != msg.get("NDA_LLADDR"):
-                ipr.neigh("del", ifindex=link, dst=address, family=family)
-    for address, mac in want.items():
+            if want.get(key) == msg.get("NDA_LLADDR"):
+                del want[key]  # already in place
+            else:
+                ipr.neigh("del", ifindex=key[0], dst=key[1], family=family)
+    names = {link: name for name, link in links.items()}
+    for (link, address), mac in want.items():
         family = socket.AF_INET if ip_address(address).version == 4 else socket.AF_INET6
-        _kernel(f"neighbour {address} -> {mac} on", name, ipr.neigh, "replace",
+        _kernel(f"neighbour {address} -> {mac} on", names[link], ipr.neigh, "replace",
                 ifindex=link, dst=address, lladdr=mac, state=NUD_PERMANENT, family=family)
 
 
@@ -288,3 +324,43 @@ def ensure_vxlan_fdb(ipr: IPRoute, name: str, entries: Iterable[tuple[str, IPAdd
     for mac, remote in sorted(want - have):
         _kernel(f"fdb {mac} -> {remote} on", name, ipr.fdb, "append",
                 ifindex=link, lladdr=mac, dst=remote, flags=NTF_SELF, state=NUD_PERMANENT | NUD_NOARP)
+
+
+NTF_MASTER = 0x04
+NTF_STICKY = 0x40
+
+
+def ensure_bridge_fdb(ipr: IPRoute, bridge: str, entries: Iterable[tuple[str, str]]) -> None:
+    """Exactly ``entries`` — (MAC, port link name) pairs — as the static FDB of ``bridge``.
+    Entries are *sticky*: learning never moves them to another port (a remote copy of an anycast
+    gateway sending with the same MAC must not pull the gateway across the tunnel)."""
+    bridge_index = index(ipr, bridge)
+    want = {(mac.lower(), index(ipr, port)) for mac, port in entries}
+    have = set()
+    for msg in ipr.fdb("dump", master=bridge_index):
+        if msg.get("NDA_MASTER") != bridge_index or not msg["state"] & NUD_NOARP or msg["state"] & NUD_PERMANENT:
+            continue  # learned entries and the ports' own (local, permanent) addresses
+        have.add((msg.get("NDA_LLADDR"), msg["ifindex"]))
+    for mac, port in have - want:
+        ipr.fdb("del", ifindex=port, lladdr=mac, flags=NTF_MASTER)
+    for mac, port in sorted(want - have):
+        _kernel(f"bridge fdb {mac} on port {port} of", bridge, ipr.fdb, "replace",
+                ifindex=port, lladdr=mac, state=NUD_NOARP, flags=NTF_MASTER | NTF_STICKY)
+
+
+def static_bridge_fdb(ipr: IPRoute, bridge_index: int) -> list[tuple[str, int]]:
+    """(MAC, port ifindex) of the static (user-added) FDB entries of bridge ``bridge_index``."""
+    return [
+        (msg.get("NDA_LLADDR"), msg["ifindex"])
+        for msg in ipr.fdb("dump", master=bridge_index)
+        if msg.get("NDA_MASTER") == bridge_index and msg["state"] & NUD_NOARP and not msg["state"] & NUD_PERMANENT
+    ]
+
+
+def vxlan_fdb(ipr: IPRoute, link: int) -> list[tuple[str, str]]:
+    """(MAC, remote VTEP) of the static FDB entries of VXLAN device ``link``."""
+    return [
+        (msg.get("NDA_LLADDR"), msg.get("NDA_DST"))
+        for msg in ipr.fdb("dump", ifindex=link)
+        if msg["ifindex"] == link and msg.get("NDA_DST") is not None and msg["flags"] & NTF_SELF
+    ]

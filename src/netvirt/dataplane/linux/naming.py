@@ -3,7 +3,9 @@
 Contract: ``Names(deployment, prefix)`` derives every name from the deployment and a local name,
 so the same inputs always give the same objects (``up`` converges instead of duplicating):
 
-- namespaces ``{prefix}-{deployment}-{local}`` (``nv-quickstart-host1``);
+- namespaces ``{prefix}-{deployment}-{local}`` (``nv-quickstart-host1``); a device graph's
+  namespaces get the local name ``{host}`` (the host's own) or ``{host}.{namespace}``
+  (``nv-quickstart-host-a.web-1``), underlay segments ``_{segment}`` (``nv-quickstart-_underlay``);
 - links ``{prefix}-{hint}-{digest}``, at most 15 characters (IFNAMSIZ - 1): ``hint`` is the start
   of the device name, ``digest`` 5 hex digits of SHA-256 over deployment, namespace and device
   (``nv-vxlan1-3fa9c``);
@@ -27,7 +29,8 @@ IPT_CHAIN_MAX = 28  # XT_EXTENSION_MAXNAMELEN - 1
 
 _PREFIX = re.compile(r"^nv[a-z0-9]{0,2}$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,31}$")
-_LOCAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_LOCAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _LINK = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
@@ -38,6 +41,21 @@ class NameError_(ValueError):
 def digest(*parts: str, length: int) -> str:
     """``length`` hex digits of SHA-256 over ``parts`` (joined by '/'): stable across runs."""
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def check_host_name(name: str, what: str = "host") -> str:
+    """``name`` if it can name a host (or segment) in kernel namespace names, else NameError_."""
+    if not _HOST.match(name):
+        raise NameError_(f"{what} name {name!r}: use 1..64 characters from A-Z a-z 0-9 _ - "
+                         "starting with a letter or digit")
+    return name
+
+
+def deployment_name(spec_name: str) -> str:
+    """The deployment name of a spec: '-' becomes '_' (spec names have no '_', so this is
+    one-to-one); names longer than 32 characters keep 26 and add '.' and a digest."""
+    name = spec_name.replace("-", "_")
+    return name if len(name) <= 32 else f"{name[:26]}.{digest(spec_name, length=5)}"
 
 
 def check_link_name(name: str) -> str:
@@ -69,10 +87,28 @@ class Names:
         """The namespace for ``local`` (a host or endpoint name)."""
         if not _LOCAL.match(local):
             raise NameError_(
-                f"namespace {local!r} of deployment {self.deployment}: use 1..64 characters "
+                f"namespace {local!r} of deployment {self.deployment}: use 1..128 characters "
                 "from A-Z a-z 0-9 _ . - starting with a letter or digit"
             )
         return f"{self.prefix}-{self.deployment}-{local}"
+
+    def graph_namespace(self, host: str, namespace: str) -> str:
+        """The kernel namespace of graph namespace ``namespace`` on ``host``: ``host`` itself for
+        the host's own namespace, else ``host.namespace`` (host names have no '.', so the two
+        forms never collide, and every namespace of ``host`` starts with its name)."""
+        check_host_name(host)
+        return self.namespace(host if namespace == host else f"{host}.{namespace}")
+
+    def host_namespaces(self, host: str, names: list[str]) -> list[str]:
+        """Those of ``names`` that are kernel namespaces of ``host`` (see ``graph_namespace``)."""
+        own = self.namespace(host)
+        return [name for name in names if name == own or name.startswith(own + ".")]
+
+    def segment_namespace(self, segment: str) -> str:
+        """The namespace holding underlay segment ``segment`` (a bridge its hosts plug into);
+        ``_`` cannot start a host name, so it never collides with a host's namespaces."""
+        check_host_name(segment, "segment")
+        return f"{self.prefix}-{self.deployment}-_{segment}"
 
     def owns_namespace(self, name: str) -> bool:
         """Whether ``name`` has the shape of this deployment's namespaces."""

@@ -39,6 +39,20 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+CAP_NET_ADMIN = 12
+
+
+def can_admin_network() -> bool:
+    """Whether this process holds CAP_NET_ADMIN (and may create namespaces, links and rules)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except OSError:
+        pass
+    return False
+
+
 def path(name: str) -> Path:
     """The bind-mount file of namespace ``name``."""
     if not name or "/" in name or name in (".", ".."):
@@ -214,16 +228,57 @@ class CommandFailed(RuntimeError):
         )
 
 
+def _sysctl_file(key: str) -> Path:
+    parts = key.split("/") if "/" in key else key.split(".")
+    if parts[0] != "net" or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"sysctl {key!r}: only net.* keys are per namespace")
+    return Path("/proc/sys", *parts)
+
+
+def sysctls(name: str, values: dict[str, str | int]) -> None:
+    """Write several sysctls inside namespace ``name`` at once (keys as for ``sysctl``),
+    skipping those that already hold their value."""
+    files = {_sysctl_file(key): f"{value}" for key, value in values.items()}
+
+    def access() -> None:
+        for file, value in files.items():
+            if file.read_text().strip() != value:
+                file.write_text(f"{value}\n")
+
+    call_in(name, access)
+
+
+def read_sysctls(name: str, keys: Sequence[str]) -> dict[str, str | None]:
+    """The values of ``keys`` inside namespace ``name`` (None for a key that does not exist)."""
+    files = {key: _sysctl_file(key) for key in keys}
+
+    def access() -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for key, file in files.items():
+            try:
+                found[key] = file.read_text().strip()
+            except FileNotFoundError:
+                found[key] = None
+        return found
+
+    return call_in(name, access)
+
+
+def exec_in(name: str, argv: Sequence[str]) -> None:
+    """Replace this process with ``argv`` running inside namespace ``name`` (like ``ip netns
+    exec``); the calling thread enters the namespace, so call it only from the main thread
+    right before exiting. Raises OSError when the namespace or the command cannot be entered."""
+    _enter(name)
+    os.execvp(argv[0], list(argv))
+
+
 def sysctl(name: str, key: str, value: str | int | None = None) -> str:
     """Read (and, with ``value``, first write) sysctl ``key`` inside namespace ``name``.
 
     ``key`` is dotted (``net.ipv4.ip_forward``) or, when a part contains a dot such as an interface
     name, slashed (``net/ipv6/conf/eth0.5/disable_ipv6``). Only ``net`` keys are per namespace.
     """
-    parts = key.split("/") if "/" in key else key.split(".")
-    if parts[0] != "net" or any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"sysctl {key!r}: only net.* keys are per namespace")
-    file = Path("/proc/sys", *parts)
+    file = _sysctl_file(key)
 
     def access() -> str:
         if value is not None:

@@ -29,6 +29,7 @@ from netvirt.dataplane.linux.rulesets import (
 )
 from netvirt.graph.rules import (
     Accept,
+    Chain,
     Dnat,
     Drop,
     Masquerade,
@@ -39,6 +40,7 @@ from netvirt.graph.rules import (
     RejectWith,
     Rule,
     Snat,
+    Verdict,
 )
 
 FAMILY = "inet"
@@ -287,3 +289,28 @@ def drift(namespace: str, table: str, ruleset: Ruleset) -> list[str]:
 
 def _brief(digests: list[str | None]) -> str:
     return "[" + ", ".join(d or "foreign" for d in digests) + "]" if digests else "[] (flushed)"
+
+
+def realized(namespace: str, table: str, ruleset: Ruleset) -> Ruleset:
+    """The part of ``ruleset`` that is in place in ``namespace``, read back: each chain that
+    exists (with the kernel's policy) holding the rules whose ``nv:`` digest is found in it, in
+    ruleset order. What cannot be identified (foreign or re-ordered rules) only ``drift`` tells."""
+    items = _listing(namespace, ["list", "table", FAMILY, table])
+    if items is None:
+        return Ruleset()
+    have = _shape(items)
+    found: dict[str, list[Chain]] = {"filter": [], "nat": []}
+    for kind, chain in ruleset.chains():
+        name = base_chain(kind, chain.hook)
+        if name not in have or have[name][0] is None:
+            continue
+        present = set(have[name][1])
+        rules = []
+        for position, group in _groups(chain.rules):
+            digests = [rule_digest(kind, chain.hook, position + i, rule) for i, rule in enumerate(group)]
+            digest = digests[0] if len(group) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()[:8]
+            if digest in present:
+                rules.extend(group)
+        policy = Verdict(have[name][0].get("policy", "accept"))
+        found[kind].append(Chain(hook=chain.hook, rules=tuple(rules), policy=policy))
+    return Ruleset(filter=tuple(found["filter"]), nat=tuple(found["nat"]))

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -165,6 +166,30 @@ class Record:
         self._journal.flush()
         os.fsync(self._journal.fileno())
         self._objects.update(dict.fromkeys(new))
+
+    def discard(self, objs: Iterable[Owned]) -> None:
+        """Drop ``objs`` from the record (call after removing them): the journal is rewritten
+        without them and atomically renamed into place; an empty record is forgotten."""
+        gone = set(objs) & set(self._objects)
+        if not gone:
+            return
+        if self._lock_fd is None:
+            raise RecordError("Record.discard outside 'with Record(...)': the record must be locked")
+        keep = [obj for obj in self._objects if obj not in gone]
+        if not keep:
+            self.forget()
+            return
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        header = {"format": FORMAT, "deployment": self.names.deployment, "prefix": self.names.prefix}
+        fresh = self.path.with_suffix(".tmp")
+        with open(fresh, "w", encoding="utf-8") as out:
+            out.write("".join(json.dumps(line) + "\n" for line in [header, *map(to_json, keep)]))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(fresh, self.path)
+        self._objects = dict.fromkeys(keep)
 
     def forget(self) -> None:
         """Delete the journal and the lock file (after everything recorded is gone)."""

@@ -11,6 +11,7 @@ rules are in place, which is how drift (a flushed ruleset, a deleted rule) is de
 import hashlib
 from dataclasses import dataclass
 
+from netvirt.graph.codec import to_json
 from netvirt.graph.rules import (
     FILTER_ACTIONS,
     NAT_ACTIONS_BY_HOOK,
@@ -113,8 +114,9 @@ def rule_family(rule: Rule) -> int | None:
 
 
 def rule_digest(table: str, hook: str, position: int, rule: Rule) -> str:
-    """8 hex digits identifying ``rule`` at ``position`` of ``table``/``hook``."""
-    text = f"{table}/{hook}/{position}/{rule!r}"
+    """8 hex digits identifying ``rule`` at ``position`` of ``table``/``hook`` (from the rule's
+    canonical JSON: the same in every process, whatever the order of its sets)."""
+    text = f"{table}/{hook}/{position}/{to_json(rule)}"
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

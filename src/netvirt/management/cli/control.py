@@ -52,7 +52,8 @@ class SpecFormat(str, Enum):
 
 
 def register(app: typer.Typer) -> None:
-    for command in (controller, agent, apply, get, delete, status):
+    # status: registered by cli.linux, which answers `status SPEC` itself and hands the rest here
+    for command in (controller, agent, apply, get, delete):
         app.command()(command)
 
 

@@ -1,0 +1,423 @@
+"""The ``linux`` backend: one host's device graph realised in the real kernel.
+
+Contract: ``LinuxBackend(host, deployment=...)`` implements ``dataplane.api.Backend``.
+
+- ``capabilities()``: what this kernel can create (``probe``) among the device kinds this backend
+  builds (nic, veth, bridge, vxlan, socket), with filtering and NAT through nftables or iptables.
+- ``check(graph)``: ``plan`` plus what only this backend refuses (names the kernel cannot take,
+  rules nftables/iptables cannot express, links between model devices); ``apply`` refuses a graph
+  with any problem whole, before touching the kernel.
+- ``apply(graph)``: converges (``Builder``, ownership recorded first) to exactly ``graph``: every
+  graph namespace is a kernel namespace (``Names.graph_namespace``: ``nv-DEPLOYMENT-HOST`` for the
+  host's own, ``nv-DEPLOYMENT-HOST.NS`` for the others); a ``nic`` is a veth into its underlay
+  segment's namespace (``nv-DEPLOYMENT-_SEGMENT``), where a bridge joins the NICs of every host
+  on that segment; bridges, veth pairs, VXLAN devices with their static FDB, addresses (IPv6
+  only where the graph gives one), routes, permanent neighbours, forwarding and rp_filter
+  sysctls, and the namespace's filter and NAT chains through nftables (default) or iptables.
+  Namespaces and links of this host that the graph no longer has are removed. Kernel errors come
+  back as ``ApplyReport.errors``; the next ``apply`` converges from wherever it stopped.
+- ``realized()``: the host's graph read back from the kernel (``readback``); ``drift(graph)``
+  lists what the graph model cannot show (foreign links, re-ordered or foreign rules).
+- ``teardown()``: removes this host's namespaces (and with them everything inside), its ports on
+  the underlay segments, and a segment nobody uses any more — exactly what the record lists.
+
+A socket device is an application's: the backend creates nothing for it, and ``realized`` shows
+it while something listens on its port in its namespace.
+"""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from netvirt.dataplane.api import ApplyReport, Capabilities, plan
+from netvirt.dataplane.linux import iptables, netns, nftables, readback
+from netvirt.dataplane.linux.build import Builder, NotOwned
+from netvirt.dataplane.linux.cleanup import cleanup
+from netvirt.dataplane.linux.links import LinkError, VxlanSpec
+from netvirt.dataplane.linux.naming import PRODUCTION_PREFIX, NameError_, Names, check_link_name
+from netvirt.dataplane.linux.ownership import (
+    STATE_DIR,
+    CleanupReport,
+    Owned,
+    OwnedLink,
+    OwnedNamespace,
+    RecordError,
+)
+from netvirt.dataplane.linux.probe import probe
+from netvirt.dataplane.linux.rulesets import Ruleset, RulesetError
+from netvirt.graph import (
+    Bridge,
+    Device,
+    DeviceKind,
+    HostGraph,
+    NetworkGraph,
+    Problem,
+    RpFilter,
+    Segment,
+    Tunnel,
+    Veth,
+    diff,
+)
+
+Filter = Literal["nftables", "iptables"]
+FILTERS: tuple[Filter, ...] = ("nftables", "iptables")
+DEFAULT_DEPLOYMENT = "netvirt"
+SEGMENT_BRIDGE = "segment"
+# device kinds this backend builds (the kernel may support more; see capabilities())
+BUILT_KINDS = frozenset({DeviceKind.NIC, DeviceKind.VETH, DeviceKind.BRIDGE, DeviceKind.VXLAN, DeviceKind.SOCKET})
+RP_FILTER = {RpFilter.OFF: 0, RpFilter.STRICT: 1, RpFilter.LOOSE: 2}
+Progress = Callable[[str, str], None]
+"""Called with (host, what is being done now) while ``apply``/``teardown`` run."""
+
+
+def segments_of(network: NetworkGraph) -> dict[tuple[str, str, str], Segment]:
+    """(host, namespace, device) -> the underlay segment that NIC plugs into."""
+    return {
+        (attachment.host, attachment.namespace, attachment.device): segment
+        for segment in network.segments
+        for attachment in segment.attachments
+    }
+
+
+class LinuxBackend:
+    """One host's kernel data plane (see the module docstring)."""
+
+    name: ClassVar[str] = "linux"
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        deployment: str = DEFAULT_DEPLOYMENT,
+        filter: Filter = "nftables",
+        segments: Mapping[tuple[str, str, str], Segment] | None = None,
+        prefix: str = PRODUCTION_PREFIX,
+        state_dir: Path = STATE_DIR,
+        progress: Progress | None = None,
+    ) -> None:
+        if filter not in FILTERS:
+            raise ValueError(f"filter backend {filter!r}: choose one of {', '.join(FILTERS)}")
+        self.host = host
+        self.names = Names(deployment, prefix)
+        self.filter = filter
+        self.segments = dict(segments or {})
+        self.state_dir = Path(state_dir)
+        self.progress = progress or (lambda host, what: None)
+        self._applied: HostGraph | None = None
+        self.last_report: ApplyReport | None = None
+        self.last_teardown: list[CleanupReport] = []
+
+    # --- plan -----------------------------------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        found = probe().for_plan()
+        reasons = dict(found.reasons)
+        for kind in found.device_kinds - BUILT_KINDS:
+            reasons[kind.value] = f"netvirt's linux backend does not build {kind.value} devices"
+        kinds = found.device_kinds & BUILT_KINDS
+        return Capabilities(
+            backend=self.name,
+            device_kinds=kinds,
+            encapsulations=frozenset(e for e in found.encapsulations if DeviceKind(e.value) in kinds),
+            hooks=found.hooks,
+            netfilter=found.netfilter,
+            nat=found.nat,
+            where=found.where,
+            reasons=reasons,
+        )
+
+    def check(self, graph: HostGraph) -> list[Problem]:
+        """Every reason this backend cannot realise ``graph`` (empty: it can)."""
+        problems = plan(graph, self.capabilities())
+        if graph.host != self.host:
+            problems.insert(0, Problem(graph.host, f"graph is for host {graph.host!r}, this backend is {self.host!r}"))
+        return problems + self._kernel_problems(graph)
+
+    def _kernel_problems(self, graph: HostGraph) -> list[Problem]:
+        problems: list[Problem] = []
+        host = graph.host
+        if self.filter == "iptables" and probe().iptables is None or self.filter == "nftables" and not probe().nftables:
+            problems.append(Problem(host, f"filter backend {self.filter} does not work here; choose the other one"))
+        for ns in graph.namespaces:
+            try:
+                self.names.graph_namespace(host, ns.name)
+            except NameError_ as error:
+                problems.append(Problem(f"{host}:{ns.name}", str(error)))
+            try:
+                Ruleset(filter=ns.filter, nat=ns.nat)
+            except RulesetError as error:
+                problems.append(Problem(f"{host}:{ns.name}", f"rules the kernel cannot realise: {error}"))
+        for dev in graph.devices:
+            where = f"{host}:{dev.namespace}/{dev.name}"
+            if dev.kind is DeviceKind.SOCKET:
+                continue
+            try:
+                check_link_name(dev.name)
+            except NameError_ as error:
+                problems.append(Problem(where, f"{error}; rename the device in the graph"))
+            if isinstance(dev.config, Bridge) and not dev.config.learning:
+                problems.append(Problem(where, "bridge learning off is not realised by the linux backend; "
+                                        "backends that can: sim"))
+            if isinstance(dev.config, Tunnel):
+                if dev.config.local is None:
+                    problems.append(Problem(where, "a kernel VXLAN device needs its local underlay address"))
+                if any(entry.remote is None for entry in dev.config.fdb):
+                    problems.append(Problem(where, "tunnel FDB entries need a remote underlay address"))
+            if dev.kind is DeviceKind.NIC:
+                try:
+                    self.names.segment_namespace(self._segment(dev).name)
+                except NameError_ as error:
+                    problems.append(Problem(where, str(error)))
+        for link in graph.links:
+            problems.append(Problem(f"{host}:{link.a}<->{link.b}", "wires between model devices cannot be realised "
+                                    "by backend 'linux'; backends that can: sim"))
+        return problems
+
+    def _segment(self, nic: Device) -> Segment:
+        """The segment ``nic`` plugs into: as given, else one per NIC name shared by all hosts
+        (every host's eth0 on segment "eth0")."""
+        return self.segments.get((self.host, nic.namespace, nic.name)) or Segment(name=nic.name, mtu=nic.mtu)
+
+    # --- apply ----------------------------------------------------------------------------------
+
+    def apply(self, graph: HostGraph) -> ApplyReport:
+        self.last_report = self._apply(graph)
+        return self.last_report
+
+    def _apply(self, graph: HostGraph) -> ApplyReport:
+        problems = self.check(graph)
+        if problems:
+            return ApplyReport(errors=tuple(problems))
+        before = self._read(graph)
+        self._applied = graph
+        try:
+            with Builder(self.names, self.state_dir) as build:
+                _Realisation(self, build, graph).run()
+        except (LinkError, NotOwned, RecordError, RulesetError, netns.CommandFailed, OSError) as error:
+            return ApplyReport(errors=(Problem(graph.host, f"kernel: {error}"),))
+        # sockets are the applications' (not made here): counted neither before nor after
+        return ApplyReport.from_diff(diff(_without_sockets(before), _without_sockets(graph)))
+
+    # --- read back ------------------------------------------------------------------------------
+
+    def realized(self) -> HostGraph:
+        return self._read(self._applied)
+
+    def read(self, reference: HostGraph) -> HostGraph:
+        """The host's graph read back from the kernel, described (levels, techniques, origins,
+        rules by digest) with the help of ``reference``, usually the desired graph."""
+        return self._read(reference)
+
+    def _read(self, reference: HostGraph | None) -> HostGraph:
+        return readback.read_host(self.names, self.host, reference, self.segments, self.filter)
+
+    def drift(self, graph: HostGraph) -> list[str]:
+        """What differs from ``graph`` that the graph model cannot show: links netvirt did not
+        make in the host's namespaces, and rule-level differences (missing, extra, foreign or
+        re-ordered rules, a missing table or chain)."""
+        found = []
+        existing = set(netns.names())
+        for ns in graph.namespaces:
+            name = self.names.graph_namespace(graph.host, ns.name)
+            if name not in existing:
+                continue
+            kind = readback.filter_in_use(self.names, name, self.filter)
+            ruleset = Ruleset(filter=ns.filter, nat=ns.nat)
+            if ruleset.chains():
+                if kind == "nftables":
+                    found += nftables.drift(name, self.names.nft_table, ruleset)
+                else:
+                    found += iptables.drift(name, self.names, ruleset)
+            wanted = {dev.name for dev in graph.devices_in(ns.name) if dev.kind is not DeviceKind.SOCKET}
+            found += [f"{name}: link {link} is not in the graph" for link in readback.link_names(name)
+                      if link not in wanted | {"lo"}]
+        return found
+
+    # --- teardown -------------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        """Remove this host's kernel objects, and underlay segments no host uses any more."""
+        self.progress(self.host, "tearing down")
+        self.last_teardown = [
+            cleanup(self.names, self.state_dir, select=self._host_objects),
+            cleanup(self.names, self.state_dir, select=self._unused_segments),
+        ]
+        self._applied = None
+
+    def _host_objects(self, recorded: Sequence[Owned]) -> list[Owned]:
+        """A cleanup selector: this host's namespaces, what is in them, and its segment ports."""
+        mine = set(self.names.host_namespaces(self.host, [o.name for o in recorded if isinstance(o, OwnedNamespace)]))
+        ports = _expected_ports(self.names, [o for o in recorded if _where(o) in mine], recorded)
+        return [obj for obj in recorded if _where(obj) in mine or _port_key(obj) in ports]
+
+    def _unused_segments(self, recorded: Sequence[Owned]) -> list[Owned]:
+        """A cleanup selector: segment namespaces none of whose recorded ports has a host left."""
+        expected = _expected_ports(self.names, recorded, recorded)
+        used = {obj.namespace for obj in recorded if _port_key(obj) in expected}
+        return [obj for obj in recorded if readback.is_segment(self.names, _where(obj)) and _where(obj) not in used]
+
+
+def _without_sockets(graph: HostGraph) -> HostGraph:
+    return replace(graph, devices=tuple(dev for dev in graph.devices if dev.kind is not DeviceKind.SOCKET))
+
+
+def _where(obj: Owned) -> str:
+    """The namespace an owned object is (a namespace) or lives in."""
+    return obj.name if isinstance(obj, OwnedNamespace) else obj.namespace
+
+
+def _port_key(obj: Owned) -> tuple[str, str] | None:
+    return (obj.namespace, obj.name) if isinstance(obj, OwnedLink) else None
+
+
+def _expected_ports(names: Names, host_links: Iterable[Owned], recorded: Iterable[Owned]) -> set[tuple[str, str]]:
+    """(segment namespace, port) that would pair with ``host_links``, for every segment in
+    ``recorded``: a NIC's segment port is named from (host, namespace, NIC) alone."""
+    segments = {o.name for o in recorded if isinstance(o, OwnedNamespace) and readback.is_segment(names, o.name)}
+    found = set()
+    for obj in host_links:
+        if isinstance(obj, OwnedLink) and (place := readback.graph_place(names, obj.namespace)) is not None:
+            port = readback.segment_port(names, place[0], place[1], obj.name)
+            found |= {(segment, port) for segment in segments}
+    return found
+
+
+class _Realisation:
+    """One ``apply``: the steps, in the order the kernel needs them."""
+
+    def __init__(self, backend: LinuxBackend, build: Builder, graph: HostGraph) -> None:
+        self.backend, self.build, self.graph = backend, build, graph
+        self.names = backend.names
+        self.kernel = {ns.name: self.names.graph_namespace(graph.host, ns.name) for ns in graph.namespaces}
+        self.links = [dev for dev in graph.devices if dev.kind is not DeviceKind.SOCKET]
+
+    def step(self, what: str) -> None:
+        self.backend.progress(self.graph.host, what)
+
+    def run(self) -> None:
+        self.step("namespaces")
+        self.namespaces()
+        self.step("links")
+        self.devices()
+        self.step("addresses")
+        self.addresses()
+        self.step("forwarding")
+        self.forwarding()
+        self.step("routes and neighbours")
+        self.routes()
+        self.step("filter and NAT rules")
+        self.rules()
+        self.step("done")
+
+    def namespaces(self) -> None:
+        for name in self.kernel.values():
+            self.build.named_namespace(name)
+        recorded = [obj.name for obj in self.build.record.objects if isinstance(obj, OwnedNamespace)]
+        for name in self.names.host_namespaces(self.graph.host, recorded):
+            if name not in self.kernel.values():
+                self.build.remove_namespace(name)
+
+    def devices(self) -> None:
+        build, kernel = self.build, self.kernel
+        for nic in (dev for dev in self.links if dev.kind is DeviceKind.NIC):
+            segment = self.backend._segment(nic)
+            where = build.named_namespace(self.names.segment_namespace(segment.name))
+            build.bridge(where, SEGMENT_BRIDGE, mtu=segment.mtu)
+            port = readback.segment_port(self.names, self.graph.host, nic.namespace, nic.name)
+            build.veth(kernel[nic.namespace], nic.name, where, port)
+            build.link(where, port, master=SEGMENT_BRIDGE, mtu=segment.mtu)
+        for dev in self.links:
+            if isinstance(dev.config, Bridge):
+                build.bridge(kernel[dev.namespace], dev.name, mtu=dev.mtu, ageing_time=dev.config.ageing_time)
+        made = set()
+        for dev in self.links:
+            if isinstance(dev.config, Veth) and (dev.config.peer_namespace, dev.config.peer) not in made:
+                build.veth(kernel[dev.namespace], dev.name, kernel[dev.config.peer_namespace], dev.config.peer)
+                made.add(dev.key)
+        for dev in self.links:
+            if isinstance(dev.config, Tunnel):
+                config = dev.config
+                spec = VxlanSpec(vni=config.vni, local=config.local, dst_port=config.dst_port,  # type: ignore[arg-type]
+                                 src_ports=config.src_ports, ttl=config.ttl, learning=config.learning,
+                                 underlay=dev.parent, remote=config.remote, udp_checksum=config.udp_checksum)
+                build.vxlan(kernel[dev.namespace], dev.name, spec, mtu=dev.mtu)
+        for ns in self.graph.namespaces:
+            build.prune_links(kernel[ns.name], [dev.name for dev in self.links if dev.namespace == ns.name])
+        for dev in self.links:
+            build.link(kernel[dev.namespace], dev.name, mtu=dev.mtu, mac=dev.mac, master=dev.master,
+                       nomaster=dev.master is None, up=dev.up)
+
+    def addresses(self) -> None:
+        for ns in self.graph.namespaces:
+            # IPv6 only where the graph gives an address: no link-local addresses, router
+            # solicitations or MLD reports from bridges, ports and tunnels the model does not have
+            self.build.sysctls(self.kernel[ns.name], {
+                f"net/ipv6/conf/{dev.name}/disable_ipv6": int(not any(a.version == 6 for a in dev.addresses))
+                for dev in self.links if dev.namespace == ns.name
+            })
+        for dev in self.links:
+            self.build.addresses(self.kernel[dev.namespace], dev.name, dev.addresses)
+
+    def forwarding(self) -> None:
+        for ns in self.graph.namespaces:
+            rp_filter = RP_FILTER[ns.rp_filter]
+            values: dict[str, str | int] = {
+                "net.ipv4.ip_forward": int(ns.ip_forward),
+                "net.ipv6.conf.all.forwarding": int(ns.ipv6_forward),
+                "net.ipv4.conf.all.rp_filter": rp_filter,
+                "net.ipv4.conf.default.rp_filter": rp_filter,
+            }
+            values |= {f"net/ipv4/conf/{dev.name}/rp_filter": rp_filter for dev in self.links if dev.namespace == ns.name}
+            self.build.sysctls(self.kernel[ns.name], values)
+
+    def routes(self) -> None:
+        for dev in self.links:
+            where = self.kernel[dev.namespace]
+            if isinstance(dev.config, Bridge):
+                self.build.bridge_fdb(where, dev.name, [(e.mac, e.device) for e in dev.config.fdb])  # type: ignore[misc]
+            if isinstance(dev.config, Tunnel):
+                self.build.vxlan_fdb(where, dev.name, [(e.mac, e.remote) for e in dev.config.fdb])  # type: ignore[misc]
+        for ns in self.graph.namespaces:
+            where = self.kernel[ns.name]
+            self.build.routes(where, ns.routes)
+            devices = [dev.name for dev in self.links if dev.namespace == ns.name]
+            self.build.namespace_neighbours(where, devices, ns.neighbours)
+
+    def rules(self) -> None:
+        for ns in self.graph.namespaces:
+            where = self.kernel[ns.name]
+            ruleset = Ruleset(filter=ns.filter, nat=ns.nat)
+            if not ruleset.chains():
+                self.build.no_nftables(where)
+                self.build.no_iptables(where)
+            elif self.backend.filter == "nftables":
+                self.build.no_iptables(where)
+                self.build.nftables(where, ruleset)
+            else:
+                self.build.no_nftables(where)
+                self.build.iptables(where, ruleset)
+
+
+def network_backends(
+    network: NetworkGraph,
+    deployment: str,
+    filters: Mapping[str, Filter] | None = None,
+    *,
+    prefix: str = PRODUCTION_PREFIX,
+    state_dir: Path = STATE_DIR,
+    progress: Progress | None = None,
+) -> dict[str, LinuxBackend]:
+    """One backend per host of ``network`` (``filters``: per-host choice, default nftables), all
+    plugging their NICs into the network's segments."""
+    segments = segments_of(network)
+    return {
+        graph.host: LinuxBackend(graph.host, deployment=deployment, filter=(filters or {}).get(graph.host, "nftables"),
+                                 segments=segments, prefix=prefix, state_dir=state_dir, progress=progress)
+        for graph in network.hosts
+    }
+
+
+def check_network(backends: Mapping[str, LinuxBackend], network: NetworkGraph) -> list[Problem]:
+    """Every problem of every host graph of ``network`` (nothing is touched)."""
+    return [problem for graph in network.hosts for problem in backends[graph.host].check(graph)]

@@ -1,0 +1,473 @@
+"""``netvirt up|down|status|exec|capture|verify``: networks in the real Linux kernel.
+
+``up`` is the controller's machinery on one machine: an embedded controller on an in-memory store
+publishes every host's graph, and one in-process agent per host converges its ``LinuxBackend``
+(``--backend sim`` runs the same with simulated hosts). Every host graph is planned first; a spec
+the kernel cannot realise is refused (exit 2) before anything is created. ``down`` removes exactly
+what netvirt recorded. ``status SPEC`` compares desired and realized per host (``status`` without
+a spec file asks the controller, see ``netvirt.management.cli.control``). Exit codes: 0 ok,
+1 runtime failure (also: not in sync, a probe that disagrees), 2 bad input.
+"""
+
+import json
+import signal
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from netvirt.management.cli import control
+from netvirt.management.cli.spec import load_or_exit
+
+SpecArgument = Annotated[Path, typer.Argument(help="The spec file (YAML or JSON).", show_default=False)]
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="text, or json for tools.")]
+
+
+def register(app: typer.Typer) -> None:
+    for command in (up, down, status, capture):
+        app.command()(command)
+    app.command(name="exec", context_settings={"allow_interspersed_args": False})(exec_)
+
+
+def fail(command: str, message: str, code: int) -> NoReturn:
+    typer.echo(f"netvirt {command}: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def require_net_admin(command: str) -> None:
+    from netvirt.dataplane.linux import netns
+
+    if not netns.can_admin_network():
+        fail(command, "needs CAP_NET_ADMIN to change network namespaces (run it as root)", 1)
+
+
+def compiled(spec_path: Path, command: str):
+    """(spec, network graph, deployment name) of ``spec_path``; exit 2 when it is invalid."""
+    from netvirt.control.compile import CompileError, compile_network
+    from netvirt.dataplane.linux.naming import deployment_name
+
+    spec = load_or_exit(spec_path, command)
+    try:
+        network = compile_network(spec)
+    except CompileError as error:
+        fail(command, f"{spec_path}: {error}", 2)
+    return spec, network, deployment_name(spec.name)
+
+
+def parse_filters(values: list[str], hosts: list[str], command: str) -> dict[str, str]:
+    """``--filter nftables|iptables|HOST=nftables|HOST=iptables`` (repeatable) -> host -> backend."""
+    from netvirt.dataplane.linux.backend import FILTERS
+
+    chosen = dict.fromkeys(hosts, "nftables")
+    for value in values:
+        host, _, kind = value.rpartition("=")
+        if kind not in FILTERS:
+            fail(command, f"--filter {value}: the filter backend must be {' or '.join(FILTERS)}", 2)
+        if host and host not in chosen:
+            fail(command, f"--filter {value}: the spec has no host {host!r} (hosts: {', '.join(hosts)})", 2)
+        for name in [host] if host else hosts:
+            chosen[name] = kind
+    return chosen
+
+
+# --- up -------------------------------------------------------------------------------------------
+
+
+class UpBackend(str, Enum):
+    linux = "linux"
+    sim = "sim"
+
+
+def up(
+    spec: SpecArgument,
+    backend: Annotated[UpBackend, typer.Option(help="The data plane to build the network in.")] = UpBackend.linux,
+    filter: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="nftables (default) or iptables, for every host or as HOST=KIND (repeatable)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every host to converge.")] = 120.0,
+    format: FormatOption = OutputFormat.text,
+) -> None:
+    """Build SPEC's network (idempotent: converges from any state, repairs drift)."""
+    from netvirt.control.controller import Embedded
+    from netvirt.control.store import open_store
+    from netvirt.dataplane.linux.backend import check_network, network_backends
+    from netvirt.dataplane.sim.backend import SimBackend
+
+    loaded, network, deployment = compiled(spec, "up")
+    hosts = [graph.host for graph in network.hosts]
+    filters = parse_filters(filter or [], hosts, "up")
+    if backend is UpBackend.linux:
+        require_net_admin("up")
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True)
+    tasks = {host: progress.add_task(f"{host}: waiting", total=None) for host in hosts}
+
+    def report(host: str, what: str) -> None:
+        progress.update(tasks[host], description=f"{host}: {what}")
+
+    if backend is UpBackend.linux:
+        backends: dict[str, Any] = network_backends(network, deployment, filters, progress=report)
+        problems = check_network(backends, network)
+        if problems:
+            for problem in problems:
+                typer.echo(f"{spec}: {problem.where}: {problem.message}", err=True)
+            fail("up", f"{len(problems)} problem(s) with backend linux; nothing was created", 2)
+    else:
+        backends = {host: SimBackend(host) for host in hosts}
+    started = time.monotonic()
+    # SIGTERM ends like Ctrl-C: agents stop, what is built stays (``netvirt down`` removes it)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with progress, Embedded(open_store("sqlite://:memory:"), lambda host: backends[host]) as embedded:
+            embedded.apply(loaded)
+            states = _wait(embedded, backends, timeout, report)
+    except KeyboardInterrupt:
+        fail("up", "interrupted; what was built stays (run `netvirt down` to remove it)", 1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    elapsed = time.monotonic() - started
+    rows = []
+    for graph in network.hosts:
+        result = getattr(backends[graph.host], "last_report", None)
+        rows.append({
+            "host": graph.host,
+            "state": states[graph.host],
+            "namespaces": len(graph.namespaces),
+            "devices": len(graph.devices),
+            "created": result.created if result else None,
+            "changed": result.changed if result else None,
+            "deleted": result.deleted if result else None,
+            "unchanged": result.unchanged if result else None,
+        })
+    if format is OutputFormat.json:
+        typer.echo(json.dumps({"spec": loaded.name, "deployment": deployment, "backend": backend.value,
+                               "filters": filters, "seconds": round(elapsed, 3), "hosts": rows}, indent=2))
+        return
+    table = Table("HOST", "STATE", "NAMESPACES", "DEVICES", "CREATED", "CHANGED", "DELETED", "UNCHANGED", box=None)
+    for row in rows:
+        table.add_row(*(str("-" if row[key] is None else row[key]) for key in
+                        ("host", "state", "namespaces", "devices", "created", "changed", "deleted", "unchanged")))
+    Console(width=200).print(table)
+    where = f" (namespaces nv-{deployment}-*; `netvirt down {spec}` removes them)" if backend is UpBackend.linux else ""
+    typer.echo(f"{loaded.name}: {len(rows)} hosts up with backend {backend.value} in {elapsed:.1f}s{where}")
+
+
+def _interrupt(*_: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _wait(embedded, backends: dict, timeout: float, report) -> dict[str, str]:
+    """Poll until every host converged; fail (exit 1) as soon as one reports a failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = embedded.controller.hosts()
+        for state in states:
+            if state.in_sync:
+                report(state.host, "converged")
+        if states and all(state.in_sync for state in states):
+            return {state.host: state.summary for state in states}
+        failed = [s for s in states if s.summary == "failed" and s.status is not None]
+        if failed:
+            for state in failed:
+                for error in state.status.errors:
+                    typer.echo(f"{state.host}: {error}", err=True)
+            fail("up", f"{', '.join(s.host for s in failed)} failed; fix the cause and run `netvirt up` again "
+                       "(it converges from where it stopped) or `netvirt down`", 1)
+        if time.monotonic() > deadline:
+            late = ", ".join(f"{s.host} ({s.summary})" for s in states if not s.in_sync)
+            fail("up", f"not converged after {timeout:g}s: {late}", 1)
+        time.sleep(0.05)
+
+
+# --- down -----------------------------------------------------------------------------------------
+
+
+def down(
+    spec: Annotated[Path | None, typer.Argument(help="The spec whose network to remove.", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Remove every network netvirt recorded on this machine.")] = False,
+    format: FormatOption = OutputFormat.text,
+) -> None:
+    """Remove exactly the kernel objects netvirt made for SPEC (or, with --all, for every spec)."""
+    from netvirt.dataplane.linux.backend import network_backends
+    from netvirt.dataplane.linux.cleanup import cleanup, cleanup_all, unrecorded
+    from netvirt.dataplane.linux.naming import PRODUCTION_PREFIX, Names
+
+    if (spec is None) == (not all_):
+        fail("down", "give a SPEC or --all (not both)", 2)
+    require_net_admin("down")
+    reports = []
+    if spec is not None:
+        _, network, deployment = compiled(spec, "down")
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True),
+                      transient=True) as progress:
+            task = progress.add_task("", total=len(network.hosts))
+            for host, backend in network_backends(network, deployment).items():
+                progress.update(task, description=f"{host}: tearing down")
+                backend.teardown()
+                reports += backend.last_teardown
+                progress.advance(task)
+        reports.append(cleanup(Names(deployment)))  # whatever a crashed or older `up` left
+        reports = [_merged(deployment, reports)]
+    else:
+        reports = cleanup_all()
+    strays = unrecorded(PRODUCTION_PREFIX)
+    if format is OutputFormat.json:
+        typer.echo(json.dumps({
+            "deployments": [{"deployment": r.deployment, "removed": len(r.removed), "already_gone": len(r.already_gone),
+                             "refused": [str(o) for o in r.refused], "held_by": r.held_by} for r in reports],
+            "unrecorded_namespaces": strays,
+        }, indent=2))
+    else:
+        for r in reports:
+            typer.echo(f"{r.deployment}: removed {len(r.removed)} recorded objects"
+                       + (f" ({len(r.already_gone)} already gone)" if r.already_gone else ""))
+            for pids in r.held_by.items():
+                typer.echo(f"  namespace {pids[0]} is still held by processes {pids[1]} (netvirt does not kill them)")
+        if not reports:
+            typer.echo("nothing recorded: no netvirt network on this machine")
+        if strays:
+            typer.echo(f"namespaces named like netvirt's but not recorded (left alone): {', '.join(strays)}")
+
+
+def _merged(deployment: str, reports: list) -> Any:
+    from netvirt.dataplane.linux.ownership import CleanupReport
+
+    merged = CleanupReport(deployment)
+    for report in reports:
+        merged.removed += report.removed
+        merged.already_gone += report.already_gone
+        merged.refused += report.refused
+        merged.held_by |= report.held_by
+    return merged
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+def status(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="A spec file: its kernel state per host. Otherwise a host name (or nothing): "
+                            "ask the controller.", show_default=False),
+    ] = None,
+    format: FormatOption = OutputFormat.text,
+    controller: control.ControllerOption = control.DEFAULT_CONTROLLER,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    token_file: control.TokenOption = None,
+) -> None:
+    """Desired vs realized per host: of SPEC in this kernel, or from the controller.
+
+    For a spec: every namespace, device and rule the kernel lacks, has extra or differs in
+    (drift such as a deleted veth or a flushed ruleset; `netvirt up SPEC` repairs it), and
+    sockets nothing listens on. Exit 1 unless every host is in sync.
+    """
+    if target is None or not Path(target).exists():
+        control.status(target, controller, as_json or format is OutputFormat.json, token_file)
+        return
+    from netvirt.dataplane.linux.backend import network_backends
+    from netvirt.dataplane.linux.readback import filter_in_use
+    from netvirt.graph import DeviceKind, diff
+
+    spec_path = Path(target)
+    require_net_admin("status")
+    loaded, network, deployment = compiled(spec_path, "status")
+    backends = network_backends(network, deployment)
+    hosts = []
+    for desired in network.hosts:
+        backend = backends[desired.host]
+        realized = backend.read(desired)
+        sockets = {dev.key for dev in desired.devices if dev.kind is DeviceKind.SOCKET}
+        changes = diff(realized, desired).changes
+        missing_apps = sorted(f"{c.key}" for c in changes if (c.key.split("/")[0], c.key.split("/")[-1]) in sockets
+                              and c.kind == "device")
+        differences = [_difference(c) for c in changes if c.key not in missing_apps]
+        drift = backend.drift(desired) if realized.namespaces else []
+        host_ns = backend.names.graph_namespace(desired.host, desired.host)
+        filters = filter_in_use(backend.names, host_ns, "-") if realized.namespaces else "-"
+        state = "down" if not realized.namespaces else ("in sync" if not differences and not drift else "drift")
+        hosts.append({
+            "host": desired.host, "state": state, "filter": filters,
+            "namespaces": {"desired": len(desired.namespaces), "realized": len(realized.namespaces)},
+            "devices": {"desired": len(desired.devices) - len(sockets),
+                        "realized": len([d for d in realized.devices if d.kind is not DeviceKind.SOCKET])},
+            "differences": differences, "drift": drift, "not_listening": missing_apps,
+        })
+    in_sync = all(host["state"] == "in sync" for host in hosts)
+    if format is OutputFormat.json or as_json:
+        typer.echo(json.dumps({"spec": loaded.name, "deployment": deployment, "in_sync": in_sync, "hosts": hosts},
+                              indent=2))
+    else:
+        table = Table("HOST", "STATE", "NAMESPACES", "DEVICES", "FILTER", "DIFFERENCES", box=None)
+        for host in hosts:
+            table.add_row(host["host"], host["state"],
+                          f"{host['namespaces']['realized']}/{host['namespaces']['desired']}",
+                          f"{host['devices']['realized']}/{host['devices']['desired']}",
+                          host["filter"], str(len(host["differences"]) + len(host["drift"])))
+        Console(width=200).print(table)
+        for host in hosts:
+            if host["state"] == "down":
+                continue
+            for line in host["differences"] + host["drift"]:
+                typer.echo(f"  {host['host']}: {line}")
+            if host["not_listening"]:
+                typer.echo(f"  {host['host']}: nothing listens on {', '.join(host['not_listening'])} (applications)")
+        if not in_sync:
+            typer.echo(f"not in sync: `netvirt up {spec_path}` converges every host")
+    if not in_sync:
+        raise typer.Exit(1)
+
+
+def _difference(change) -> str:
+    """One line per changed object, as an operator reads it: missing / extra / differs in ..."""
+    what = f"{change.kind} {change.key}"
+    if change.op == "add":
+        return f"missing {what}"
+    if change.op == "remove":
+        return f"extra {what} (not in the spec)"
+    return f"{what} differs in {', '.join(change.fields)}"
+
+
+# --- exec, capture --------------------------------------------------------------------------------
+
+
+def kernel_namespace(spec_path: Path, place: str, command: str) -> tuple[str, str]:
+    """(kernel namespace, graph namespace) of ``place``: an endpoint name, or HOST:NAMESPACE
+    (a host's own namespace, a router's copy on that host, ...)."""
+    from netvirt.dataplane.linux.naming import Names
+    from netvirt.graph import NamespaceKind
+
+    spec, network, deployment = compiled(spec_path, command)
+    names = Names(deployment)
+    host, colon, namespace = place.rpartition(":")
+    if colon:
+        if host not in {graph.host for graph in network.hosts}:
+            fail(command, f"{place}: the spec has no host {host!r}", 2)
+        graph = network.host(host)
+        if namespace not in {ns.name for ns in graph.namespaces}:
+            known = ", ".join(ns.name for ns in graph.namespaces)
+            fail(command, f"{place}: host {host} has no namespace {namespace!r} (it has: {known})", 2)
+        return names.graph_namespace(host, namespace), namespace
+    for graph in network.hosts:
+        for ns in graph.namespaces:
+            if ns.origin == f"endpoint/{namespace}" or (
+                    ns.name == namespace and ns.kind not in (NamespaceKind.HOST, NamespaceKind.ROUTER)):
+                return names.graph_namespace(graph.host, ns.name), ns.name
+    if namespace in spec.index["endpoints"]:  # a host endpoint lives in its host's namespace
+        host = spec.endpoint(namespace).host
+        return names.graph_namespace(host, host), host
+    choices = ", ".join(sorted(spec.index["endpoints"]))
+    fail(command, f"{place}: no endpoint {namespace!r}; give an endpoint ({choices}) or HOST:NAMESPACE", 2)
+
+
+def exec_(
+    spec: SpecArgument,
+    endpoint: Annotated[str, typer.Argument(help="An endpoint, or HOST:NAMESPACE (e.g. host-a:acme-router).",
+                                            show_default=False)],
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).", show_default=False)],
+) -> None:
+    """Run COMMAND inside ENDPOINT's network namespace: netvirt exec SPEC web-1 -- ip addr."""
+    from netvirt.dataplane.linux import netns
+
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        fail("exec", "give the command to run after --", 2)
+    kernel, _ = kernel_namespace(spec, endpoint, "exec")
+    require_net_admin("exec")
+    if not netns.exists(kernel):
+        fail("exec", f"namespace {kernel} does not exist; run `netvirt up {spec}` first", 1)
+    try:
+        netns.exec_in(kernel, command)
+    except OSError as error:
+        fail("exec", f"cannot run {command[0]!r} in {kernel}: {error.strerror or error}", 127 if error.errno == 2 else 1)
+
+
+def capture(
+    spec: SpecArgument,
+    device: Annotated[str, typer.Argument(
+        help="[HOST:]NAMESPACE/DEVICE (e.g. web-1/eth0, host-a:host-a/vxlan-blue) or an underlay segment (underlay).",
+        show_default=False)],
+    write: Annotated[Path, typer.Option("--write", "-w", help="The pcap file to write.")],
+    count: Annotated[int | None, typer.Option(help="Stop after this many frames.", min=1)] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.", min=0)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print a line per frame.")] = False,
+    format: FormatOption = OutputFormat.text,
+) -> None:
+    """Capture frames on a device of SPEC's network into a pcap file (until Ctrl-C, --count or --duration)."""
+    import threading
+
+    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.linux.backend import SEGMENT_BRIDGE
+    from netvirt.dataplane.linux.capture import Capture, Frame
+    from netvirt.dataplane.linux.naming import Names
+    from netvirt.dataplane.linux.readback import link_names
+    from netvirt.wire import dissect, pcap, summary
+    from netvirt.wire.errors import ParseError
+
+    if "/" in device:
+        place, _, link = device.rpartition("/")
+        kernel, _ = kernel_namespace(spec, place, "capture")
+    else:
+        loaded, network, deployment = compiled(spec, "capture")
+        segments = [segment.name for segment in network.segments]
+        if device not in segments:
+            fail("capture", f"{device}: give [HOST:]NAMESPACE/DEVICE or a segment ({', '.join(segments)})", 2)
+        kernel, link = Names(deployment).segment_namespace(device), SEGMENT_BRIDGE
+    require_net_admin("capture")
+    if not netns.exists(kernel):
+        fail("capture", f"namespace {kernel} does not exist; run `netvirt up {spec}` first", 1)
+    points = [(kernel, link)]
+    if link == SEGMENT_BRIDGE:  # a bridge device sees only what it floods or receives itself:
+        # capture what enters the segment on each host's port instead
+        points = [(kernel, name) for name in link_names(kernel) if name not in ("lo", SEGMENT_BRIDGE)]
+    done = threading.Event()
+    seen = [0]
+    lock = threading.Lock()
+    try:
+        writer = pcap.Writer(write, nanosecond=True)
+    except OSError as error:
+        fail("capture", f"cannot write {write}: {error.strerror}", 2)
+
+    def on_frame(frame: Frame) -> None:
+        with lock:
+            if done.is_set() or frame.outgoing and len(points) > 1:
+                return
+            writer.write(frame.data, timestamp_ns=int(frame.timestamp * 1e9))
+            seen[0] += 1
+            if not quiet and format is OutputFormat.text:
+                try:
+                    text = summary(dissect(frame.data))
+                except ParseError as error:
+                    text = f"[undecodable] {error}"
+                typer.echo(f"{seen[0]:>5} {'out' if frame.outgoing else 'in ':3} {text}")
+            if count is not None and seen[0] >= count:
+                done.set()
+
+    started = time.monotonic()
+    try:
+        with writer, Capture(points, on_frame=on_frame, keep=False):
+            typer.echo(f"capturing on {kernel}/{link} into {write} (Ctrl-C to stop)", err=True)
+            done.wait(duration)
+    except KeyboardInterrupt:
+        pass
+    except OSError as error:
+        fail("capture", f"cannot capture on {kernel}/{link}: {error.strerror or error}", 1)
+    if format is OutputFormat.json:
+        typer.echo(json.dumps({"file": str(write), "namespace": kernel, "device": link, "frames": seen[0],
+                               "seconds": round(time.monotonic() - started, 3)}))
+    else:
+        typer.echo(f"{seen[0]} frames written to {write}", err=True)
+
