@@ -28,6 +28,7 @@ from netvirt.graph import (
     DeviceKind,
     Dnat,
     DROP,
+    FdbEntry,
     HookKind,
     Hypervisor,
     HypervisorSwitch,
@@ -61,8 +62,11 @@ PROXY_TECHNIQUES = {
     "iptables": "Netfilter/IPTables (Service NAT/Filtering)",
     "nftables": "Netfilter/nftables (Service NAT/Filtering)",
     "ipvs": "IPVS (Kernel Load Balancer, Service NAT)",
-    "ebpf": "eBPF/IPTables (Kube-proxy Rule Processing)",
+    "ebpf": "eBPF (Kube-proxy Replacement, Service NAT)",
 }
+# The notes' anomaly 2: in WSL2 the distribution's kube-proxy rules run through iptables-nft and
+# the WSL2 kernel's eBPF hooks alike.
+WSL2_PROXY_TECHNIQUE = "eBPF/IPTables (Kube-proxy Rule Processing)"
 CNI_ATTACH = {  # how the CNI joins a pod to the node: (switch or None, technique of the step)
     "flannel-vxlan": ("cni0", "Linux Bridge & Veth Pair (Inter-namespace routing)"),
     "antrea-geneve": ("br-int", "OVS Bridge & Veth Pair (Inter-namespace routing)"),
@@ -156,15 +160,36 @@ class _Stack:
             return "tcp", 8080
         return str(listen.proto), int(listen.port)
 
-    def _endpoint_ip(self, name: str | None) -> IPv4Interface | None:
-        if name is None:
-            return None
-        endpoint = self.spec.index["endpoints"].get(name)
+    def _tied(self, name: str | None, within=None) -> IPv4Interface | None:
+        """The IPv4 address (with its network's prefix) of spec endpoint ``name``, if it has one
+        (and it lies in ``within``)."""
+        endpoint = self.spec.index["endpoints"].get(name) if name else None
         if endpoint is None or endpoint.attachments[0].ip is None:
             return None
         network = self.spec.index["networks"].get(endpoint.attachments[0].network)
         prefix = network.subnet.prefixlen if network is not None and network.subnet is not None else 24
-        return ip_interface(f"{endpoint.attachments[0].ip}/{prefix}")
+        address = ip_interface(f"{endpoint.attachments[0].ip}/{prefix}")
+        return address if within is None or address.ip in within else None
+
+    def _workload_address(self, name: str | None, default: str, per_node: bool) -> tuple[IPv4Interface, IPv4Interface]:
+        """A pod's or container's address and its gateway on the node (with prefix). A tied
+        endpoint keeps its spec address and gateway; with ``per_node`` a network wider than /24
+        gives the node the /24 around the address, as flannel gives each node a /24."""
+        address = self._tied(name) or ip_interface(default)
+        endpoint = self.spec.index["endpoints"].get(name) if name else None
+        network = self.spec.index["networks"].get(endpoint.attachments[0].network) if endpoint else None
+        subnet = address.network
+        if per_node and subnet.prefixlen < 24:
+            subnet = ip_network(f"{address.ip}/24", strict=False)
+        gateway = network.gateway if network is not None and network.gateway in subnet else subnet.network_address + 1
+        if gateway == address.ip:
+            gateway = subnet.broadcast_address - 1
+        return ip_interface(f"{address.ip}/{subnet.prefixlen}"), ip_interface(f"{gateway}/{subnet.prefixlen}")
+
+    def _service_of(self, endpoint: str | None):
+        """The spec service that balances over ``endpoint`` (first by name), if any."""
+        return next((service for service in sorted(self.spec.services, key=lambda s: s.name)
+                     if endpoint is not None and endpoint in service.backends), None)
 
     # --- the walk over the layers ----------------------------------------------------------------
 
@@ -242,7 +267,7 @@ class _Stack:
         guest = "vm" if "vm" not in b.namespaces else f"vm{len(b.namespaces)}"
         b.namespace(guest, NamespaceKind.VM, origin=f"stack/{self.stack.name}/vm")
         kind, technique = VNIC[vm.vnic]
-        distro = "Ubuntu" if vm.os == "linux" else "Windows"
+        distro = vm.label or ("Linux" if vm.os == "linux" else "Windows")
         vnic_fields = dict(level=f"Guest ({distro})", technique=technique)
         if kind is DeviceKind.NIC:
             vnic_fields["mode"] = Mode.KERNEL
@@ -250,20 +275,20 @@ class _Stack:
         if vm.vnic == "sriov-vf":
             return self._sriov_vm(hypervisor, vm, below, guest, distro)
         if mode in ("bridged", "external"):
-            address = self._endpoint_ip(vm.endpoint) or host_address(below.address, 20)
+            address = self._tied(vm.endpoint, below.address.network) or host_address(below.address, 20)
             vnic = b.device(kind, "eth0", guest, addresses=[str(address)], **vnic_fields)
             self._bridge_guest(hypervisor, below, vnic, product)
             self.target = address.ip
             gateway = None
         elif mode == "nat":
             inner = {"virtualbox": "10.0.2.15/24", "kvm": "192.168.122.10/24"}.get(hypervisor.type, "172.28.0.10/20")
-            address = self._endpoint_ip(vm.endpoint) or ip_interface(inner)
+            address = ip_interface(inner)
             gateway = host_address(address, 2 if hypervisor.type == "virtualbox" else 1)
             vnic = b.device(kind, "eth0", guest, addresses=[str(address)], **vnic_fields)
             self._nat_guest(hypervisor, below, vnic, gateway, product)
             b.namespaces[guest].routes.append(Route(dst=ip_network("0.0.0.0/0"), via=gateway.ip))
         else:  # internal / host-only: the guest has no way to the outside
-            address = self._endpoint_ip(vm.endpoint) or ip_interface("192.168.56.101/24")
+            address = ip_interface("192.168.56.101/24")
             vnic = b.device(kind, "eth0", guest, addresses=[str(address)], **vnic_fields)
             switch = b.device(DeviceKind.HYPERVISOR_SWITCH, "vswitch", host_ns, mac=None,
                               config=HypervisorSwitch(_hypervisor(hypervisor.type), SwitchMode.INTERNAL),
@@ -354,7 +379,7 @@ class _Stack:
 
     def _sriov_vm(self, hypervisor: HypervisorLayer, vm: VmLayer, below: _Level, guest: str, distro: str) -> _Level:
         b = self.b
-        address = self._endpoint_ip(vm.endpoint) or host_address(below.address, 30)
+        address = self._tied(vm.endpoint, below.address.network) or host_address(below.address, 30)
         vf = b.device(DeviceKind.SRIOV_VF, "eth0", guest, config=SriovVf(0), addresses=[str(address)],
                       level="NIC", technique="SR-IOV Virtual Function (direct hardware access)")
         eswitch = next(d for d in b.devices if d.kind is DeviceKind.NIC_ESWITCH)
@@ -428,7 +453,6 @@ class _Stack:
         node = below.ns
         plan = b.namespaces[node]
         plan.ip_forward = True
-        self.port = NODE_PORTS[0] + self.app_port % (NODE_PORTS[1] - NODE_PORTS[0] + 1)
         # Cilium replaces kube-proxy with eBPF unless a proxy is named
         proxy = layer.proxy if "proxy" in layer.model_fields_set or not layer.cni.startswith("cilium") else "ebpf"
         tunnel = CNI_TUNNELS.get(layer.cni)
@@ -454,7 +478,12 @@ class _Stack:
             name = "Host Namespace"
         else:
             name = {"vm": self.name("VM Networking", "Guest Kernel"), "wsl2": "WSL2 Linux"}.get(below.context, "Host OS")
-        b.stage(name, Mode.KERNEL, "Linux Kernel", PROXY_TECHNIQUES[proxy], *places)
+        technique = WSL2_PROXY_TECHNIQUE if below.context == "wsl2" and proxy != "ipvs" else PROXY_TECHNIQUES[proxy]
+        b.stage(name, Mode.KERNEL, "Linux Kernel", technique, *[place for place in places if "/" not in place])
+        if tunnel is not None:
+            b.stage("CNI Overlay", Mode.KERNEL, "Linux Kernel", f"{kind.value.upper()} Encapsulation ({layer.cni}, "
+                    "in the kernel)", f"{node}/{tunnel[0]}")
+        self.proxy = proxy
         return _Level(node, below.ingress, below.address, "node", "linux")
 
     def _workload(self, layer: PodLayer | ContainerLayer, below: _Level) -> _Level:
@@ -470,13 +499,11 @@ class _Stack:
         node = below.ns
         if self.k8s is not None:
             switch, technique = CNI_ATTACH[self.k8s.cni]
-            gateway = ip_interface("10.244.0.1/24")
-            address = self._endpoint_ip(layer.endpoint) or ip_interface("10.244.0.10/24")
+            address, gateway = self._workload_address(layer.endpoint, "10.244.0.10/24", True)
         else:
             switch = {"docker": "docker0", "podman": "podman0"}.get(layer.runtime, "cni0")
             technique = "Linux Bridge & Veth Pair (Inter-namespace routing)"
-            gateway = ip_interface("172.17.0.1/16")
-            address = self._endpoint_ip(layer.endpoint) or ip_interface("172.17.0.2/16")
+            address, gateway = self._workload_address(layer.endpoint, "172.17.0.2/16", False)
         host_side = f"veth-{ns}"
         if switch is not None:
             b.device(DeviceKind.BRIDGE, switch, node, config=Bridge(), addresses=[str(gateway)],
@@ -494,7 +521,11 @@ class _Stack:
             b.namespaces[ns].neighbours.append(Neighbour(link_local, host_veth.mac, "eth0"))
             b.namespaces[node].routes.append(Route(dst=ip_network(f"{address.ip}/32"), dev=host_side))
         if self.k8s is not None:
-            self._service(node, address)
+            self._service(node, address, layer.endpoint)
+            peer = self._peer_host(layer.endpoint)
+            if peer is not None and CNI_TUNNELS.get(self.k8s.cni) and below.context == "node" and \
+                    self.node.context == "host":
+                self._peer_node(peer, node, address, gateway)
         else:
             b.namespaces[node].ip_forward = True
             self._forward_port(node, below.address, address, f"{layer.runtime} published port")
@@ -504,9 +535,15 @@ class _Stack:
                 below.context, self.name("Host OS", "Host Namespace"))
             b.stage(name, Mode.KERNEL, "Linux Kernel", "Netfilter/IPTables (Port Publishing DNAT)", node)
         crossing = [f"{node}/{host_side}", f"{ns}/eth0"]
-        if self.windows:  # the notes' walkthroughs: bridge, veth pair and the pod's stack are one step
-            step = "Pod Isolation" if is_pod else "Container Access"
-            b.stage(step, Mode.KERNEL, "Namespace", technique, *([f"{node}/{switch}"] if switch else []), *crossing, ns)
+        if self.windows and is_pod:  # the notes' walkthroughs: the CNI's bridge and veth pair isolate the pod
+            b.stage("Pod Isolation", Mode.KERNEL, "Namespace", technique,
+                    *([f"{node}/{switch}"] if switch else []), *crossing, ns)
+        elif self.windows:  # a container is reached across its veth pair; the bridge is the node's
+            node_stage = next(stage for stage in b.stages if node in stage.places)
+            if switch is not None:
+                b.stages[b.stages.index(node_stage)] = dataclasses.replace(
+                    node_stage, places=(*node_stage.places, f"{node}/{switch}"))
+            b.stage("Container Access", Mode.KERNEL, "Namespace", "Veth Pair (Namespace crossover)", *crossing, ns)
         else:  # the notes' paths: Virtual Bridge -> Veth Pair -> Container Namespace
             if switch is not None:
                 b.stage("Virtual Bridge", Mode.KERNEL, "Linux Kernel", "Linux Bridge (L2 Switching)", f"{node}/{switch}")
@@ -515,6 +552,58 @@ class _Stack:
                     "Network Namespace (isolated stack)", ns)
         return _Level(ns, "eth0", address, "pod" if is_pod else "container", "linux")
 
+    def _peer_host(self, endpoint: str | None):
+        """Another spec host of the cluster: one with endpoints on this pod's network (first by name)."""
+        tied = self.spec.index["endpoints"].get(endpoint) if endpoint else None
+        here = self.layers[0].host
+        if tied is None or here is None:
+            return None
+        network = tied.attachments[0].network
+        names = sorted({e.host for e in self.spec.endpoints if e.host != here
+                        and any(a.network == network for a in e.attachments)})
+        return self.spec.host(names[0]) if names else None
+
+    def _peer_node(self, peer, node: str, pod: IPv4Interface, gateway: IPv4Interface) -> None:
+        """The cluster's other node: the client reaches the service's NodePort there, kube-proxy
+        sends it to this node's pod, and the CNI carries it across in its overlay — the notes'
+        "extends the container model using CNI (VXLAN/Geneve encapsulation in the kernel)"."""
+        b = self.b
+        name, kind, vni, port = CNI_TUNNELS[self.k8s.cni]
+        here_tunnel = self._device(node, name)
+        peer_ns = f"peer-{peer.name}"
+        underlay = ip_interface(peer.underlay)
+        if underlay.network != self.lan.network:
+            raise EnvironmentError(f"stack {self.stack.name}: node {peer.name} ({underlay}) is not on the LAN of "
+                                   f"{self.layers[0].host} ({self.lan.network}); put the cluster's nodes on one LAN")
+        plan = b.namespace(peer_ns, NamespaceKind.HOST, origin=f"host/{peer.name}")
+        plan.ip_forward = True
+        nic = b.device(DeviceKind.NIC, "eth0", peer_ns, addresses=[str(underlay)], mtu=peer.mtu)
+        b.attach(nic)
+        peer_subnet = ip_network(f"{gateway.network.network_address + 256}/{gateway.network.prefixlen}", strict=False) \
+            if gateway.network.prefixlen >= 24 else ip_network("10.244.255.0/24")
+        here_address, peer_address = gateway.network.network_address, peer_subnet.network_address
+        peer_tunnel = b.device(kind, name, peer_ns, mtu=peer.mtu - 50, addresses=[f"{peer_address}/32"],
+                               config=Tunnel(vni=vni, local=underlay.ip, dst_port=port, fdb=(
+                                   FdbEntry(here_tunnel.mac, remote=self.node.address.ip),)),
+                               level="Linux Kernel", technique=f"{self.k8s.cni} overlay ({kind.value.upper()} Encapsulation)")
+        b.devices[b.devices.index(here_tunnel)] = dataclasses.replace(
+            here_tunnel, addresses=(ip_interface(f"{here_address}/32"),),
+            config=dataclasses.replace(here_tunnel.config, fdb=(FdbEntry(peer_tunnel.mac, remote=underlay.ip),)))
+        for ns, subnet, via, mac in ((peer_ns, gateway.network, here_address, here_tunnel.mac),
+                                     (node, peer_subnet, peer_address, peer_tunnel.mac)):
+            b.namespaces[ns].routes.append(Route(dst=subnet, via=via, dev=name))
+            b.namespaces[ns].neighbours.append(Neighbour(via, mac, name))
+        proto = Proto(self.proto)
+        plan.nat["prerouting"] = [Rule(
+            match=Match(dst=ip_network(f"{underlay.ip}/32"), proto=proto, dst_ports=PortRange.single(self.port)),
+            action=Dnat(targets=(NatTarget(pod.ip, self.app_port),)), comment=f"kube-proxy: NodePort {self.port}")]
+        plan.nat["postrouting"] = [Rule(match=Match(out_iface=name), action=Masquerade(),
+                                        comment="kube-proxy: masquerade NodePort traffic")]
+        self.target = underlay.ip
+        b.stage(f"Peer Node ({peer.name})", Mode.KERNEL, "Linux Kernel",
+                f"kube-proxy NodePort DNAT + {kind.value.upper()} Encapsulation", peer_ns, f"{peer_ns}/eth0",
+                f"{peer_ns}/{name}")
+
     def _macvlan(self, layer: ContainerLayer, below: _Level) -> _Level:
         """A macvlan container: its own MAC on the LAN, behind the host NIC (bridge mode)."""
         b = self.b
@@ -522,7 +611,7 @@ class _Stack:
         if below.ns not in {a.namespace for a in b.segment} or nic.kind is not DeviceKind.NIC:
             raise EnvironmentError(f"stack {self.stack.name}: network macvlan needs the NIC on the LAN; the container "
                                    f"sits in {below.ns}, behind {nic.kind.value} {nic.name}. Use network: bridge")
-        address = self._endpoint_ip(layer.endpoint) or host_address(below.address, 40)
+        address = self._tied(layer.endpoint, below.address.network) or host_address(below.address, 40)
         child = b.device(DeviceKind.MACVLAN, "eth0", "container", addresses=[str(address)])
         b.link(nic, child, "macvlan (bridge mode)")
         b.stage("Macvlan", Mode.KERNEL, "Linux Kernel", "Macvlan Sub-interface (own MAC on the LAN)", "container/eth0")
@@ -531,16 +620,21 @@ class _Stack:
         self.target = address.ip
         return _Level("container", "eth0", address, "container", "linux")
 
-    def _service(self, node: str, pod: IPv4Interface) -> None:
-        """kube-proxy: the ClusterIP and the NodePort DNAT to the pod."""
+    def _service(self, node: str, pod: IPv4Interface, endpoint: str | None) -> None:
+        """kube-proxy: the ClusterIP (the spec's service for this endpoint, else 10.96.0.10) and
+        the NodePort DNAT to the pod."""
+        service = self._service_of(endpoint)
+        vip, port = (service.vip, service.port.port) if service is not None else (ip_address("10.96.0.10"), self.app_port)
+        name = service.name if service is not None else "app"
+        self.port = NODE_PORTS[0] + port % (NODE_PORTS[1] - NODE_PORTS[0] + 1)
         target = NatTarget(pod.ip, self.app_port)
         proto = Proto(self.proto)
         self.b.namespaces[node].nat.setdefault("prerouting", []).extend([
-            Rule(match=Match(dst=ip_network("10.96.0.10/32"), proto=proto, dst_ports=PortRange.single(self.app_port)),
-                 action=Dnat(targets=(target,)), comment="kube-proxy: ClusterIP svc/app"),
+            Rule(match=Match(dst=ip_network(f"{vip}/{vip.max_prefixlen}"), proto=proto, dst_ports=PortRange.single(port)),
+                 action=Dnat(targets=(target,)), comment=f"kube-proxy: ClusterIP svc/{name}"),
             Rule(match=Match(dst=ip_network(f"{self.node.address.ip}/32"), proto=proto,
                              dst_ports=PortRange.single(self.port)),
-                 action=Dnat(targets=(target,)), comment=f"kube-proxy: NodePort {self.port} svc/app"),
+                 action=Dnat(targets=(target,)), comment=f"kube-proxy: NodePort {self.port} svc/{name}"),
         ])
 
     # --- the app ---------------------------------------------------------------------------------

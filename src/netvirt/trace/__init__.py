@@ -1,6 +1,34 @@
-"""Traces: a packet walked hop by hop, each hop labelled with mode, system level and technique.
+"""Traces: how one packet travels, hop by hop, and where it dies and why (DESIGN.md §7).
 
-Contract: ``Trace(disposition, hops, anomalies)`` with ``Hop(step, mode, level, technique, device,
-namespace, action, packet)``; actions are a closed enum. Renderers (table, markdown, json, pcap) are
-pure; the JSON form is a documented public interface (docs/trace.md).
+Contract: ``Tracer(network).trace(Flow(...)) -> Trace(disposition, reason, hops, anomalies)``
+walks real bytes through the simulator (``dataplane.sim``); every ``Hop`` has its walkthrough
+step, mode, system level, technique, device, namespace, ``Action`` (a closed enum), the packet
+at that point, MTU and encapsulation overhead; ``Trace.rows`` group hops into the notes'
+walkthrough steps. Renderers (``render``): table, markdown, JSON (a public interface,
+docs/trace.md), pcap. ``anomalies.check`` explains what is wrong on a path and how to fix it;
+``reach`` answers reachability for many probes and compares two networks.
 """
+
+from netvirt.dataplane.sim import Action, Disposition
+from netvirt.trace.model import Anomaly, Hop, Row, Trace, build
+from netvirt.trace.reach import Change, Probe, Reachability, compare, reach
+from netvirt.trace.run import INTERNET, Flow, Tracer, with_internet
+
+__all__ = [
+    "INTERNET",
+    "Action",
+    "Anomaly",
+    "Change",
+    "Disposition",
+    "Flow",
+    "Hop",
+    "Probe",
+    "Reachability",
+    "Row",
+    "Trace",
+    "Tracer",
+    "build",
+    "compare",
+    "reach",
+    "with_internet",
+]

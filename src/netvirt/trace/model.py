@@ -52,12 +52,13 @@ class Hop:
     rule: str = ""
     reply: bool = False
     bypass: bool = False
+    cause: str = ""
 
     @classmethod
     def of(cls, step: int, event: Event) -> "Hop":
         return cls(step, event.mode, event.level, event.technique, event.device, f"{event.host}:{event.namespace}",
                    event.action, event.packet, event.mtu, event.overhead, event.message, event.rule, event.reply,
-                   event.bypass)
+                   event.bypass, event.cause)
 
     def summary(self) -> str:
         """The packet as one tcpdump-like line."""
@@ -127,28 +128,42 @@ class Trace:
 def build(walk: Walk, stages: dict[tuple[str, str], Stage], *, skip: frozenset[tuple[str, str]] = frozenset()) -> Trace:
     """The ``Trace`` of a simulator walk. ``stages`` maps ``(host, place)`` to its stage (the
     simulator's ``Topology.stages``); leading events in the ``(host, namespace)``s of ``skip``
-    (the outside world a walkthrough starts from) are left out."""
+    (the outside world a walkthrough starts from) are left out.
+
+    Rows: a hop belongs to the stage of its place; unstaged hops group by what they happen at
+    (the sender, a namespace's IP stack, a device; a veth's two ends are one row). Two hops are
+    always shown with their neighbours: a neighbour resolution with the hop that uses it, and
+    the underlay routing of a tunnel packet with the tunnel's encapsulation or decapsulation.
+    """
     events = list(walk.events)
     while events and (events[0].host, events[0].namespace) in skip:
         events.pop(0)
-    groups: list[tuple[object, str, tuple[str, str, str], list[Event]]] = []
-    for event in events:
-        key, name, labels = _group_of(event, stages)
-        if groups and groups[-1][0] == key:
-            groups[-1][3].append(event)
-        else:
-            groups.append((key, name, labels, [event]))
+    groups = [_group_of(event, stages) for event in events]
+    _attach(events, groups)
     hops: list[Hop] = []
     rows: list[Row] = []
-    for step, (_, name, labels, members) in enumerate(groups, start=1):
-        row_hops = tuple(Hop.of(step, event) for event in members)
+    members: list[Event] = []
+    for index, event in enumerate(events):
+        members.append(event)
+        if index + 1 < len(events) and groups[index + 1][0] == groups[index][0]:
+            continue
+        step = len(rows) + 1
+        row_hops = tuple(Hop.of(step, member) for member in members)
+        key, name, labels = groups[index]
+        if labels is None:
+            first = next((m for m in members if m.action is not Action.ARP), members[0])
+            labels = (first.mode, first.level, first.technique)
         hops.extend(row_hops)
         rows.append(Row(step, name, *labels, row_hops))
+        members = []
     return Trace(walk.disposition, walk.reason, tuple(hops), tuple(rows))
 
 
-def _group_of(event: Event, stages: dict[tuple[str, str], Stage]) -> tuple[object, str, tuple[str, str, str]]:
-    """The row key, name and labels of an event."""
+Group = tuple[object, str, tuple[str, str, str] | None]
+
+
+def _group_of(event: Event, stages: dict[tuple[str, str], Stage]) -> Group:
+    """The row key, name and labels (None: the first hop's) of an event on its own."""
     stage = stages.get((event.host, event.place))
     if stage is None and event.action is Action.DRIVER:
         stage = stages.get((event.host, f"{event.namespace}/{event.device}"))
@@ -157,10 +172,31 @@ def _group_of(event: Event, stages: dict[tuple[str, str], Stage]) -> tuple[objec
     if stage is not None:
         return (event.host, stage.name, event.reply), stage.name, (stage.mode.value, stage.level, stage.technique)
     if event.action is Action.SEND:
-        return ("send", event.host, event.namespace), f"{event.namespace} (sender)", \
-            (event.mode, event.level, event.technique)
+        return ("send", event.host, event.namespace), f"{event.namespace} (sender)", None
     if event.device is None:
         return (("stack", event.host, event.namespace, event.reply), f"{event.namespace} IP stack",
                 ("Kernel", event.level, "IP Stack (Routing & Netfilter)"))
-    labels = (event.mode, event.level, event.technique)
-    return ("device", event.host, labels, event.reply), f"{event.namespace}/{event.device}", labels
+    return ("device", event.host, event.namespace, event.device, event.reply), f"{event.namespace}/{event.device}", None
+
+
+def _attach(events: list[Event], groups: list[Group]) -> None:
+    """Regroup the hops that belong with a neighbour (see ``build``), in place."""
+    for index in range(len(events) - 1, -1, -1):  # backwards: a chain of resolutions joins the user
+        if events[index].action is Action.ARP and index + 1 < len(events):
+            groups[index] = groups[index + 1]
+    for index, event in enumerate(events):
+        if index and event.action is Action.RECEIVE and groups[index][0][0] == "device":
+            previous = events[index - 1]
+            if previous.action is Action.TRANSMIT and previous.technique == event.technique and \
+                    previous.host == event.host and groups[index - 1][0][0] == "device":
+                groups[index] = groups[index - 1]  # the far end of the same wire (a veth pair)
+        if event.device is None and event.overhead and index:
+            if events[index - 1].overhead or events[index - 1].action is Action.ENCAP:
+                groups[index] = groups[index - 1]
+                continue
+            for later in range(index + 1, len(events)):
+                if events[later].action is Action.DECAP:
+                    groups[index] = groups[later]
+                    break
+                if not events[later].overhead:
+                    break

@@ -21,21 +21,29 @@ class FlowCache:
         self.capacity = capacity
         self.hits = 0
         self.misses = 0
-        self._walks: dict[tuple[str, str, bytes, bool], Walk] = {}
+        self._walks: dict[tuple[str, str, bytes, bool, bool], tuple[Walk, Walk | None]] = {}
 
     def send(self, host: str, namespace: str, packet: bytes, *, record: bool = True) -> Walk:
-        key = (host, namespace, bytes(packet), record)
-        walk = self._walks.get(key)
-        if walk is not None:
+        """The walk of ``packet`` from fresh state (see the module docstring)."""
+        return self.exchange(host, namespace, packet, record=record, answer=False)[0]
+
+    def exchange(self, host: str, namespace: str, packet: bytes, *, record: bool = True,
+                 answer: bool = True) -> tuple[Walk, Walk | None]:
+        """The walk of ``packet`` and, with ``answer``, the walk of the destination's answer
+        (``Simulator.answer``, in the state the request left)."""
+        key = (host, namespace, bytes(packet), record, answer)
+        found = self._walks.get(key)
+        if found is not None:
             self.hits += 1
-            return walk
+            return found
         self.misses += 1
         self.simulator.reset()
         walk = self.simulator.send(host, namespace, packet, record=record)
+        reply = self.simulator.answer(walk, record=record) if answer else None
         if len(self._walks) >= self.capacity:
             del self._walks[next(iter(self._walks))]
-        self._walks[key] = walk
-        return walk
+        self._walks[key] = (walk, reply)
+        return walk, reply
 
     @property
     def hit_ratio(self) -> float:

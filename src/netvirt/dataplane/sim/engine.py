@@ -23,6 +23,7 @@ from netvirt.graph import (
     CtState,
     DeviceKind,
     HookKind,
+    KINDS,
     HypervisorSwitch,
     NetworkGraph,
     SwitchMode,
@@ -95,6 +96,19 @@ class Simulator:
         self.stack.local_out(run, space, frame)
         return self._walk(run)
 
+    def answer(self, walk: Walk, *, record: bool = True) -> Walk | None:
+        """Walk the destination's answer to a delivered packet (SYN|ACK, UDP reply, echo reply)
+        from where it was delivered, in the state the request left (so conntrack sees a reply);
+        None when the request was not delivered to a kernel socket."""
+        delivered = next((e for e in walk.events if e.action is Action.DELIVER and not e.reply and not e.bypass), None)
+        if walk.disposition is not Disposition.DELIVERED or delivered is None:
+            return None
+        found = headers(delivered.packet)
+        packet = packets.response(delivered.packet[ETHERNET:], found) if found is not None else None
+        if packet is None:
+            return None
+        return self.send(delivered.host, delivered.namespace, packet, record=record)
+
     def inject(self, host: str, namespace: str, device: str, frame: bytes, *, record: bool = True) -> Walk:
         """Walk a frame arriving on the wire of device ``namespace/device``."""
         place = (host, namespace, device)
@@ -102,7 +116,7 @@ class Simulator:
             raise KeyError(f"no device {host}:{namespace}/{device} in the graph")
         run = Run(record)
         if not self.receive(run, place, bytearray(frame), None):
-            self.drop(run, place, bytearray(frame), "the frame is addressed to no device here (MAC filter)")
+            self.drop(run, place, bytearray(frame), "the frame is addressed to no device here (MAC filter)", "mac")
         return self._walk(run)
 
     def _walk(self, run: Run) -> Walk:
@@ -112,17 +126,18 @@ class Simulator:
     # --- events ----------------------------------------------------------------------------------
 
     def event(self, run: Run, action: Action, place: Place, frame, message: str = "", *, labels=None,
-              bypass: bool = False, rule: str = "") -> None:
+              bypass: bool = False, rule: str = "", cause: str = "") -> None:
         if not run.record:
             return
         dev = self.topology.devices[place]
         mode, level, technique = labels or (dev.mode.value, dev.level, dev.technique)
         run.events.append(Event(action, place[0], place[1], place[2], mode, level, technique, bytes(frame),
                                 message, dev.mtu, run.overhead, run.in_reply, rule,
-                                bypass or dev.kind in BYPASS_KINDS))
+                                bypass or dev.kind in BYPASS_KINDS, cause))
 
-    def drop(self, run: Run, place: Place, frame, reason: str, disposition: Disposition = Disposition.DROPPED) -> bool:
-        self.event(run, Action.DROP, place, frame, reason)
+    def drop(self, run: Run, place: Place, frame, reason: str, cause: str,
+             disposition: Disposition = Disposition.DROPPED) -> bool:
+        self.event(run, Action.DROP, place, frame, reason, cause=cause)
         run.finish(disposition, reason)
         return True
 
@@ -132,16 +147,16 @@ class Simulator:
         """Frame arrives at ``place`` from its wire (sent by ``source``). False: nobody took it."""
         run.hops += 1
         if run.hops > MAX_HOPS:
-            return self.drop(run, place, frame, f"more than {MAX_HOPS} hops: a forwarding loop")
+            return self.drop(run, place, frame, f"more than {MAX_HOPS} hops: a forwarding loop", "loop")
         topology = self.topology
         dev = topology.devices[place]
         if not dev.up:
-            return self.drop(run, place, frame, f"device {dev.name} is down")
+            return self.drop(run, place, frame, f"device {dev.name} is down", "down")
         kind = dev.kind
         if kind in SWITCH_KINDS and not self._routed_switch(dev):
             return self.switch(run, place, place, frame)
         if kind is DeviceKind.SOCKET:
-            return self.drop(run, place, frame, "a socket has no wire")
+            return self.drop(run, place, frame, "a socket has no wire", "not-connected")
         mine = self._accepts(place, frame)
         bound = topology.bound.get(place, ())
         eswitch = next((d for d in bound if d.kind is DeviceKind.NIC_ESWITCH), None)
@@ -216,7 +231,7 @@ class Simulator:
                                f"({dev.config.proto}/{dev.config.port}) by kernel bypass")
                     return True
         return self.drop(run, place, frame, "no user-space application handles this packet "
-                         "(kernel bypass: the kernel cannot answer it either)")
+                         "(kernel bypass: the kernel cannot answer it either)", "no-listener")
 
     # --- hooks: XDP and tc programs --------------------------------------------------------------
 
@@ -277,7 +292,7 @@ class Simulator:
             return self._flood(run, switch, ingress, frame, "unknown destination")
         if port == ingress:
             return self.drop(run, switch, frame, f"{mac_to_text(dst)} is behind the port the frame came in on "
-                             "(hairpin): the switch does not send it back")
+                             "(hairpin): the switch does not send it back", "hairpin")
         self.event(run, Action.FORWARD, switch, frame, f"{mac_to_text(dst)} is on port {_port_name(switch, port)}")
         return self.port_out(run, switch, port, frame)
 
@@ -326,7 +341,7 @@ class Simulator:
         found = headers(frame)
         if found is not None and found.length > dev.mtu and port != switch:
             return self.drop(run, port, frame, f"frame of {found.length} IP bytes is larger than the MTU "
-                             f"{dev.mtu} of port {port[2]}: the switch drops it silently")
+                             f"{dev.mtu} of port {port[2]}: the switch drops it silently", "mtu")
         if port == switch:
             return self.receive(run, topology.wire[switch], frame, switch)
         if dev.kind in TUNNEL_KINDS:
@@ -345,7 +360,7 @@ class Simulator:
         topology = self.topology
         dev = topology.devices[place]
         if not dev.up:
-            return self.drop(run, place, frame, f"device {dev.name} is down")
+            return self.drop(run, place, frame, f"device {dev.name} is down", "down")
         verdict = self._hook(run, place, HookKind.TC_EGRESS, frame)
         if verdict is not None:
             return verdict
@@ -360,19 +375,21 @@ class Simulator:
         peer = topology.wire.get(place)
         segment = topology.segment_of.get(place)
         if segment is not None:
-            self.event(run, Action.TRANSMIT, place, frame, f"onto network {segment}")
+            labels = (dev.mode.value, dev.level, "Physical Signal Transmission") \
+                if dev.technique == KINDS[DeviceKind.NIC].technique else None
+            self.event(run, Action.TRANSMIT, place, frame, f"onto network {segment}", labels=labels)
             return self._segment(run, place, segment, frame)
         if peer is not None:
             self.event(run, Action.TRANSMIT, place, frame, f"to {peer[1]}/{peer[2]}")
             return self.receive(run, peer, frame, place)
-        return self.drop(run, place, frame, f"device {dev.name} is not connected to anything")
+        return self.drop(run, place, frame, f"device {dev.name} is not connected to anything", "not-connected")
 
     def _segment(self, run: Run, source: Place, name: str, frame: bytearray) -> bool:
         topology = self.topology
         found = headers(frame)
         mtu = topology.segment_mtu[name]
         if found is not None and found.length > mtu:
-            return self.drop(run, source, frame, f"{found.length}-byte packet exceeds the MTU {mtu} of network {name}")
+            return self.drop(run, source, frame, f"{found.length}-byte packet exceeds the MTU {mtu} of network {name}", "mtu")
         others = [port for port in topology.segment_ports[name] if port != source]
         dst = bytes(frame[0:6])
         exact = [port for port in others if topology.macs.get(port) == dst]
@@ -395,12 +412,12 @@ class Simulator:
         remotes = self._remotes(place, config, bytes(frame[0:6]))
         if not remotes:
             return self.drop(run, place, frame, f"{dev.kind.value} vni {config.vni} knows no remote endpoint for "
-                             f"{mac_to_text(bytes(frame[0:6]))} (no FDB entry)")
+                             f"{mac_to_text(bytes(frame[0:6]))} (no FDB entry)", "no-fdb")
         taken = False
         for remote in remotes:
             local = config.local.packed if config.local is not None else self.stack.source_for(space, remote)
             if local is None:
-                return self.drop(run, place, frame, f"no local underlay address to reach {remote.hex()}")
+                return self.drop(run, place, frame, f"no local underlay address to reach {remote.hex()}", "no-route")
             outer = self._outer(dev.kind, config, bytes(frame), local, remote)
             mark, before = len(run.events), run.overhead
             run.overhead += len(outer) - len(frame) + packets.ETHERNET
@@ -455,27 +472,27 @@ class Simulator:
             if found.proto == packets.UDP and dev.kind in (DeviceKind.VXLAN, DeviceKind.GENEVE):
                 if found.dst_port != config.dst_port or len(data) < 16:
                     continue
-                if dev.kind is DeviceKind.VXLAN:
-                    header, start, _ = vxlan.decode_at(data, 8, len(data))
-                else:
-                    header, start, _ = geneve.decode_at(data, 8, len(data))
+                codec = vxlan.Repr if dev.kind is DeviceKind.VXLAN else geneve.Repr
+                header, payload = codec.decode(data[8:])
             elif found.proto == packets.GRE and dev.kind is DeviceKind.NVGRE and data[:4] == nvgre.FIRST_WORD:
-                header, start, _ = nvgre.decode_at(data, 0, len(data))
+                header, payload = nvgre.Repr.decode(data)
             else:
                 continue
-            vni = getattr(header, "vni", None) if dev.kind is not DeviceKind.NVGRE else header.vsid
+            vni = header.vsid if dev.kind is DeviceKind.NVGRE else header.vni
             if vni != config.vni:
                 continue
             place = (space.host, space.namespace.name, dev.name)
-            inner = bytearray(data[start:])
+            inner = bytearray(payload)
             run.overhead = max(0, run.overhead - (len(data) - len(inner) + (found.l4 - found.l3)) - packets.ETHERNET)
-            self.event(run, Action.DECAP, place, inner, f"{dev.kind.value} vni {config.vni} from {_ip_text(found.src)}")
+            technique = dev.technique.replace("Encapsulation", "Decapsulation")
+            self.event(run, Action.DECAP, place, inner, f"{dev.kind.value} vni {config.vni} from {_ip_text(found.src)}",
+                       labels=(dev.mode.value, dev.level, technique))
             if config.learning:
                 self.tunnel_learned.setdefault(place, {})[bytes(inner[6:12])] = found.src
             if dev.master is not None:
                 return self.switch(run, (place[0], place[1], dev.master), place, inner)
             if not self._accepts(place, inner):
-                return self.drop(run, place, inner, "inner frame is not addressed to the tunnel device")
+                return self.drop(run, place, inner, "inner frame is not addressed to the tunnel device", "mac")
             return self.stack.stack_in(run, place, inner)
         return None
 

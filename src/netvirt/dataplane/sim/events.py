@@ -71,6 +71,29 @@ class Disposition(StrEnum):
     fragmentation needed / packet too big)."""
 
 
+CAUSES = {
+    "no-route": "no route to the destination (or the route is blackhole/unreachable)",
+    "forwarding-off": "the packet is not for this namespace and it does not forward",
+    "ttl": "TTL / hop limit expired",
+    "mtu": "the packet is larger than an MTU on the path",
+    "neighbour": "ARP / neighbour discovery got no answer",
+    "filter": "a filter (netfilter rule or policy, XDP or tc program) dropped or rejected it",
+    "no-listener": "nothing listens on the destination port",
+    "no-fdb": "a tunnel knows no remote endpoint for the destination MAC",
+    "hairpin": "a switch would have to send the frame back out of the port it came in on",
+    "mac": "the frame is addressed to no device here",
+    "down": "a device on the path is down",
+    "not-connected": "a device on the path has no wire",
+    "loop": "the packet loops (hop budget exhausted)",
+    "invalid": "a packet that belongs to no connection",
+    "unsupported": "a protocol the stack does not handle",
+    "dnat": "destination NAT (on a NAT event)",
+    "snat": "source NAT or masquerade (on a NAT event)",
+    "reverse": "conntrack undoing NAT on a reply or a later packet (on a NAT event)",
+}
+"""The values of ``Event.cause``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One hop: ``action`` at ``host``/``namespace``/``device`` (``device`` None: the IP stack).
@@ -79,7 +102,8 @@ class Event:
     of the device the packet arrived on or leaves by). ``overhead``: encapsulation bytes around
     the packet that was first sent. ``reply``: part of a packet the simulator generated in answer
     (RST, ICMP error), not of the packet that was sent. ``rule``: the filter rule that decided, as
-    ``"table/hook rule N: comment"`` or ``"table/hook policy"``.
+    ``"table/hook rule N (comment)"`` or ``"table/hook policy"``. ``bypass``: the hop happens
+    outside the host kernel. ``cause``: a machine-readable word for drops and NAT (see ``CAUSES``).
     """
 
     action: Action
@@ -96,6 +120,7 @@ class Event:
     reply: bool = False
     rule: str = ""
     bypass: bool = False
+    cause: str = ""
 
     @property
     def place(self) -> str:

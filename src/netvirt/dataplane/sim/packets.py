@@ -211,6 +211,25 @@ def echo_reply(packet, found: Headers) -> bytes:
     return build([ipv6.Repr(found.dst, found.src, ICMPV6, hop_limit=64), message], data)
 
 
+def response(packet, found: Headers) -> bytes | None:
+    """What the receiving application answers: SYN -> SYN|ACK, UDP -> a datagram back, echo
+    request -> echo reply (None for anything else)."""
+    if found.proto == TCP and found.tcp_flags & tcp.SYN:
+        segment = tcp.Repr.parse(bytes(packet[found.l4 - found.l3:found.length]))
+        answer = tcp.Repr(segment.dst_port, segment.src_port, FIRST_SEQUENCE * 2,
+                          (segment.sequence_number + 1) & 0xFFFFFFFF, tcp.SYN | tcp.ACK, 65160)
+        proto = TCP
+    elif found.proto == UDP:
+        answer, proto = udp.Repr(found.dst_port, found.src_port), UDP
+    elif found.proto in (ICMP, ICMPV6) and found.icmp_type in (icmpv4.ECHO_REQUEST, icmpv6.ECHO_REQUEST):
+        return echo_reply(packet, found)
+    else:
+        return None
+    if found.version == 4:
+        return build([ipv4.Repr(found.dst, found.src, proto, 64, dont_fragment=True), answer])
+    return build([ipv6.Repr(found.dst, found.src, proto, hop_limit=64), answer])
+
+
 def arp_request(src_mac: bytes, src_ip: bytes, target_ip: bytes) -> bytes:
     request = arp.Repr(arp.REQUEST, src_mac, src_ip, ZERO_MAC, target_ip)
     return build([ethernet.Repr(src_mac, BROADCAST, ethernet.ARP), request])

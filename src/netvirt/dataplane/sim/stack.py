@@ -58,17 +58,17 @@ class Stack:
     # --- events ----------------------------------------------------------------------------------
 
     def event(self, run, action: Action, space: NamespaceIndex, frame, message: str = "", *, labels=None,
-              rule: str = "", mtu: int = 0) -> None:
+              rule: str = "", mtu: int = 0, cause: str = "") -> None:
         if not run.record:
             return
         if labels is None:
             level = "Namespace" if space.namespace.kind in ISOLATED_KINDS else "Network Stack"
             labels = ("Kernel", level, TECHNIQUES[action])
         run.events.append(Event(action, space.host, space.namespace.name, None, labels[0], labels[1], labels[2],
-                                bytes(frame), message, mtu, run.overhead, run.in_reply, rule))
+                                bytes(frame), message, mtu, run.overhead, run.in_reply, rule, False, cause))
 
-    def _drop(self, run, space, frame, reason: str, disposition: Disposition = Disposition.DROPPED) -> bool:
-        self.event(run, Action.DROP, space, frame, reason)
+    def _drop(self, run, space, frame, reason: str, cause: str, disposition: Disposition = Disposition.DROPPED) -> bool:
+        self.event(run, Action.DROP, space, frame, reason, cause=cause)
         run.finish(disposition, reason)
         return True
 
@@ -85,7 +85,7 @@ class Stack:
             return self._arp_in(run, place, frame)
         found = headers(frame)
         if found is None:
-            return self._drop(run, space, frame, f"ethertype {ethertype:#06x} is not handled here")
+            return self._drop(run, space, frame, f"ethertype {ethertype:#06x} is not handled here", "unsupported")
         if found.proto == ICMPV6 and found.icmp_type in icmpv6.NEIGHBOR_TYPES:
             return self._nd_in(run, place, frame, found)
         if found.dst not in space.addresses and frame[0] & 1 and not space.namespace.ip_forward:
@@ -104,13 +104,13 @@ class Stack:
         ns = space.namespace
         if not (ns.ip_forward if found.version == 4 else ns.ipv6_forward):
             return self._drop(run, space, frame, f"{ip_to_text(found.dst)} is not an address of {ns.name}, and "
-                              f"{ns.name} does not forward IPv{found.version} packets")
+                              f"{ns.name} does not forward IPv{found.version} packets", "forwarding-off")
         route = self.topology.route(space, found.dst)
         if route is None or route.kind is not RouteType.UNICAST:
             return self._unroutable(run, space, place, frame, found, route)
         out_dev = route.dev or self._device_for(space, route.via)
         if found.ttl <= 1:
-            self._drop(run, space, frame, f"TTL expired in transit at {ns.name}", Disposition.REJECTED)
+            self._drop(run, space, frame, f"TTL expired in transit at {ns.name}", "ttl", Disposition.REJECTED)
             return self._answer(run, space, frame, found, "ttl", self._address_on(space, place[2], found.version))
         nexthop = route.via or found.dst
         self.event(run, Action.ROUTE, space, frame, f"forward to {ip_to_text(found.dst)} via {_nexthop_text(route)}"
@@ -153,12 +153,12 @@ class Stack:
                     return True
             if found.proto == TCP:
                 if found.tcp_flags & 0x04:
-                    return self._drop(run, space, frame, "a TCP reset for no connection is dropped")
+                    return self._drop(run, space, frame, "a TCP reset for no connection is dropped", "invalid")
                 self._drop(run, space, frame, f"nothing listens on tcp/{found.dst_port} in "
-                           f"{space.namespace.name}: connection refused (TCP RST)", Disposition.REJECTED)
+                           f"{space.namespace.name}: connection refused (TCP RST)", "no-listener", Disposition.REJECTED)
                 return self._answer(run, space, frame, found, "reset", found.dst)
             self._drop(run, space, frame, f"nothing listens on udp/{found.dst_port} in {space.namespace.name}"
-                       " (ICMP port unreachable)", Disposition.REJECTED)
+                       " (ICMP port unreachable)", "no-listener", Disposition.REJECTED)
             return self._answer(run, space, frame, found, "port", found.dst)
         if found.proto in (ICMP, ICMPV6):
             if found.icmp_type == (icmpv4.ECHO_REQUEST if found.proto == ICMP else icmpv6.ECHO_REQUEST):
@@ -170,7 +170,7 @@ class Stack:
                        labels=("Kernel", "Network Stack", "ICMP (kernel)"))
             run.finish(Disposition.DELIVERED, f"ICMP message delivered to {space.namespace.name}")
             return True
-        return self._drop(run, space, frame, f"no handler for IP protocol {found.proto} in {space.namespace.name}")
+        return self._drop(run, space, frame, f"no handler for IP protocol {found.proto} in {space.namespace.name}", "no-listener")
 
     def socket_matches(self, socket, found: Headers) -> bool:
         config: Socket = socket.config
@@ -226,7 +226,7 @@ class Stack:
         out_place = (space.host, space.namespace.name, out_dev)
         device = self.topology.devices.get(out_place)
         if device is None:
-            return self._drop(run, space, frame, f"route names device {out_dev}, which is not in {space.namespace.name}")
+            return self._drop(run, space, frame, f"route names device {out_dev}, which is not in {space.namespace.name}", "no-route")
         if found.length > device.mtu:
             locally = came_from is None
             if found.df and not (locally and found.version == 6 and not run.in_reply):
@@ -234,7 +234,7 @@ class Stack:
                 what = "fragmentation needed" if found.version == 4 else "packet too big"
                 self._drop(run, space, frame, f"{found.length}-byte packet does not fit the MTU {device.mtu} "
                            f"of {out_dev} and may not be fragmented (DF): {what}",
-                           Disposition.DROPPED if locally else Disposition.REJECTED)
+                           "mtu", Disposition.DROPPED if locally else Disposition.REJECTED)
                 if not locally:
                     self._answer(run, space, frame, found, "too-big", source, mtu=device.mtu)
                 return True
@@ -251,7 +251,7 @@ class Stack:
         mac = self.resolve(run, space, out_place, nexthop, frame)
         if mac is None:
             self._drop(run, space, frame, f"no answer to {'ARP' if len(nexthop) == 4 else 'neighbour solicitation'}"
-                       f" for {ip_to_text(nexthop)} on {out_place[2]}: neighbour unresolved")
+                       f" for {ip_to_text(nexthop)} on {out_place[2]}: neighbour unresolved", "neighbour")
             return self._answer(run, space, frame, headers(frame), "host", None)
         own = self.topology.macs.get(out_place, packets.ZERO_MAC)
         frame[0:12] = mac + own
@@ -263,9 +263,9 @@ class Stack:
         else:
             reason = f"route {route.text} in {space.namespace.name} is {route.kind.value}"
         if place is not None:
-            self._drop(run, space, frame, reason + " (ICMP unreachable to the sender)", Disposition.REJECTED)
+            self._drop(run, space, frame, reason + " (ICMP unreachable to the sender)", "no-route", Disposition.REJECTED)
             return self._answer(run, space, frame, found, "net", self._address_on(space, place[2], found.version))
-        return self._drop(run, space, frame, reason + ": the application's send fails (network unreachable)")
+        return self._drop(run, space, frame, reason + ": the application's send fails (network unreachable)", "no-route")
 
     # --- neighbours ------------------------------------------------------------------------------
 
@@ -307,7 +307,7 @@ class Stack:
         try:
             message = arp.Repr.parse(bytes(frame[ETHERNET:]))
         except Exception:  # noqa: BLE001 - a malformed ARP frame is dropped like the kernel does
-            return self._drop(run, space, frame, "malformed ARP packet")
+            return self._drop(run, space, frame, "malformed ARP packet", "unsupported")
         if message.operation == arp.REQUEST:
             owner = space.addresses.get(message.target_protocol_address)
             if owner is None or not any(a.version == 4 for a in self.topology.devices[place].addresses):
@@ -359,14 +359,14 @@ class Stack:
             self.event(run, Action.FILTER_ALLOW, space, frame, f"{name} accepts ({state})", rule=name)
             return True
         if isinstance(action, Reject):
-            self.event(run, Action.FILTER_REJECT, space, frame, f"{name} rejects ({state})", rule=name)
+            self.event(run, Action.FILTER_REJECT, space, frame, f"{name} rejects ({state})", rule=name, cause="filter")
             kind = "reset" if action.reply is RejectWith.TCP_RESET and found.proto == TCP else \
                 _REJECT_KINDS.get(action.reply, "port")
             self._answer(run, space, frame, found, kind, found.dst if hook in ("input", "output") else
                          self._address_on(space, in_iface, found.version))
             run.finish(Disposition.REJECTED, f"rejected by {name} in {space.namespace.name}")
             return False
-        self.event(run, Action.FILTER_DROP, space, frame, f"{name} drops ({state})", rule=name)
+        self.event(run, Action.FILTER_DROP, space, frame, f"{name} drops ({state})", rule=name, cause="filter")
         run.finish(Disposition.DROPPED, f"dropped by {name} in {space.namespace.name}")
         return False
 
@@ -387,7 +387,7 @@ class Stack:
                     packets.rewrite(frame, found, dst=new_dst, dst_port=new_port if found.proto in (TCP, UDP) else None)
                     name = rule_name("nat", hook, index, chain.rules[index].comment)
                     self.event(run, Action.NAT, space, frame, f"DNAT {old} -> {_endpoint(found.dst, found.dst_port, found.proto)}"
-                               f" by {name}", rule=name)
+                               f" by {name}", rule=name, cause="dnat")
             return True
         address, port = ct.dst_target()
         if address != found.dst or (found.proto in (TCP, UDP) and port != found.dst_port):
@@ -395,7 +395,7 @@ class Stack:
             packets.rewrite(frame, found, dst=address, dst_port=port if found.proto in (TCP, UDP) else None)
             what = "reverse SNAT" if ct.is_reply else "DNAT"
             self.event(run, Action.NAT, space, frame, f"{what} {old} -> {_endpoint(found.dst, found.dst_port, found.proto)} "
-                       f"(conntrack {ct.state.value})")
+                       f"(conntrack {ct.state.value})", cause="reverse" if ct.is_reply else what.lower())
         return True
 
     def _nat_src(self, run, space, hook: str, frame, found: Headers, ct: Tracked, out_iface) -> bool:
@@ -411,7 +411,7 @@ class Stack:
                     else:
                         new_src = self._address_on(space, out_iface, found.version)
                         if new_src is None:
-                            return self._drop(run, space, frame, f"masquerade: {out_iface} has no IPv{found.version} address")
+                            return self._drop(run, space, frame, f"masquerade: {out_iface} has no IPv{found.version} address", "no-route")
                     port = found.src_port
                     if action.ports is not None and found.proto in (TCP, UDP) and port not in action.ports:
                         port = action.ports.first
@@ -423,7 +423,7 @@ class Stack:
                     name = rule_name("nat", hook, index, chain.rules[index].comment)
                     kind = "SNAT" if isinstance(action, Snat) else "masquerade"
                     self.event(run, Action.NAT, space, frame, f"{kind} {old} -> "
-                               f"{_endpoint(found.src, found.src_port, found.proto)} by {name}", rule=name)
+                               f"{_endpoint(found.src, found.src_port, found.proto)} by {name}", rule=name, cause="snat")
             return True
         address, port = ct.src_target()
         if address != found.src or (found.proto in (TCP, UDP) and port != found.src_port):
@@ -431,7 +431,7 @@ class Stack:
             packets.rewrite(frame, found, src=address, src_port=port if found.proto in (TCP, UDP) else None)
             what = "reverse DNAT" if ct.is_reply else "SNAT"
             self.event(run, Action.NAT, space, frame, f"{what} {old} -> {_endpoint(found.src, found.src_port, found.proto)} "
-                       f"(conntrack {ct.state.value})")
+                       f"(conntrack {ct.state.value})", cause="reverse" if ct.is_reply else what.lower())
         return True
 
     # --- answers ---------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ def _root() -> None:
 
 
 def _register() -> None:
-    from netvirt.management.cli import control, demo, linux, pcap, spec
+    from netvirt.management.cli import control, demo, linux, pcap, spec, trace
 
-    for module in (control, demo, linux, pcap, spec):
+    for module in (control, demo, linux, pcap, spec, trace):
         module.register(app)
 
 

@@ -1,0 +1,92 @@
+"""Tracing packets through a graph: ``Tracer(network).trace(...) -> Trace``, and the outside world.
+
+Contract: a ``Tracer`` owns one simulator with a flow cache (``dataplane.sim.FlowCache``): each
+trace is a walk from fresh state — the same packet from the same place always gives the same
+trace — and a repeated one costs a cache hit. After a delivered packet the destination's
+answer (SYN|ACK, UDP reply, echo reply) is walked too, in the state the request left; the
+anomaly checks compare the two paths. ``with_internet`` adds the outside world to a compiled
+network: one namespace on its underlay that owns ``INTERNET`` and answers on any port.
+"""
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface, ip_network
+
+from netvirt.dataplane.sim import FlowCache, probe
+from netvirt.graph import (
+    Attachment,
+    Device,
+    DeviceKind,
+    HostGraph,
+    Mode,
+    Namespace,
+    NamespaceKind,
+    NetworkGraph,
+    Proto,
+    Route,
+    Segment,
+    Socket,
+)
+from netvirt.trace.anomalies import check
+from netvirt.trace.model import Trace, build
+
+INTERNET = ip_address("203.0.113.10")  # TEST-NET-3 (RFC 5737): "a server on the internet"
+INTERNET6 = ip_address("2001:db8:ffff::10")
+INTERNET_HOST = "internet"
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """What to send: from namespace ``namespace`` of ``host`` (address ``src``) to ``dst``."""
+
+    host: str
+    namespace: str
+    src: IPv4Address | IPv6Address
+    dst: IPv4Address | IPv6Address
+    proto: str = "tcp"
+    src_port: int = 40000
+    dst_port: int = 80
+    size: int = 0
+
+    def packet(self) -> bytes:
+        return probe(self.src, self.dst, self.proto, src_port=self.src_port if self.proto != "icmp" else 1,
+                     dst_port=self.dst_port if self.proto != "icmp" else 0, size=self.size)
+
+
+class Tracer:
+    """See the module docstring. ``compiled`` picks the tuple-space classifier (else linear)."""
+
+    def __init__(self, network: NetworkGraph, *, compiled: bool = True) -> None:
+        self.cache = FlowCache(network, compiled=compiled)
+        self.topology = self.cache.simulator.topology
+
+    def trace(self, flow: Flow, *, skip: frozenset[tuple[str, str]] = frozenset(), anomalies: bool = True) -> Trace:
+        """The trace of ``flow``; events in the ``skip`` (host, namespace)s before the first other
+        one are left out (the outside world of a walkthrough)."""
+        walk, answer = self.cache.exchange(flow.host, flow.namespace, flow.packet(), answer=anomalies)
+        trace = build(walk, self.topology.stages, skip=skip)
+        if anomalies:
+            trace = trace.with_anomalies(check(trace, walk, answer, self.topology))
+        return trace
+
+    def verdict(self, flow: Flow):
+        """Only the outcome of ``flow`` (no hops recorded: what ``reach`` needs, fast)."""
+        return self.cache.exchange(flow.host, flow.namespace, flow.packet(), record=False, answer=False)[0]
+
+
+def with_internet(network: NetworkGraph, ports: tuple[tuple[str, int], ...] = ()) -> NetworkGraph:
+    """``network`` plus host ``internet``: a namespace on the first underlay segment owning
+    ``INTERNET`` (and ``INTERNET6``), listening on ``ports`` (``("tcp", 443)``...)."""
+    if not network.segments:
+        raise ValueError("the network has no underlay segment to reach the outside from")
+    segment = network.segments[0]
+    sockets = tuple(Device.of(DeviceKind.SOCKET, f"{proto}-{port}", "internet", config=Socket(
+        proto=Proto(proto), port=port, app="internet server")) for proto, port in ports)
+    nic = Device.of(DeviceKind.NIC, "eth0", "internet", mac="02:4e:56:ff:ff:01", mode=Mode.HARDWARE,
+                    level="Internet", technique="Upstream Router / Internet",
+                    addresses=(ip_interface(f"{INTERNET}/24"), ip_interface(f"{INTERNET6}/64")), mtu=segment.mtu)
+    namespace = Namespace(name="internet", kind=NamespaceKind.EXTERNAL, routes=(
+        Route(dst=ip_network("0.0.0.0/0"), dev="eth0"), Route(dst=ip_network("::/0"), dev="eth0")))
+    internet = HostGraph(host=INTERNET_HOST, namespaces=(namespace,), devices=(nic, *sockets))
+    attached = Segment(name=segment.name, mtu=segment.mtu,
+                       attachments=(*segment.attachments, Attachment(INTERNET_HOST, "internet", "eth0")))
+    return NetworkGraph(hosts=(*network.hosts, internet), segments=(attached, *network.segments[1:]))
