@@ -10,6 +10,7 @@ a spec file asks the controller, see ``netvirt.management.cli.control``). Exit c
 """
 
 import json
+import os
 import signal
 import time
 from enum import Enum
@@ -66,6 +67,23 @@ def compiled(spec_path: Path, command: str):
     return spec, network, deployment_name(spec.name)
 
 
+def kernel_settings() -> dict[str, Any]:
+    """Where kernel objects are named and recorded: prefix ``nv`` and ``/run/netvirt``, unless
+    $NETVIRT_PREFIX / $NETVIRT_STATE_DIR say otherwise (the privileged tests use ``nvt``)."""
+    from netvirt.dataplane.linux.naming import PRODUCTION_PREFIX
+    from netvirt.dataplane.linux.ownership import STATE_DIR
+
+    return {"prefix": os.environ.get("NETVIRT_PREFIX", PRODUCTION_PREFIX),
+            "state_dir": Path(os.environ.get("NETVIRT_STATE_DIR", STATE_DIR))}
+
+
+def names(deployment: str):
+    """The kernel naming scheme of ``deployment`` (see ``kernel_settings``)."""
+    from netvirt.dataplane.linux.naming import Names
+
+    return Names(deployment, kernel_settings()["prefix"])
+
+
 def parse_filters(values: list[str], hosts: list[str], command: str) -> dict[str, str]:
     """``--filter nftables|iptables|HOST=nftables|HOST=iptables`` (repeatable) -> host -> backend."""
     from netvirt.dataplane.linux.backend import FILTERS
@@ -119,7 +137,7 @@ def up(
         progress.update(tasks[host], description=f"{host}: {what}")
 
     if backend is UpBackend.linux:
-        backends: dict[str, Any] = network_backends(network, deployment, filters, progress=report)
+        backends: dict[str, Any] = network_backends(network, deployment, filters, progress=report, **kernel_settings())
         problems = check_network(backends, network)
         if problems:
             for problem in problems:
@@ -161,7 +179,7 @@ def up(
         table.add_row(*(str("-" if row[key] is None else row[key]) for key in
                         ("host", "state", "namespaces", "devices", "created", "changed", "deleted", "unchanged")))
     Console(width=200).print(table)
-    where = f" (namespaces nv-{deployment}-*; `netvirt down {spec}` removes them)" if backend is UpBackend.linux else ""
+    where = f" (namespaces {kernel_settings()['prefix']}-{deployment}-*; `netvirt down {spec}` removes them)" if backend is UpBackend.linux else ""
     typer.echo(f"{loaded.name}: {len(rows)} hosts up with backend {backend.value} in {elapsed:.1f}s{where}")
 
 
@@ -203,7 +221,6 @@ def down(
     """Remove exactly the kernel objects netvirt made for SPEC (or, with --all, for every spec)."""
     from netvirt.dataplane.linux.backend import network_backends
     from netvirt.dataplane.linux.cleanup import cleanup, cleanup_all, unrecorded
-    from netvirt.dataplane.linux.naming import PRODUCTION_PREFIX, Names
 
     if (spec is None) == (not all_):
         fail("down", "give a SPEC or --all (not both)", 2)
@@ -214,16 +231,16 @@ def down(
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True),
                       transient=True) as progress:
             task = progress.add_task("", total=len(network.hosts))
-            for host, backend in network_backends(network, deployment).items():
+            for host, backend in network_backends(network, deployment, **kernel_settings()).items():
                 progress.update(task, description=f"{host}: tearing down")
                 backend.teardown()
                 reports += backend.last_teardown
                 progress.advance(task)
-        reports.append(cleanup(Names(deployment)))  # whatever a crashed or older `up` left
+        reports.append(cleanup(names(deployment), kernel_settings()["state_dir"]))  # whatever a crashed or older `up` left
         reports = [_merged(deployment, reports)]
     else:
-        reports = cleanup_all()
-    strays = unrecorded(PRODUCTION_PREFIX)
+        reports = cleanup_all(kernel_settings()["state_dir"])
+    strays = unrecorded(kernel_settings()["prefix"], kernel_settings()["state_dir"])
     if format is OutputFormat.json:
         typer.echo(json.dumps({
             "deployments": [{"deployment": r.deployment, "removed": len(r.removed), "already_gone": len(r.already_gone),
@@ -284,7 +301,7 @@ def status(
     spec_path = Path(target)
     require_net_admin("status")
     loaded, network, deployment = compiled(spec_path, "status")
-    backends = network_backends(network, deployment)
+    backends = network_backends(network, deployment, **kernel_settings())
     hosts = []
     for desired in network.hosts:
         backend = backends[desired.host]
@@ -346,11 +363,10 @@ def _difference(change) -> str:
 def kernel_namespace(spec_path: Path, place: str, command: str) -> tuple[str, str]:
     """(kernel namespace, graph namespace) of ``place``: an endpoint name, or HOST:NAMESPACE
     (a host's own namespace, a router's copy on that host, ...)."""
-    from netvirt.dataplane.linux.naming import Names
     from netvirt.graph import NamespaceKind
 
     spec, network, deployment = compiled(spec_path, command)
-    names = Names(deployment)
+    kernel_names = names(deployment)
     host, colon, namespace = place.rpartition(":")
     if colon:
         if host not in {graph.host for graph in network.hosts}:
@@ -359,15 +375,15 @@ def kernel_namespace(spec_path: Path, place: str, command: str) -> tuple[str, st
         if namespace not in {ns.name for ns in graph.namespaces}:
             known = ", ".join(ns.name for ns in graph.namespaces)
             fail(command, f"{place}: host {host} has no namespace {namespace!r} (it has: {known})", 2)
-        return names.graph_namespace(host, namespace), namespace
+        return kernel_names.graph_namespace(host, namespace), namespace
     for graph in network.hosts:
         for ns in graph.namespaces:
             if ns.origin == f"endpoint/{namespace}" or (
                     ns.name == namespace and ns.kind not in (NamespaceKind.HOST, NamespaceKind.ROUTER)):
-                return names.graph_namespace(graph.host, ns.name), ns.name
+                return kernel_names.graph_namespace(graph.host, ns.name), ns.name
     if namespace in spec.index["endpoints"]:  # a host endpoint lives in its host's namespace
         host = spec.endpoint(namespace).host
-        return names.graph_namespace(host, host), host
+        return kernel_names.graph_namespace(host, host), host
     choices = ", ".join(sorted(spec.index["endpoints"]))
     fail(command, f"{place}: no endpoint {namespace!r}; give an endpoint ({choices}) or HOST:NAMESPACE", 2)
 
@@ -412,7 +428,6 @@ def capture(
     from netvirt.dataplane.linux import netns
     from netvirt.dataplane.linux.backend import SEGMENT_BRIDGE
     from netvirt.dataplane.linux.capture import Capture, Frame
-    from netvirt.dataplane.linux.naming import Names
     from netvirt.dataplane.linux.readback import link_names
     from netvirt.wire import dissect, pcap, summary
     from netvirt.wire.errors import ParseError
@@ -425,7 +440,7 @@ def capture(
         segments = [segment.name for segment in network.segments]
         if device not in segments:
             fail("capture", f"{device}: give [HOST:]NAMESPACE/DEVICE or a segment ({', '.join(segments)})", 2)
-        kernel, link = Names(deployment).segment_namespace(device), SEGMENT_BRIDGE
+        kernel, link = names(deployment).segment_namespace(device), SEGMENT_BRIDGE
     require_net_admin("capture")
     if not netns.exists(kernel):
         fail("capture", f"namespace {kernel} does not exist; run `netvirt up {spec}` first", 1)
