@@ -11,7 +11,7 @@ from control_helpers import eventually, host_with_pods
 from etcd_server import etcd  # noqa: F401 - fixture
 
 from netvirt.control.agent import Agent, AgentThread, ApplyCrashed, Backoff, make_backend
-from netvirt.control.state import AgentState, AgentStatus, desired_key, realized_key, status_key
+from netvirt.control.state import AgentState, AgentStatus, Blob, desired_key, realized_key, status_key
 from netvirt.control.store import Store, open_store
 from netvirt.dataplane.api import ApplyReport
 from netvirt.dataplane.sim.backend import SimBackend
@@ -24,8 +24,12 @@ def store(tmp_path: Path) -> Store:
         yield opened
 
 
-def publish(store: Store, graph: HostGraph) -> int:
-    return store.put(desired_key(graph.host), to_json(graph).encode())
+def publish(store: Store, graph: HostGraph | bytes, host: str = "") -> int:
+    """Store a graph (or raw JSON) as a blob, then point the host's desired key at it."""
+    value = graph if isinstance(graph, bytes) else to_json(graph).encode()
+    blob = Blob.of(value)
+    store.txn(blob.puts(value))
+    return store.put(desired_key(host or graph.host), blob.pointer())
 
 
 def status_of(store: Store, host: str) -> AgentStatus | None:
@@ -107,10 +111,13 @@ def test_unrealisable_desired_state_keeps_the_last_good_one(store: Store):
     assert any("missing0" in error for error in status.errors), status.errors
     assert backend.realized() == good == realized_in_store(store, "h1")
 
-    store.put(desired_key("h1"), b'{"host": "h1", "devices": [{"kind": "warp-drive"}]}')
+    publish(store, b'{"host": "h1", "devices": [{"kind": "warp-drive"}]}', "h1")
     agent.resync()
     status = status_of(store, "h1")
     assert status.state is AgentState.FAILED and "unreadable" in status.errors[0]
+    store.put(desired_key("h1"), b"not a pointer")
+    agent.resync()
+    assert "not a blob pointer" in status_of(store, "h1").errors[0]
     assert backend.realized() == good
 
     fixed_revision = publish(store, host_with_pods("h1", 1))
@@ -157,7 +164,7 @@ def test_crash_in_the_middle_of_apply_then_the_next_start_converges(store: Store
 
 
 def test_wrong_host_in_desired_graph(store: Store):
-    store.put(desired_key("h1"), to_json(host_with_pods("h2", 1)).encode())
+    publish(store, host_with_pods("h2", 1), "h1")
     fast_agent("h1", store, SimBackend("h1")).resync()
     assert status_of(store, "h1").errors == ("desired graph is for host 'h2'",)
 
@@ -205,3 +212,16 @@ def test_backoff_grows_caps_and_resets():
 def test_unknown_backend_name():
     with pytest.raises(ValueError, match="unknown backend 'ovs'; choose one of sim, linux"):
         make_backend("ovs", "h1")
+
+
+def test_a_superseded_desired_graph_is_skipped(store: Store):
+    """The blob a pointer names may be swept before an agent reads it: a newer version follows."""
+    publish(store, host_with_pods("h1", 1))
+    gone = Blob.of(b"never stored")
+    store.put(desired_key("h1"), gone.pointer())
+    agent = fast_agent("h1", store, SimBackend("h1"))
+    agent.resync()
+    assert status_of(store, "h1") is None, "nothing realized, nothing reported"
+    revision = publish(store, host_with_pods("h1", 2))
+    agent.resync()
+    assert converged_at(store, "h1", revision)

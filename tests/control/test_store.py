@@ -259,3 +259,9 @@ def test_closing_a_watch_wakes_a_blocked_next(store: Store, ns: str):
     threading.Timer(0.1, watch.close).start()
     reader.join(5)
     assert not reader.is_alive() and returned == [[]]
+
+
+def test_list_keys_only(store: Store, ns: str):
+    store.put(ns + "a", b"big value")
+    listing = store.list(ns, keys_only=True)
+    assert [(e.key, e.value, e.version) for e in listing.entries] == [(ns + "a", b"", 1)]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from netvirt.control.state import AgentState, AgentStatus, desired_key, realized_key, status_key
+from netvirt.control.state import AgentState, AgentStatus, Blob, desired_key, realized_key, status_key
 from netvirt.control.store import EventType, Put, Store, StoreError, Watch
 from netvirt.dataplane.api import Backend, plan
 from netvirt.graph import GraphError, HostGraph, from_json, to_json
@@ -76,14 +76,12 @@ class Agent:
         *,
         resync_interval: float = 30.0,
         backoff: Backoff | None = None,
-        on_report: Callable[[AgentStatus], None] | None = None,
     ) -> None:
         self.host = host
         self.store = store
         self.backend = backend
         self.resync_interval = resync_interval
         self.backoff = backoff or Backoff()
-        self.on_report = on_report
         self.identity = f"{os.getpid()}@{socket.gethostname()}"
         self.status: AgentStatus | None = None  # the last report written
         self._realized_written: bytes | None = None
@@ -113,7 +111,7 @@ class Agent:
         """Reconcile with the desired graph as stored now; the revision to watch from."""
         listing = self.store.list(desired_key(self.host))
         entry = next((e for e in listing.entries if e.key == desired_key(self.host)), None)
-        self.reconcile(entry.value if entry else None, entry.mod_revision if entry else 0)
+        self.published(entry.value if entry else None, entry.mod_revision if entry else 0)
         return listing.revision + 1
 
     def follow(self, start: int, stop: threading.Event) -> None:
@@ -126,9 +124,25 @@ class Agent:
                 mine = [e for e in watch.next(remaining) if e.key == key]
                 if mine:
                     last = mine[-1]  # only the newest desired state matters
-                    self.reconcile(last.value if last.type is EventType.PUT else None, last.revision)
+                    self.published(last.value if last.type is EventType.PUT else None, last.revision)
 
     # --- one reconcile ----------------------------------------------------------------------------
+
+    def published(self, pointer: bytes | None, at: int) -> AgentStatus | None:
+        """Reconcile with the desired key's value ``pointer`` of revision ``at`` (None: deleted).
+
+        None when the graph it names is gone: a newer version replaced it, and its event follows."""
+        if pointer is None:
+            return self.reconcile(None, 0)
+        try:
+            blob = Blob.pointed(pointer)
+        except ValueError as error:
+            return self.report(AgentState.FAILED, at, (f"desired state at revision {at} is unreadable: {error}",))
+        graph = blob.read(self.store)
+        if graph is None:
+            log.info("agent %s: desired revision %d was superseded before it could be read", self.host, at)
+            return None
+        return self.reconcile(graph, at)
 
     def reconcile(self, desired: bytes | None, at: int) -> AgentStatus:
         """Make the data plane match the ``desired`` graph's JSON of revision ``at`` (None: nothing
@@ -141,9 +155,9 @@ class Agent:
             graph = from_json(HostGraph, desired)
         except GraphError as error:
             return self.report(AgentState.FAILED, at, (f"desired graph at revision {at} is unreadable: {error}",))
-        problems = plan(graph, self.backend.capabilities())
         if graph.host != self.host:
             return self.report(AgentState.FAILED, at, (f"desired graph is for host {graph.host!r}",))
+        problems = plan(graph, self.backend.capabilities())
         if problems:
             return self.report(AgentState.FAILED, at, tuple(map(str, problems)))
         result = self._guarded(lambda: self.backend.apply(graph), at)
@@ -194,8 +208,6 @@ class Agent:
             self.status = status
             if state is AgentState.FAILED:
                 log.warning("agent %s: revision %d failed: %s", self.host, desired_revision, "; ".join(errors))
-        if self.on_report is not None:
-            self.on_report(status)
         return status
 
 

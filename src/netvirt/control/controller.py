@@ -1,19 +1,21 @@
 """The controller: publishes a spec's per-host desired graphs, and reports how the hosts are doing.
 
 Contract:
-- ``apply(spec, expected_revision)`` compiles ``spec`` and publishes, in ONE store transaction
-  guarded by the spec key's revision, the spec and the desired graph of every host whose graph
-  changed (hosts no longer in the spec lose theirs). Agents therefore never see a half-published
-  version, and an unchanged host's desired revision does not move. Applying what is already
-  applied writes nothing. Applies are serialised (a lock here, the compare in the store across
-  controllers); ``expected_revision`` that is not the current spec revision raises ``StaleSpec``.
+- ``apply(spec, expected_revision)`` compiles ``spec``, stores the spec and every changed host
+  graph as blobs (``state``), then publishes them in ONE store transaction guarded by the spec
+  key's revision: the spec pointer and the desired pointer of every host whose graph changed (hosts
+  no longer in the spec lose theirs). Agents therefore never see a half-published version, and an
+  unchanged host's desired revision does not move. Applying what is applied writes nothing. Blobs
+  nothing points to any more are swept afterwards.
+- Applies are serialised (a lock here, the compare in the store across controllers);
+  ``expected_revision`` that is not the current spec revision raises ``StaleSpec``.
 - A rejected spec (``SpecError`` from ``loads``, ``CompileError``) changes nothing.
 - ``hosts()`` / ``host(name)``: desired vs realized revision, the agent's status, ``in_sync``.
 - ``run_embedded(spec, backend)``: the single-machine path — the same controller on an embedded
   store with one in-process agent per host.
 
-The compile is incremental when the controller's engine already reflects the stored spec (it
-updates only the changed hosts), a full compile compared against the stored graphs otherwise.
+The controller remembers the graphs it published last, so an apply serialises only the graphs
+that changed; after a restart, or when another controller wrote since, it compares blob hashes.
 """
 
 import json
@@ -25,17 +27,19 @@ from dataclasses import dataclass, field
 from netvirt.control.agent import Agent, AgentThread, make_backend
 from netvirt.control.compile import compile_network
 from netvirt.control.state import (
+    BLOBS,
     DESIRED,
     SPEC_KEY,
     STATUS,
     AgentState,
     AgentStatus,
+    Blob,
     desired_key,
     host_of,
     realized_key,
     status_key,
 )
-from netvirt.control.store import Compare, Conflict, Delete, Operation, Put, Store, open_store
+from netvirt.control.store import Compare, Conflict, Delete, Operation, Put, Store, StoreError, open_store
 from netvirt.dataplane.api import Backend
 from netvirt.graph import HostGraph, diff, from_json, to_json
 from netvirt.management.spec import Spec, as_data, loads
@@ -110,14 +114,14 @@ class HostDetail:
 
 @dataclass(frozen=True, slots=True)
 class _Published:
-    """The desired graphs this controller last saw in the store, with the spec key's revision then."""
+    """What this controller last published: the spec key's revision then, each host's graph and blob."""
 
     revision: int
-    graphs: dict[str, HostGraph]
+    hosts: dict[str, tuple[HostGraph | None, Blob]]
 
 
-def _value(graph: HostGraph) -> bytes:
-    return to_json(graph).encode()
+BATCH_BYTES = 1024 * 1024  # per transaction: below etcd's default request limit (1.5 MiB)
+BATCH_OPERATIONS = 64  # per transaction: below etcd's default --max-txn-ops (128)
 
 
 class Controller:
@@ -134,11 +138,11 @@ class Controller:
     def apply(self, spec: Spec, expected_revision: int | None = None) -> ApplyResult:
         """Publish ``spec`` atomically; see the module docstring."""
         graphs = {graph.host: graph for graph in compile_network(spec).hosts}
-        spec_value = json.dumps({"spec": as_data(spec)}, sort_keys=True).encode()
+        spec_json = json.dumps(as_data(spec), sort_keys=True).encode()
         with self._lock:
             for _ in range(self.retries):
                 try:
-                    return self._publish(spec_value, graphs, expected_revision)
+                    return self._publish(spec_json, graphs, expected_revision)
                 except Conflict:
                     if expected_revision is not None:
                         raise StaleSpec(expected_revision, self._spec_revision()) from None
@@ -148,37 +152,87 @@ class Controller:
         """Validate spec text exactly as ``netvirt validate`` does (``SpecError``), then ``apply``."""
         return self.apply(loads(text, filename), expected_revision)
 
-    def _publish(self, spec_value: bytes, graphs: dict[str, HostGraph], expected_revision: int | None) -> ApplyResult:
+    def _publish(self, spec_json: bytes, graphs: dict[str, HostGraph], expected_revision: int | None) -> ApplyResult:
         current = self.store.get(SPEC_KEY)
         revision = current.mod_revision if current else 0
         if expected_revision is not None and expected_revision != revision:
             raise StaleSpec(expected_revision, revision)
-        if self._published is not None and self._published.revision == revision:
-            before = self._published.graphs  # what the store holds: this controller wrote it last
-            changed = tuple(sorted(host for host, graph in graphs.items() if before.get(host) != graph))
-            removed = tuple(sorted(before.keys() - graphs.keys()))
-        else:
-            stored = {host_of(e.key): e.value for e in self.store.list(DESIRED).entries}
-            changed = tuple(sorted(host for host, graph in graphs.items() if stored.get(host) != _value(graph)))
-            removed = tuple(sorted(stored.keys() - graphs.keys()))
+        before = self._published_hosts(revision)
+        after: dict[str, tuple[HostGraph | None, Blob]] = {}
+        new_blobs: dict[str, tuple[Blob, bytes]] = {}
+        for host, graph in graphs.items():
+            old_graph, old_blob = before.get(host, (None, None))
+            if old_graph == graph and old_blob is not None:  # known unchanged without serialising it
+                after[host] = (graph, old_blob)
+                continue
+            value = to_json(graph).encode()
+            after[host] = (graph, Blob.of(value))
+            if after[host][1] != old_blob:
+                new_blobs[host] = (after[host][1], value)
+        changed = tuple(sorted(new_blobs))
+        removed = tuple(sorted(before.keys() - graphs.keys()))
         unchanged = tuple(sorted(graphs.keys() - set(changed)))
-        if current is not None and current.value == spec_value and not changed and not removed:
-            self._published = _Published(revision, graphs)
+        spec_blob = Blob.of(spec_json)
+        if current is not None and _pointed(current.value) == spec_blob and not changed and not removed:
+            self._published = _Published(revision, after)
             return ApplyResult(revision, (), (), unchanged)
-        operations: list[Operation] = [Put(SPEC_KEY, spec_value)]
-        operations += [Put(desired_key(host), _value(graphs[host])) for host in changed]
+        # 1. the blobs, in as many transactions as they need: nobody reads them before step 2
+        self._write([(spec_blob, spec_json), *new_blobs.values()])
+        # 2. the spec version, published in one transaction
+        operations: list[Operation] = [Put(SPEC_KEY, spec_blob.pointer())]
+        operations += [Put(desired_key(host), new_blobs[host][0].pointer()) for host in changed]
         operations += [Delete(desired_key(host)) for host in removed]
         published = self.store.txn(operations, [Compare(SPEC_KEY, revision)])
-        self._published = _Published(published, graphs)
+        self._published = _Published(published, after)
+        # 3. what nothing points to any more
+        self._sweep(published, {spec_blob.id} | {blob.id for _, blob in after.values()})
         return ApplyResult(published, changed, removed, unchanged)
+
+    def _published_hosts(self, revision: int) -> dict[str, tuple[HostGraph | None, Blob]]:
+        """Each published host's graph (when this controller remembers it) and blob."""
+        if self._published is not None and self._published.revision == revision:
+            return self._published.hosts
+        stored = {host_of(e.key): _pointed(e.value) for e in self.store.list(DESIRED).entries}
+        return {host: (None, blob) for host, blob in stored.items() if blob is not None}
+
+    def _write(self, blobs: list[tuple[Blob, bytes]]) -> None:
+        batch: list[Operation] = []
+        size = 0
+        for put in (put for blob, value in blobs for put in blob.puts(value)):
+            if batch and (size + len(put.value) > BATCH_BYTES or len(batch) == BATCH_OPERATIONS):
+                self.store.txn(batch)
+                batch, size = [], 0
+            batch.append(put)
+            size += len(put.value)
+        if batch:
+            self.store.txn(batch)
+
+    def _sweep(self, published: int, referenced: set[str]) -> None:
+        """Delete the blobs no pointer names that were stored before ``published`` — each only if
+        untouched since listed, so a concurrent apply's fresh copy of it survives."""
+        stale = [
+            entry
+            for entry in self.store.list(BLOBS, keys_only=True).entries
+            if entry.key.removeprefix(BLOBS).split("/")[0] not in referenced and entry.mod_revision < published
+        ]
+        for at in range(0, len(stale), BATCH_OPERATIONS // 2):
+            batch = stale[at : at + BATCH_OPERATIONS // 2]
+            try:
+                self.store.txn([Delete(e.key) for e in batch], [Compare(e.key, e.mod_revision) for e in batch])
+            except Conflict:
+                pass  # rewritten meanwhile: still wanted, or swept by the next apply
 
     def current(self) -> Applied | None:
         """The applied spec and its revision, or None."""
-        entry = self.store.get(SPEC_KEY)
-        if entry is None:
-            return None
-        spec = loads(json.dumps(json.loads(entry.value)["spec"]), "store.json")
-        return Applied(spec, entry.mod_revision)
+        for _ in range(self.retries):
+            entry = self.store.get(SPEC_KEY)
+            if entry is None:
+                return None
+            blob = _pointed(entry.value)
+            data = blob.read(self.store) if blob is not None else None
+            if data is not None:
+                return Applied(loads(data.decode(), "store.json"), entry.mod_revision)
+        raise StoreError(f"store {self.store.url}: the spec at {SPEC_KEY} points to data that is not there")
 
     def delete(self, expected_revision: int | None = None) -> ApplyResult:
         """Remove the spec and every desired graph in one transaction (agents then tear down)."""
@@ -186,7 +240,7 @@ class Controller:
             revision = self._spec_revision()
             if expected_revision is not None and expected_revision != revision:
                 raise StaleSpec(expected_revision, revision)
-            hosts = tuple(sorted(host_of(e.key) for e in self.store.list(DESIRED).entries))
+            hosts = tuple(sorted(host_of(e.key) for e in self.store.list(DESIRED, keys_only=True).entries))
             if revision == 0 and not hosts:
                 return ApplyResult(self.store.revision(), (), (), ())
             operations: list[Operation] = [Delete(SPEC_KEY), *(Delete(desired_key(host)) for host in hosts)]
@@ -195,6 +249,7 @@ class Controller:
             except Conflict:
                 raise StaleSpec(revision, self._spec_revision()) from None
             self._published = _Published(0, {})
+            self._sweep(published, set())
             return ApplyResult(published, (), hosts, ())
 
     def _spec_revision(self) -> int:
@@ -205,7 +260,7 @@ class Controller:
 
     def hosts(self) -> list[HostState]:
         """Every host that has a desired graph or an agent report, sorted by name."""
-        desired = {host_of(e.key): e.mod_revision for e in self.store.list(DESIRED).entries}
+        desired = {host_of(e.key): e.mod_revision for e in self.store.list(DESIRED, keys_only=True).entries}
         reports = {host_of(e.key): AgentStatus.from_json(e.value) for e in self.store.list(STATUS).entries}
         return [HostState(host, desired.get(host, 0), reports.get(host)) for host in sorted(desired.keys() | reports.keys())]
 
@@ -217,7 +272,9 @@ class Controller:
         if desired is None and realized is None and status is None:
             return None
         state = HostState(name, desired.mod_revision if desired else 0, AgentStatus.from_json(status.value) if status else None)
-        want = from_json(HostGraph, desired.value) if desired else None
+        blob = _pointed(desired.value) if desired else None
+        data = blob.read(self.store) if blob else None
+        want = from_json(HostGraph, data) if data else None
         have = from_json(HostGraph, realized.value) if realized else None
         changes = diff(have or HostGraph(host=name), want or HostGraph(host=name)).changes
         return HostDetail(state, want, have, tuple(f"{c.op} {c.kind} {c.key}" for c in changes))
@@ -233,6 +290,14 @@ class Controller:
                 late = ", ".join(f"{s.host} ({s.summary})" for s in states if not s.in_sync)
                 raise TimeoutError(f"not converged after {timeout:g}s: {late}")
             time.sleep(poll)
+
+
+def _pointed(value: bytes) -> Blob | None:
+    """The blob a stored pointer names; None if it is damaged (then it counts as changed)."""
+    try:
+        return Blob.pointed(value)
+    except ValueError:
+        return None
 
 
 BackendChoice = str | Callable[[str], Backend]

@@ -7,6 +7,7 @@ graph cannot express raises ``CompileError``. docs/control-plane.md describes th
 """
 
 from netvirt.control.compile.compiler import compile_host, compile_network
+from netvirt.control.compile.engine import NODES, Engine, NodeStats
 from netvirt.control.compile.facts import CompileError
 
-__all__ = ["CompileError", "compile_host", "compile_network"]
+__all__ = ["NODES", "CompileError", "Engine", "NodeStats", "compile_host", "compile_network"]

@@ -7,7 +7,7 @@ NIC, its networks, its routers and its endpoints, each by name (``parts.assemble
 
 from netvirt.control.compile import naming
 from netvirt.control.compile.facts import CompileError, Facts
-from netvirt.control.compile.parts import Part, assemble, endpoint_part, host_part, network_part, router_part
+from netvirt.control.compile.parts import assemble, build_part, part_keys
 from netvirt.graph import Attachment, HostGraph, NetworkGraph, Segment
 from netvirt.management.spec import Spec
 
@@ -16,7 +16,10 @@ def compile_network(spec: Spec) -> NetworkGraph:
     """Every host's graph and the underlay segments joining their NICs."""
     facts = Facts(spec)
     placed = placement(facts)
-    hosts = tuple(assemble(host, host_parts(facts, host, *placed[host])) for host in sorted(facts.hosts))
+    hosts = tuple(
+        assemble(host, [build_part(facts, host, key) for key in part_keys(facts, host, *placed[host])])
+        for host in sorted(facts.hosts)
+    )
     return NetworkGraph(hosts=hosts, segments=segments(facts))
 
 
@@ -26,33 +29,24 @@ def compile_host(spec: Spec, host: str) -> HostGraph:
     if host not in facts.hosts:
         known = ", ".join(sorted(facts.hosts)) or "none"
         raise CompileError(f"spec {spec.name!r} has no host {host!r} (hosts: {known})")
-    networks = sorted(name for name, hosts in facts.net_hosts.items() if host in hosts)
-    routers = sorted(name for name, hosts in facts.router_hosts.items() if host in hosts)
-    endpoints = sorted(name for name, endpoint in facts.endpoints.items() if endpoint.host == host)
-    return assemble(host, host_parts(facts, host, networks, routers, endpoints))
+    networks = [name for name, hosts in facts.net_hosts.items() if host in hosts]
+    routers = [name for name, hosts in facts.router_hosts.items() if host in hosts]
+    endpoints = [name for name, endpoint in facts.endpoints.items() if endpoint.host == host]
+    return assemble(host, [build_part(facts, host, key) for key in part_keys(facts, host, networks, routers, endpoints)])
 
 
 def placement(facts: Facts) -> dict[str, tuple[list[str], list[str], list[str]]]:
-    """host -> (its networks, its routers, its endpoints), each sorted by name."""
+    """host -> (its networks, its routers, its endpoints)."""
     placed: dict[str, tuple[list[str], list[str], list[str]]] = {host: ([], [], []) for host in facts.hosts}
-    for network in sorted(facts.networks):
-        for host in facts.net_hosts[network]:
+    for network, hosts in facts.net_hosts.items():
+        for host in hosts:
             placed[host][0].append(network)
-    for router in sorted(facts.routers):
-        for host in facts.router_hosts[router]:
+    for router, hosts in facts.router_hosts.items():
+        for host in hosts:
             placed[host][1].append(router)
-    for endpoint in sorted(facts.endpoints):
-        placed[facts.endpoints[endpoint].host][2].append(endpoint)
+    for endpoint in facts.endpoints.values():
+        placed[endpoint.host][2].append(endpoint.name)
     return placed
-
-
-def host_parts(facts: Facts, host: str, networks: list[str], routers: list[str], endpoints: list[str]) -> list[Part]:
-    return [
-        host_part(facts, host),
-        *(network_part(facts, network, host) for network in networks),
-        *(router_part(facts, router, host) for router in routers),
-        *(endpoint_part(facts, endpoint) for endpoint in endpoints),
-    ]
 
 
 def segments(facts: Facts) -> tuple[Segment, ...]:

@@ -1,17 +1,23 @@
 """Facts: what the compiler derives from a resolved spec before it builds any device.
 
-Contract: ``Facts.of(spec)`` indexes the spec by name and derives the placement (which networks
-and routers are present on which hosts), the members of every network, the routers' uplink slots,
-the policy scopes and the service DNAT rules of every tenant. Part builders (``parts.py``) read
-only these dictionaries, so the incremental engine can keep one ``Facts`` up to date key by key
-and reuse the same builders. Placement rule: a network is present on a host when one of its
-endpoints lives there, or when its router is present there; a router is present on every host
-where one of its networks has an endpoint (it routes locally, so it needs all its networks there).
+Contract: ``Facts(spec)`` indexes the spec by name and derives the placement (which networks and
+routers are present on which hosts), the members of every network, the routers' uplink slots and
+the policy scopes. Larger derived values shared by many hosts (FDB groups, flood lists, neighbour
+lists, label selections, service rules, router namespaces) are memoised under a key with
+``cached``. Part builders (``parts.py``) read only this object, so the incremental engine keeps
+one ``Facts`` up to date key by key (``forget`` drops a memo; when the rebuilt value is equal, the
+old object is kept, so unchanged values stay identical objects and compare in O(1)).
+
+Placement rule: a network is present on a host when one of its endpoints lives there, or when its
+router is present there; a router is present on every host where one of its networks has an
+endpoint (it routes locally, so it needs all its networks there).
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_network
+from itertools import chain
+from typing import Any
 
 from netvirt.control.compile import naming
 from netvirt.graph import (
@@ -21,11 +27,12 @@ from netvirt.graph import (
     IPNetwork,
     Match,
     NatTarget,
+    Neighbour,
     PortRange,
     Proto,
     Rule,
 )
-from netvirt.management.spec import Endpoint, Network, Service, Spec
+from netvirt.management.spec import Endpoint, Network, Policy, Service, Spec
 from netvirt.management.spec.allocate import place, stable_hash
 
 FLOOD_MAC = "00:00:00:00:00:00"
@@ -37,18 +44,20 @@ class CompileError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One endpoint attachment on a network: where it lives and how it is addressed."""
+    """One endpoint attachment on a network, with the FDB entry and router neighbour entries
+    every other host needs for it (built once, shared by every host's graph)."""
 
     endpoint: str
     index: int
     host: str
     mac: str
-    ip: IPv4Address | None
-    ip6: IPv6Address | None
+    addresses: tuple[IPv4Address | IPv6Address, ...]
+    fdb: FdbEntry
+    neighbours: tuple[Neighbour, ...]
 
     @property
-    def addresses(self) -> tuple[IPv4Address | IPv6Address, ...]:
-        return tuple(address for address in (self.ip, self.ip6) if address is not None)
+    def key(self) -> tuple[str, int]:
+        return (self.endpoint, self.index)
 
 
 class Facts:
@@ -58,7 +67,6 @@ class Facts:
     """
 
     def __init__(self, spec: Spec) -> None:
-        self.spec_name = spec.name
         self.service_subnet: IPNetwork = spec.service_subnet
         self.hosts = {item.name: item for item in spec.hosts}
         self.networks = {item.name: item for item in spec.networks}
@@ -66,53 +74,127 @@ class Facts:
         self.endpoints = {item.name: item for item in spec.endpoints}
         self.policies = {item.name: item for item in spec.policies}
         self.services = {item.name: item for item in spec.services}
-        self.router_of = {network: router.name for router in spec.routers for network in router.networks}
-        self.members: dict[str, dict[tuple[str, int], Member]] = {name: {} for name in self.networks}
+        self.router_of = routers_by_network(self.routers.values())
+        # network -> host -> {(endpoint, index): Member}
+        self.members: dict[str, dict[str, dict[tuple[str, int], Member]]] = {name: {} for name in self.networks}
         for endpoint in spec.endpoints:
-            for member in members_of(endpoint):
-                self.members[endpoint.attachments[member.index].network][(member.endpoint, member.index)] = member
-        self.endpoint_hosts = {name: frozenset(m.host for m in found.values()) for name, found in self.members.items()}
+            self.add_members(endpoint)
         self.router_hosts = {name: self.hosts_of_router(name) for name in self.routers}
         self.net_hosts = {name: self.hosts_of_network(name) for name in self.networks}
         self.uplink_slot = uplink_slots(self.routers.values())
         self.network_policies, self.tenant_policies = policy_scopes(self.policies.values())
-        self.service_rules = {
-            tenant: self.tenant_service_rules(tenant) for tenant in {s.tenant for s in spec.services if s.tenant}
-        }
-        self.selections: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[IPNetwork, ...]] = {}
+        self.memo: dict[tuple, Any] = {}
+        self.stale: dict[tuple, Any] = {}
 
-    # --- placement -------------------------------------------------------------------------------
+    # --- memo ------------------------------------------------------------------------------------
+
+    def cached(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """The memoised value of ``key``; an equal rebuild of a forgotten value returns the old object."""
+        found = self.memo.get(key, self)
+        if found is self:
+            found = build()
+            old = self.stale.pop(key, self)
+            if old is not self and old == found:
+                found = old
+            self.memo[key] = found
+        return found
+
+    def forget(self, key: tuple) -> None:
+        if key in self.memo:
+            self.stale[key] = self.memo.pop(key)
+
+    # --- members and placement -------------------------------------------------------------------
+
+    def member(self, endpoint: Endpoint, index: int) -> Member:
+        attachment = endpoint.attachments[index]
+        addresses = tuple(a for a in (attachment.ip, attachment.ip6) if a is not None)
+        mac = attachment.mac or ""
+        leg = naming.router_leg(attachment.network)
+        return Member(
+            endpoint.name,
+            index,
+            endpoint.host,
+            mac,
+            addresses,
+            FdbEntry(mac, remote=self.hosts[endpoint.host].underlay.ip),
+            tuple(Neighbour(address, mac, leg) for address in addresses),
+        )
+
+    def add_members(self, endpoint: Endpoint) -> None:
+        for index, attachment in enumerate(endpoint.attachments):
+            on_host = self.members[attachment.network].setdefault(endpoint.host, {})
+            on_host[(endpoint.name, index)] = self.member(endpoint, index)
+
+    def remove_members(self, endpoint: Endpoint) -> None:
+        for index, attachment in enumerate(endpoint.attachments):
+            on_host = self.members[attachment.network][endpoint.host]
+            del on_host[(endpoint.name, index)]
+            if not on_host:
+                del self.members[attachment.network][endpoint.host]
 
     def hosts_of_router(self, router: str) -> frozenset[str]:
-        return frozenset().union(*(self.endpoint_hosts.get(net, ()) for net in self.routers[router].networks))
+        return frozenset().union(*(self.members[net].keys() for net in self.routers[router].networks))
 
     def hosts_of_network(self, network: str) -> frozenset[str]:
-        hosts = self.endpoint_hosts.get(network, frozenset())
+        hosts = frozenset(self.members[network])
         router = self.router_of.get(network)
         return hosts | self.router_hosts[router] if router is not None else hosts
 
     def tenant(self, network: str) -> str:
         return self.networks[network].tenant
 
-    # --- per-network views -----------------------------------------------------------------------
-
     def network_members(self, network: str) -> list[Member]:
         """The attachments on ``network``, ordered by endpoint name and attachment index."""
-        found = self.members.get(network, {})
-        return [found[key] for key in sorted(found)]
+        return sorted(chain.from_iterable(m.values() for m in self.members[network].values()), key=Member.key.fget)  # type: ignore[attr-defined]
+
+    # --- tunnels ---------------------------------------------------------------------------------
+
+    def flood(self, network: str) -> tuple[tuple[FdbEntry, ...], dict[str, int]]:
+        """Flood entries to every host of the network (by host name), and each host's position."""
+
+        def build() -> tuple[tuple[FdbEntry, ...], dict[str, int]]:
+            hosts = sorted(self.net_hosts[network])
+            entries = tuple(FdbEntry(FLOOD_MAC, remote=self.hosts[h].underlay.ip) for h in hosts)
+            return entries, {h: i for i, h in enumerate(hosts)}
+
+        return self.cached(("flood", network), build)
+
+    def fdb_groups(self, network: str) -> tuple[tuple[str, tuple[FdbEntry, ...]], ...]:
+        """(host, its endpoint MAC entries by endpoint name) for every host with members, by host."""
+
+        def build() -> tuple[tuple[str, tuple[FdbEntry, ...]], ...]:
+            return tuple((host, self.fdb_group(network, host)) for host in sorted(self.members[network]))
+
+        return self.cached(("fdb-groups", network), build)
+
+    def fdb_group(self, network: str, host: str) -> tuple[FdbEntry, ...]:
+        def build() -> tuple[FdbEntry, ...]:
+            found = self.members[network][host]
+            return tuple(found[key].fdb for key in sorted(found))
+
+        return self.cached(("fdb-group", network, host), build)
 
     def tunnel_fdb(self, network: str, host: str) -> tuple[FdbEntry, ...]:
-        """Head-end replication to every other host of the network, then each remote endpoint MAC."""
-        underlay = {name: self.hosts[name].underlay.ip for name in self.net_hosts[network]}
-        flood = [FdbEntry(FLOOD_MAC, remote=underlay[other]) for other in sorted(underlay) if other != host]
-        remote = [FdbEntry(m.mac, remote=underlay[m.host]) for m in self.network_members(network) if m.host != host]
+        """Head-end replication to every other host of the network (by host name), then the MAC
+        of every remote endpoint attachment (by host name, then endpoint name)."""
+        flood, position = self.flood(network)
+        index = position.get(host)
+        if index is not None:
+            flood = flood[:index] + flood[index + 1 :]
+        remote = chain.from_iterable(group for where, group in self.fdb_groups(network) if where != host)
         return (*flood, *remote)
+
+    def neighbours(self, network: str) -> tuple[Neighbour, ...]:
+        """Neighbour entries (on the router leg) for every endpoint address on ``network``."""
+        return self.cached(
+            ("neighbours", network),
+            lambda: tuple(chain.from_iterable(m.neighbours for m in self.network_members(network))),
+        )
 
     # --- policies --------------------------------------------------------------------------------
 
-    def policy_tenant(self, policy: str) -> str:
-        found = self.policies[policy]
-        return found.tenant if found.tenant is not None else self.tenant(found.network)  # type: ignore[arg-type]
+    def policy_tenant(self, policy: Policy) -> str:
+        return policy.tenant if policy.tenant is not None else self.tenant(policy.network)  # type: ignore[arg-type]
 
     def endpoint_prefixes(self, endpoint: str, tenant: str | None = None) -> tuple[IPNetwork, ...]:
         """The /32 and /128 of every address of ``endpoint`` (on ``tenant``'s networks only, if given)."""
@@ -121,45 +203,44 @@ class Facts:
             return ()
         return tuple(
             host_prefix(address)
-            for member in members_of(found)
-            if tenant is None or self.tenant(found.attachments[member.index].network) == tenant
-            for address in member.addresses
+            for attachment in found.attachments
+            if tenant is None or self.tenant(attachment.network) == tenant
+            for address in (attachment.ip, attachment.ip6)
+            if address is not None
         )
 
     def selection(self, tenant: str, labels: tuple[tuple[str, str], ...]) -> tuple[IPNetwork, ...]:
         """Addresses (on ``tenant``'s networks) of the endpoints whose labels match the selector."""
-        key = (tenant, labels)
-        found = self.selections.get(key)
-        if found is None:
-            chosen = sorted(
-                name
-                for name, endpoint in self.endpoints.items()
-                if selects(labels, endpoint)
-                and any(self.tenant(a.network) == tenant for a in endpoint.attachments if a.network in self.networks)
-            )
-            found = self.selections[key] = tuple(p for name in chosen for p in self.endpoint_prefixes(name, tenant))
-        return found
+
+        def build() -> tuple[IPNetwork, ...]:
+            chosen = sorted(name for name, endpoint in self.endpoints.items() if self.selects(labels, tenant, endpoint))
+            return tuple(p for name in chosen for p in self.endpoint_prefixes(name, tenant))
+
+        return self.cached(("selection", tenant, labels), build)
+
+    def selects(self, labels: tuple[tuple[str, str], ...], tenant: str, endpoint: Endpoint) -> bool:
+        """Whether a selector of ``tenant`` picks ``endpoint`` (labels match, attached to the tenant)."""
+        return all(endpoint.labels.get(key) == value for key, value in labels) and any(
+            self.tenant(a.network) == tenant for a in endpoint.attachments
+        )
 
     # --- services --------------------------------------------------------------------------------
 
-    def tenant_service_rules(self, tenant: str) -> tuple[Rule, ...]:
+    def service_rules(self, tenant: str) -> tuple[Rule, ...]:
         """DNAT rules for every service of ``tenant``, by service name."""
-        services = sorted((s for s in self.services.values() if s.tenant == tenant), key=lambda s: s.name)
-        return tuple(self.service_rule(service) for service in services)
+
+        def build() -> tuple[Rule, ...]:
+            services = sorted(name for name, s in self.services.items() if s.tenant == tenant)
+            return tuple(self.service_rule(self.services[name]) for name in services)
+
+        return self.cached(("services", tenant), build)
 
     def service_rule(self, service: Service) -> Rule:
         vip = service.vip
         assert vip is not None and service.target_port is not None, "a resolved spec sets vip and target_port"
         targets = []
         for backend in service.backends:
-            endpoint = self.endpoints[backend]
-            address = next(
-                address
-                for member in members_of(endpoint)
-                if self.tenant(endpoint.attachments[member.index].network) == service.tenant
-                for address in member.addresses
-                if address.version == vip.version
-            )
+            address = next(p.network_address for p in self.endpoint_prefixes(backend, service.tenant) if p.version == vip.version)
             targets.append(NatTarget(address, service.target_port))
         return Rule(
             match=Match(dst=host_prefix(vip), proto=Proto(service.port.proto), dst_ports=PortRange.single(service.port.port)),
@@ -168,20 +249,13 @@ class Facts:
         )
 
 
-def members_of(endpoint: Endpoint) -> list[Member]:
-    return [
-        Member(endpoint.name, index, endpoint.host, attachment.mac or "", attachment.ip, attachment.ip6)
-        for index, attachment in enumerate(endpoint.attachments)
-    ]
-
-
 def host_prefix(address: IPv4Address | IPv6Address) -> IPNetwork:
     """The /32 or /128 of one address."""
     return ip_network(address)
 
 
-def selects(labels: tuple[tuple[str, str], ...], endpoint: Endpoint) -> bool:
-    return all(endpoint.labels.get(key) == value for key, value in labels)
+def routers_by_network(routers: Iterable) -> dict[str, str]:
+    return {network: router.name for router in routers for network in router.networks}
 
 
 def uplink_slots(routers: Iterable) -> dict[str, int]:
@@ -190,7 +264,7 @@ def uplink_slots(routers: Iterable) -> dict[str, int]:
     return place(wanted, set(), 0, naming.UPLINK_SLOTS - 1) or {}
 
 
-def policy_scopes(policies: Iterable) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+def policy_scopes(policies: Iterable[Policy]) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     """Policy names by network and by tenant, each sorted by name."""
     by_network: dict[str, list[str]] = {}
     by_tenant: dict[str, list[str]] = {}
@@ -198,14 +272,14 @@ def policy_scopes(policies: Iterable) -> tuple[dict[str, tuple[str, ...]], dict[
         if policy.network is not None:
             by_network.setdefault(policy.network, []).append(policy.name)
         else:
-            by_tenant.setdefault(policy.tenant, []).append(policy.name)
+            by_tenant.setdefault(policy.tenant, []).append(policy.name)  # type: ignore[arg-type]
     return (
         {key: tuple(sorted(names)) for key, names in by_network.items()},
         {key: tuple(sorted(names)) for key, names in by_tenant.items()},
     )
 
 
-def in_scope(facts: "Facts", network: Network, direction: str) -> list[str]:
+def in_scope(facts: Facts, network: Network, direction: str) -> list[str]:
     """Policies that apply to an interface on ``network`` in ``direction``: the network's, then its
     tenant's, each by name."""
     names = (*facts.network_policies.get(network.name, ()), *facts.tenant_policies.get(network.tenant, ()))

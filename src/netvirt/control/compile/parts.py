@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ipaddress import ip_interface, ip_network
 
 from netvirt.control.compile import naming
-from netvirt.control.compile.facts import CompileError, Facts, host_prefix, members_of
+from netvirt.control.compile.facts import CompileError, Facts, host_prefix
 from netvirt.control.compile.policy import ESTABLISHED, interface_rules
 from netvirt.graph import (
     Bridge,
@@ -97,70 +97,108 @@ def host_part(facts: Facts, host: str) -> Part:
 # --- networks ------------------------------------------------------------------------------------
 
 
-def network_part(facts: Facts, network: str, host: str) -> Part:
-    """The network's bridge on ``host`` and its tunnel (or, for ``encap: none``, its provider NIC)."""
+def bridge_part(facts: Facts, network: str, host: str) -> Part:
+    """The network's bridge on ``host``; its static FDB pins the router's gateway MAC to the leg."""
+    router = facts.router_of.get(network)
+    gateway = (FdbEntry(naming.gateway_mac(router), device=naming.router_leg(network)),) if router else ()
+    bridge = Device.of(
+        DeviceKind.BRIDGE,
+        naming.bridge(network),
+        host,
+        config=Bridge(fdb=gateway),
+        mtu=facts.networks[network].mtu,
+        origin=f"network/{network}",
+    )
+    return Part(devices=(bridge,))
+
+
+def tunnel_part(facts: Facts, network: str, host: str) -> Part:
+    """The network's tunnel on ``host`` (or, for ``encap: none``, its provider NIC)."""
     spec_net = facts.networks[network]
     origin = f"network/{network}"
     bridge = naming.bridge(network)
-    router = facts.router_of.get(network)
-    gateway = (FdbEntry(naming.gateway_mac(router), device=naming.router_leg(network)),) if router else ()
-    devices = [
-        Device.of(DeviceKind.BRIDGE, bridge, host, config=Bridge(fdb=gateway), mtu=spec_net.mtu, origin=origin)
-    ]
     if spec_net.encap == "none":
-        devices.append(
-            Device.of(DeviceKind.NIC, naming.provider_nic(network), host, mtu=spec_net.mtu, master=bridge, origin=origin)
-        )
-    else:
-        config = Tunnel(
-            vni=spec_net.vni,  # type: ignore[arg-type]
-            local=facts.hosts[host].underlay.ip,
-            dst_port=TUNNEL_PORTS[spec_net.encap],
-            learning=False,
-            fdb=facts.tunnel_fdb(network, host),
-        )
-        devices.append(
-            Device.of(
-                TUNNEL_KINDS[spec_net.encap],
-                naming.tunnel(spec_net.encap, network),
-                host,
-                config=config,
-                mtu=spec_net.mtu,
-                master=bridge,
-                parent=naming.NIC,
-                origin=origin,
-            )
-        )
-    return Part(devices=tuple(devices))
+        nic = Device.of(DeviceKind.NIC, naming.provider_nic(network), host, mtu=spec_net.mtu, master=bridge, origin=origin)
+        return Part(devices=(nic,))
+    config = Tunnel(
+        vni=spec_net.vni,  # type: ignore[arg-type]
+        local=facts.hosts[host].underlay.ip,
+        dst_port=TUNNEL_PORTS[spec_net.encap],
+        learning=False,
+        fdb=facts.tunnel_fdb(network, host),
+    )
+    tunnel = Device.of(
+        TUNNEL_KINDS[spec_net.encap],
+        naming.tunnel(spec_net.encap, network),
+        host,
+        config=config,
+        mtu=spec_net.mtu,
+        master=bridge,
+        parent=naming.NIC,
+        origin=origin,
+    )
+    return Part(devices=(tunnel,))
 
 
 # --- routers -------------------------------------------------------------------------------------
 
 
-def router_part(facts: Facts, router: str, host: str) -> Part:
-    """The router's namespace on ``host``: a leg into every one of its networks' bridges carrying
-    the gateway addresses and the anycast gateway MAC, static neighbours for every endpoint of
-    those networks, the spec's static routes and, with ``snat``, an uplink to the host namespace."""
+def router_namespace_part(facts: Facts, router: str, host: str) -> Part:
+    """The router's namespace; the same object on every host with the same underlay family."""
+    version = facts.hosts[host].underlay.version
+    namespace = facts.cached(("router-ns", router, version), lambda: router_namespace(facts, router, version))
+    return Part(namespaces=(namespace,))
+
+
+def router_namespace(facts: Facts, router: str, version: int) -> Namespace:
+    """Connected routes of every leg, a static neighbour for every endpoint address of the router's
+    networks, the spec's static routes and, with ``snat``, the default route and masquerade out of
+    the uplink (``version``: the underlay's address family)."""
+    spec_router = facts.routers[router]
+    routes: list[Route] = []
+    neighbours: list[Neighbour] = []
+    for name in spec_router.networks:
+        leg = naming.router_leg(name)
+        routes.extend(Route(dst=address.network, dev=leg) for address in gateway_addresses(facts.networks[name]))
+        neighbours.extend(facts.neighbours(name))
+    for route in spec_router.routes:
+        dev = next(
+            (naming.router_leg(name) for name in spec_router.networks if route.via in subnet_of(facts.networks[name], route.via.version)),
+            None,
+        )
+        routes.append(Route(dst=route.to, via=route.via, dev=dev))
+    nat: tuple[Chain, ...] = ()
+    if spec_router.snat:
+        host_side, _ = naming.uplink_addresses(facts.uplink_slot[router], version)
+        routes.append(Route(dst=DEFAULT_ROUTE[version], via=host_side.ip, dev=naming.UPLINK, metric=UPLINK_METRIC))
+        masquerade = Rule(match=Match(out_iface=naming.UPLINK), action=Masquerade(), comment=f"router {router}: snat")
+        nat = (Chain(hook=NetfilterHook.POSTROUTING, rules=(masquerade,)),)
+    return Namespace(
+        name=router,
+        kind=NamespaceKind.ROUTER,
+        routes=tuple(routes),
+        neighbours=tuple(neighbours),
+        ip_forward=True,
+        ipv6_forward=True,
+        nat=nat,
+        origin=f"router/{router}",
+    )
+
+
+def router_legs_part(facts: Facts, router: str, host: str) -> Part:
+    """A veth leg per network (router end: gateway addresses and the anycast gateway MAC; host
+    end: a port of the network's bridge) and, with ``snat``, the uplink to the host namespace."""
     spec_router = facts.routers[router]
     origin = f"router/{router}"
     mac = naming.gateway_mac(router)
     devices: list[Device] = []
-    routes: list[Route] = []
-    neighbours: list[Neighbour] = []
-    legs: dict[str, Network] = {}
     for name in spec_router.networks:
         net = facts.networks[name]
         leg = naming.router_leg(name)
-        legs[leg] = net
-        addresses = tuple(
-            ip_interface(f"{gateway}/{subnet.prefixlen}")
-            for gateway, subnet in ((net.gateway, net.subnet), (net.gateway6, net.subnet6))
-            if subnet is not None
-        )
         devices.append(
             Device.of(
-                DeviceKind.VETH, leg, router, config=Veth(leg, host), mtu=net.mtu, mac=mac, addresses=addresses,
-                origin=origin,
+                DeviceKind.VETH, leg, router, config=Veth(leg, host), mtu=net.mtu, mac=mac,
+                addresses=gateway_addresses(net), origin=origin,
             )
         )
         devices.append(
@@ -169,53 +207,31 @@ def router_part(facts: Facts, router: str, host: str) -> Part:
                 origin=origin,
             )
         )
-        routes.extend(Route(dst=address.network, dev=leg) for address in addresses)
-        for member in facts.network_members(name):
-            neighbours.extend(Neighbour(address, member.mac, leg) for address in member.addresses)
-    for route in spec_router.routes:
-        dev = next((leg for leg, net in legs.items() if route.via in subnet_of(net, route.via.version)), None)
-        routes.append(Route(dst=route.to, via=route.via, dev=dev))
-    nat: tuple[Chain, ...] = ()
     if spec_router.snat:
-        devices.extend(uplink(facts, router, host))
-        host_side, _ = uplink_addresses(facts, router, host)
-        routes.append(
-            Route(dst=DEFAULT_ROUTE[host_side.version], via=host_side.ip, dev=naming.UPLINK, metric=UPLINK_METRIC)
+        spec_host = facts.hosts[host]
+        host_side, router_side = naming.uplink_addresses(facts.uplink_slot[router], spec_host.underlay.version)
+        port = naming.uplink_port(router)
+        devices.append(
+            Device.of(
+                DeviceKind.VETH, naming.UPLINK, router, config=Veth(port, host), mtu=spec_host.mtu,
+                mac=naming.uplink_mac(router, host, "router"), addresses=(router_side,), origin=origin,
+            )
         )
-        masquerade = Rule(match=Match(out_iface=naming.UPLINK), action=Masquerade(), comment=f"router {router}: snat")
-        nat = (Chain(hook=NetfilterHook.POSTROUTING, rules=(masquerade,)),)
-    namespace = Namespace(
-        name=router,
-        kind=NamespaceKind.ROUTER,
-        routes=tuple(routes),
-        neighbours=tuple(neighbours),
-        ip_forward=True,
-        ipv6_forward=True,
-        nat=nat,
-        origin=origin,
+        devices.append(
+            Device.of(
+                DeviceKind.VETH, port, host, config=Veth(naming.UPLINK, router), mtu=spec_host.mtu,
+                mac=naming.uplink_mac(router, host, "host"), addresses=(host_side,), origin=origin,
+            )
+        )
+    return Part(devices=tuple(devices))
+
+
+def gateway_addresses(network: Network) -> tuple[IPInterface, ...]:
+    return tuple(
+        ip_interface(f"{gateway}/{subnet.prefixlen}")
+        for gateway, subnet in ((network.gateway, network.subnet), (network.gateway6, network.subnet6))
+        if subnet is not None
     )
-    return Part(namespaces=(namespace,), devices=tuple(devices))
-
-
-def uplink_addresses(facts: Facts, router: str, host: str) -> tuple[IPInterface, IPInterface]:
-    return naming.uplink_addresses(facts.uplink_slot[router], facts.hosts[host].underlay.version)
-
-
-def uplink(facts: Facts, router: str, host: str) -> list[Device]:
-    host_side, router_side = uplink_addresses(facts, router, host)
-    port = naming.uplink_port(router)
-    mtu = facts.hosts[host].mtu
-    origin = f"router/{router}"
-    return [
-        Device.of(
-            DeviceKind.VETH, naming.UPLINK, router, config=Veth(port, host), mtu=mtu,
-            mac=naming.uplink_mac(router, host, "router"), addresses=(router_side,), origin=origin,
-        ),
-        Device.of(
-            DeviceKind.VETH, port, host, config=Veth(naming.UPLINK, router), mtu=mtu,
-            mac=naming.uplink_mac(router, host, "host"), addresses=(host_side,), origin=origin,
-        ),
-    ]
 
 
 def subnet_of(network: Network, version: int):
@@ -242,15 +258,18 @@ def endpoint_part(facts: Facts, endpoint: str) -> Part:
     defaulted: set[int] = set()
     service_iface: str | None = None
     tenants: list[str] = []
-    for member in members_of(spec_ep):
-        net = facts.networks[spec_ep.attachments[member.index].network]
-        iface = naming.host_interface(endpoint, member.index) if in_host else naming.interface(member.index)
-        port = naming.endpoint_port(endpoint, member.index)
-        subnets = {4: net.subnet, 6: net.subnet6}
-        addresses = tuple(ip_interface(f"{a}/{subnets[a.version].prefixlen}") for a in member.addresses)  # type: ignore[union-attr]
+    for index, attachment in enumerate(spec_ep.attachments):
+        net = facts.networks[attachment.network]
+        iface = naming.host_interface(endpoint, index) if in_host else naming.interface(index)
+        port = naming.endpoint_port(endpoint, index)
+        addresses = tuple(
+            ip_interface(f"{address}/{subnet.prefixlen}")
+            for address, subnet in ((attachment.ip, net.subnet), (attachment.ip6, net.subnet6))
+            if address is not None and subnet is not None
+        )
         devices.append(
             Device.of(
-                DeviceKind.VETH, iface, namespace, config=Veth(port, spec_ep.host), mtu=net.mtu, mac=member.mac,
+                DeviceKind.VETH, iface, namespace, config=Veth(port, spec_ep.host), mtu=net.mtu, mac=attachment.mac,
                 addresses=addresses, origin=origin,
             )
         )
@@ -268,14 +287,14 @@ def endpoint_part(facts: Facts, endpoint: str) -> Part:
                 gateway = net.gateway if address.version == 4 else net.gateway6
                 neighbours.append(Neighbour(gateway, mac, iface))  # type: ignore[arg-type]
                 routes.extend(routed(facts, router, net, gateway, iface, in_host, address.version, defaulted))
-        prefixes = tuple(host_prefix(a) for a in member.addresses)
-        ingress.extend(interface_rules(facts, net, iface, prefixes, "ingress"))
-        egress.extend(interface_rules(facts, net, iface, prefixes, "egress"))
+        prefixes = tuple(host_prefix(address.ip) for address in addresses)
+        ingress.extend(interface_rules(facts, spec_ep, net, iface, prefixes, "ingress"))
+        egress.extend(interface_rules(facts, spec_ep, net, iface, prefixes, "egress"))
         if net.tenant not in tenants:
             tenants.append(net.tenant)
-            if service_iface is None and facts.service_rules.get(net.tenant):
+            if service_iface is None and facts.service_rules(net.tenant):
                 service_iface = iface
-    nat_output = tuple(rule for tenant in sorted(tenants) for rule in facts.service_rules.get(tenant, ()))
+    nat_output = tuple(rule for tenant in sorted(tenants) for rule in facts.service_rules(tenant))
     if service_iface is not None:
         routes.extend(Route(dst=prefix, dev=service_iface) for prefix in service_prefixes(facts, nat_output))
     for listen in spec_ep.listen:
@@ -335,6 +354,35 @@ def filter_chains(ingress: Iterable[Rule], egress: Iterable[Rule]) -> tuple[Chai
         if rules:
             chains.append(Chain(hook=hook, rules=(ESTABLISHED, *rules)))
     return tuple(chains)
+
+
+# --- a host's parts ------------------------------------------------------------------------------
+
+# Part keys sort in assembly order: (0, "", 0) the host; (1, NET, 0) bridge, (1, NET, 1) tunnel;
+# (2, ROUTER, 0) router namespace, (2, ROUTER, 1) router legs; (3, ENDPOINT, 0) an endpoint.
+PartKey = tuple[int, str, int]
+HOST_KEY: PartKey = (0, "", 0)
+
+
+def part_keys(facts: Facts, host: str, networks: Iterable[str], routers: Iterable[str], endpoints: Iterable[str]) -> list[PartKey]:
+    """The keys of the parts of ``host``, given what is placed there, in assembly order."""
+    keys = [HOST_KEY]
+    keys += [(1, name, kind) for name in networks for kind in (0, 1)]
+    keys += [(2, name, kind) for name in routers for kind in (0, 1)]
+    keys += [(3, name, 0) for name in endpoints]
+    return sorted(keys)
+
+
+def build_part(facts: Facts, host: str, key: PartKey) -> Part:
+    """The part ``key`` of ``host``."""
+    group, name, kind = key
+    if group == 0:
+        return host_part(facts, host)
+    if group == 1:
+        return (bridge_part, tunnel_part)[kind](facts, name, host)
+    if group == 2:
+        return (router_namespace_part, router_legs_part)[kind](facts, name, host)
+    return endpoint_part(facts, name)
 
 
 # --- a host --------------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ direction (ingress -> the input chain, qualified by ``in_iface``; egress -> outp
 the rules of every policy in scope (the network's policies, then its tenant's, each by name), then
 the strictest default among them (drop > reject > allow). No policy in scope -> no rules.
 
-A spec rule names peers; the local side (``to`` for ingress, ``from`` for egress) keeps only the
-prefixes that hold this interface's addresses (a rule for other endpoints is left out), the remote
-side resolves endpoint names and label selectors to /32 and /128 prefixes. One spec rule becomes
+A spec rule names peers. The local side (``to`` for ingress, ``from`` for egress) depends only on
+this endpoint: CIDRs holding an interface address, and the interface's own prefixes when an
+endpoint name or a label selector picks this endpoint; when nothing is left the rule is about
+other endpoints and is left out. The remote side resolves endpoint names and label selectors to
+/32 and /128 prefixes (a side that selects nobody leaves the rule out). One spec rule becomes
 the cross product of its prefixes and port ranges, split by address family where it must be
 (``icmp`` is ICMP for IPv4 and ICMPv6 for IPv6; ICMPv4 echo/unreachable/time-exceeded types map to
 their ICMPv6 twins). ``reject`` answers TCP with a reset and everything else with ICMP
@@ -33,7 +35,7 @@ from netvirt.graph import (
     RejectWith,
     Rule,
 )
-from netvirt.management.spec import Network, Peer
+from netvirt.management.spec import Endpoint, Network, Peer
 from netvirt.management.spec import Rule as SpecRule
 
 ESTABLISHED = Rule(
@@ -50,7 +52,7 @@ LogMarker = tuple[tuple[Match, ...], str]
 
 
 def interface_rules(
-    facts: Facts, network: Network, iface: str, addresses: tuple[IPNetwork, ...], direction: str
+    facts: Facts, endpoint: Endpoint, network: Network, iface: str, addresses: tuple[IPNetwork, ...], direction: str
 ) -> tuple[Rule, ...]:
     """The rules for one interface (``addresses``: its /32 and /128 prefixes); see the module doc."""
     names = in_scope(facts, network, direction)
@@ -60,10 +62,15 @@ def interface_rules(
     entries: list[Rule | LogMarker] = []
     for name in names:
         policy = facts.policies[name]
-        tenant = facts.policy_tenant(name)
+        tenant = facts.policy_tenant(policy)
         for number, rule in enumerate(policy.rules, start=1):
             comment = rule.comment or f"policy {name}: {direction} rule {number}"
-            matches = tuple(rule_matches(facts, tenant, rule, addresses, direction, side))
+            local_peers, remote_peers = (rule.to, rule.from_) if direction == "ingress" else (rule.from_, rule.to)
+            local = local_prefixes(facts, tenant, local_peers, endpoint, addresses)
+            remote = resolve(facts, tenant, remote_peers) if remote_peers else (None,)
+            if not local or not remote:
+                continue  # the rule is about other endpoints, or its peers select nobody
+            matches = tuple(rule_matches(rule, local, remote, direction, side))
             if rule.action == "log":
                 entries.append((matches, f"policy {name} rule {number}: "))
             else:
@@ -73,20 +80,30 @@ def interface_rules(
     return expand_logs(entries)
 
 
+def local_prefixes(
+    facts: Facts, tenant: str, peers: tuple[Peer, ...], endpoint: Endpoint, addresses: tuple[IPNetwork, ...]
+) -> tuple[IPNetwork | None, ...]:
+    """What the local side of a rule keeps for this interface: (None,) = any; () = not this one.
+
+    A CIDR is kept when it holds an interface address; an endpoint name or a label selector (of
+    the policy's tenant) that picks this endpoint keeps the interface's own prefixes."""
+    if not peers:
+        return (None,)
+    found: dict[IPNetwork, None] = {}
+    for peer in peers:
+        if peer.cidr is not None:
+            if any(a.version == peer.cidr.version and a.subnet_of(peer.cidr) for a in addresses):  # type: ignore[arg-type]
+                found[peer.cidr] = None
+        elif peer.endpoint == endpoint.name or (
+            peer.labels is not None and facts.selects(peer.labels, tenant, endpoint)
+        ):
+            found.update(dict.fromkeys(addresses))
+    return tuple(found)
+
+
 def rule_matches(
-    facts: Facts, tenant: str, rule: SpecRule, addresses: tuple[IPNetwork, ...], direction: str, side: dict
+    rule: SpecRule, local: tuple[IPNetwork | None, ...], remote: tuple[IPNetwork | None, ...], direction: str, side: dict
 ) -> Iterator[Match]:
-    local_peers, remote_peers = (rule.to, rule.from_) if direction == "ingress" else (rule.from_, rule.to)
-    local: list[IPNetwork | None] = [None]
-    if local_peers:
-        local = [p for p in resolve(facts, tenant, local_peers) if any(a.subnet_of(p) for a in same_family(addresses, p))]
-        if not local:
-            return  # the rule is about other endpoints
-    remote: list[IPNetwork | None] = [None]
-    if remote_peers:
-        remote = list(resolve(facts, tenant, remote_peers))
-        if not remote:
-            return  # the peers select no endpoint
     if rule.icmp_code is not None:
         raise CompileError(
             f"rule with icmp_code {rule.icmp_code}: the device graph matches ICMP types only; drop icmp_code"
@@ -208,10 +225,6 @@ def resolve(facts: Facts, tenant: str, peers: Iterable[Peer]) -> tuple[IPNetwork
         else:
             found.update(dict.fromkeys(facts.selection(tenant, peer.labels or ())))
     return tuple(found)
-
-
-def same_family(addresses: tuple[IPNetwork, ...], prefix: IPNetwork) -> list[IPNetwork]:
-    return [address for address in addresses if address.version == prefix.version]
 
 
 def to_range(spec_range) -> PortRange:

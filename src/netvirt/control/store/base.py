@@ -132,8 +132,9 @@ class Store(ABC):
         """The entry of ``key``, or None."""
 
     @abstractmethod
-    def list(self, prefix: str) -> Listing:
-        """Every entry whose key starts with ``prefix``, and the revision they were read at."""
+    def list(self, prefix: str, keys_only: bool = False) -> Listing:
+        """Every entry whose key starts with ``prefix``, and the revision they were read at
+        (``keys_only``: every value reads as b"")."""
 
     @abstractmethod
     def txn(self, operations: Sequence[Operation], compares: Sequence[Compare] = ()) -> int:

@@ -35,6 +35,10 @@ from netvirt.control.store.base import (
 )
 
 COMPACTED = "required revision has been compacted"
+LIMITS = {
+    "too many operations in txn request": " (etcd's --max-txn-ops, default 128, bounds the hosts one apply may change)",
+    "request is too large": " (etcd's --max-request-bytes)",
+}
 
 
 class EtcdStore(Store):
@@ -61,6 +65,7 @@ class EtcdStore(Store):
             data = {"error": f"HTTP {reply.status_code}: {reply.text[:200]}"}
         if reply.status_code != 200 or "error" in data:
             message = str(data.get("message") or data.get("error"))
+            message += next((hint for known, hint in LIMITS.items() if known in message), "")
             if reply.status_code >= 500 and COMPACTED not in message:
                 raise Unavailable(f"store {self.url}: {message}")
             raise StoreError(f"store {self.url}: {message}")
@@ -76,8 +81,8 @@ class EtcdStore(Store):
         kvs = self.call("/v3/kv/range", {"key": _b64(key.encode())}).get("kvs", [])
         return _entry(kvs[0]) if kvs else None
 
-    def list(self, prefix: str) -> Listing:
-        data = self.call("/v3/kv/range", _range(prefix))
+    def list(self, prefix: str, keys_only: bool = False) -> Listing:
+        data = self.call("/v3/kv/range", {**_range(prefix), "keys_only": keys_only})
         return Listing(tuple(_entry(kv) for kv in data.get("kvs", [])), int(data["header"]["revision"]))
 
     def revision(self) -> int:

@@ -79,12 +79,13 @@ class SqliteStore(Store):
             row = self._db.execute("SELECT * FROM kv WHERE key = ?", (key.encode(),)).fetchone()
         return _entry(row) if row else None
 
-    def list(self, prefix: str) -> Listing:
+    def list(self, prefix: str, keys_only: bool = False) -> Listing:
         low, high = _bounds(prefix)
+        columns = "key, x'', create_revision, mod_revision, version" if keys_only else "*"
         with self._session():
             self._db.execute("BEGIN")
             try:
-                rows = self._db.execute("SELECT * FROM kv WHERE key >= ? AND key < ? ORDER BY key", (low, high))
+                rows = self._db.execute(f"SELECT {columns} FROM kv WHERE key >= ? AND key < ? ORDER BY key", (low, high))
                 entries = tuple(_entry(row) for row in rows)
                 revision = self._meta("revision")
             finally:

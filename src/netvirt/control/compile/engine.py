@@ -1,0 +1,516 @@
+"""The incremental compiler, in the style of OVN northd's incremental processing engine.
+
+Contract: ``Engine(spec)`` compiles every host; ``engine.update(new_spec)`` returns exactly the
+host graphs that changed (``{host: HostGraph}``, empty when nothing did), equal to what
+``compile_network(new_spec)`` gives for them; ``engine.graphs`` holds every host's current graph and
+``engine.stats`` says, per node of the last update, which path ran. A ``CompileError`` leaves the
+engine as it was.
+
+The nodes (``NODES``: name -> inputs) run in order. Every input of a node has a change handler
+(the node works out which of its keys the change touches and redoes only those) or falls back to
+recomputing the node; a node whose inputs did not change does nothing. Handlers over-approximate
+(a touched key may come out equal); parts that come out equal stop the change there, so a host
+is reported only when its graph really differs. docs/control-plane.md ("Incremental engine")
+draws the graph and lists the handlers.
+"""
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import chain, compress
+from typing import Any
+
+from netvirt.control.compile.compiler import placement, segments
+from netvirt.control.compile.facts import Facts, policy_scopes, routers_by_network, uplink_slots
+from netvirt.control.compile.parts import HOST_KEY, Part, PartKey, assemble, build_part, part_keys
+from netvirt.graph import HostGraph, NetworkGraph
+from netvirt.management.spec import Endpoint, Policy, Spec
+
+INPUTS = ("hosts", "networks", "routers", "endpoints", "policies", "services")
+HEADER = ("service_subnet",)  # the only top-level spec key the graphs depend on
+
+NODES: dict[str, tuple[str, ...]] = {
+    **{kind: () for kind in INPUTS},
+    "settings": (),
+    "members": ("endpoints", "networks", "hosts"),
+    "placement": ("members", "routers", "networks"),
+    "uplinks": ("routers",),
+    "scopes": ("policies",),
+    "selections": ("endpoints", "networks"),
+    "services_nat": ("services", "endpoints", "networks"),
+    "parts": (
+        "hosts", "networks", "routers", "endpoints", "policies", "settings",
+        "members", "placement", "uplinks", "scopes", "selections", "services_nat",
+    ),
+    "graphs": ("parts", "placement"),
+}
+"""Every node and its inputs, in the order they run (the engine's wiring, as in inc-proc-northd.c)."""
+
+Delta = dict[str, tuple[Any, Any]]  # name -> (old object or None, new object or None)
+
+
+@dataclass
+class NodeStats:
+    """What one node did in the last run: ``path`` is unchanged, incremental or recompute;
+    ``touched`` counts the keys it redid (recompute: all of them)."""
+
+    path: str = "unchanged"
+    touched: int = 0
+
+
+@dataclass
+class Pending:
+    """What the nodes of one update found changed, for the nodes after them."""
+
+    inputs: dict[str, Delta]
+    members: set[tuple[str, str]] = field(default_factory=set)  # (network, host)
+    net_hosts: dict[str, frozenset[str]] = field(default_factory=dict)  # network -> old hosts
+    router_hosts: dict[str, frozenset[str]] = field(default_factory=dict)  # router -> old hosts
+    router_of: set[str] = field(default_factory=set)  # networks whose router changed
+    uplinks: set[str] = field(default_factory=set)  # routers whose uplink slot moved
+    selections: set[tuple] = field(default_factory=set)  # (tenant, labels) whose endpoints changed
+    tenants: set[str] = field(default_factory=set)  # tenants whose service rules changed
+    dirty: dict[str, set[PartKey]] = field(default_factory=dict)  # host -> parts to rebuild
+    structural: set[str] = field(default_factory=set)  # hosts with a namespace or device changed
+    contributions: set[str] = field(default_factory=set)  # hosts whose host-namespace share changed
+
+
+class Engine:
+    """Per-host graphs of a spec, kept up to date incrementally (see the module docstring)."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.stats: dict[str, NodeStats] = {}
+        self._rebuild(spec)
+
+    # --- public ----------------------------------------------------------------------------------
+
+    @property
+    def network(self) -> NetworkGraph:
+        """All current host graphs and the underlay segments."""
+        return NetworkGraph(hosts=tuple(self.graphs[h] for h in sorted(self.graphs)), segments=segments(self.facts))
+
+    def update(self, spec: Spec) -> dict[str, HostGraph]:
+        """Bring every graph to ``spec``; the hosts whose graph changed (added hosts included).
+
+        A removed host is not in the result; it is gone from ``graphs``."""
+        previous = self.spec
+        try:
+            return self._update(spec)
+        except BaseException:
+            self._rebuild(previous)  # a failed update leaves the engine as it was
+            raise
+
+    # --- full recompute --------------------------------------------------------------------------
+
+    def _rebuild(self, spec: Spec) -> None:
+        self.spec = spec
+        self.facts = Facts(spec)
+        placed = placement(self.facts)
+        self.keys: dict[str, list[PartKey]] = {h: part_keys(self.facts, h, *placed[h]) for h in self.facts.hosts}
+        self.parts: dict[str, dict[PartKey, Part]] = {
+            h: {key: build_part(self.facts, h, key) for key in keys} for h, keys in self.keys.items()
+        }
+        self.graphs: dict[str, HostGraph] = {h: assemble(h, self.parts[h].values()) for h in sorted(self.keys)}
+        self.stats = {name: NodeStats("recompute", 0) for name in NODES}
+        self.stats["graphs"].touched = len(self.graphs)
+        self._equal: dict[tuple[int, int], bool] = {}
+
+    # --- incremental -----------------------------------------------------------------------------
+
+    def _update(self, spec: Spec) -> dict[str, HostGraph]:
+        self.stats = {name: NodeStats() for name in NODES}
+        if any(getattr(spec, key) != getattr(self.spec, key) for key in HEADER):
+            old = self.graphs
+            self._rebuild(spec)
+            self.stats["settings"] = NodeStats("recompute", len(HEADER))
+            return {h: g for h, g in self.graphs.items() if old.get(h) != g}
+        pending = Pending({kind: self._delta(kind, spec) for kind in INPUTS})
+        self.spec = spec
+        self._inputs(pending)
+        self._members(pending)
+        self._placement(pending)
+        self._uplinks(pending)
+        self._scopes(pending)
+        self._selections(pending)
+        self._services(pending)
+        self._parts(pending)
+        changed = self._graphs(pending)
+        self.facts.stale.clear()
+        self._equal.clear()
+        return changed
+
+    def _delta(self, kind: str, spec: Spec) -> Delta:
+        """Objects of ``kind`` added, removed or changed, by name (identity first: O(changes)
+        when the new spec shares the unchanged objects, as ``model_copy`` does)."""
+        old_items, new_items = getattr(self.spec, kind), getattr(spec, kind)
+        if old_items is new_items:
+            return {}
+        old_ids, new_ids = set(map(id, old_items)), set(map(id, new_items))
+        gone = compress(old_items, map((old_ids - new_ids).__contains__, map(id, old_items)))
+        came = compress(new_items, map((new_ids - old_ids).__contains__, map(id, new_items)))
+        delta: Delta = {item.name: (item, None) for item in gone}
+        for item in came:
+            delta[item.name] = (delta.get(item.name, (None, None))[0], item)
+        stats = self.stats[kind]
+        for name, (old, new) in list(delta.items()):
+            if old is not None and new is not None and old == new:
+                del delta[name]
+        stats.path, stats.touched = ("incremental" if delta else "unchanged"), len(delta)
+        return delta
+
+    def _inputs(self, pending: Pending) -> None:
+        for kind in INPUTS:
+            table = getattr(self.facts, kind)
+            for name, (_, new) in pending.inputs[kind].items():
+                if new is None:
+                    del table[name]
+                else:
+                    table[name] = new
+
+    # --- derived nodes ---------------------------------------------------------------------------
+
+    def _members(self, pending: Pending) -> None:
+        """Handlers: endpoints (their attachments), hosts (underlay in every member's FDB entry),
+        networks (added networks get an empty member table)."""
+        f, hosts, endpoints = self.facts, pending.inputs["hosts"], pending.inputs["endpoints"]
+        networks = pending.inputs["networks"]
+        for name, (old, new) in networks.items():
+            if old is None:
+                f.members[name] = {}
+        moved = dict(endpoints)
+        if hosts:  # members on a changed host carry its old underlay address
+            moved.update((e.name, (e, e)) for e in f.endpoints.values() if e.host in hosts and e.name not in moved)
+        touched = 0
+        for name, (old, new) in moved.items():
+            before = self._member_list(old)
+            if old is not None:
+                f.remove_members(old)
+            if new is not None:
+                f.add_members(new)
+            after = self._member_list(new)
+            if before != after:
+                touched += 1
+                pending.members.update((m_net, m.host) for m_net, m in chain(before, after))
+        for name, (old, new) in networks.items():
+            if new is None:
+                del f.members[name]
+        self._stat("members", touched, recompute=bool(hosts))
+
+    def _member_list(self, endpoint: Endpoint | None) -> list:
+        if endpoint is None:
+            return []
+        found = self.facts.members
+        return [
+            (a.network, found[a.network][endpoint.host][(endpoint.name, i)])
+            for i, a in enumerate(endpoint.attachments)
+            if endpoint.host in found.get(a.network, {}) and (endpoint.name, i) in found[a.network][endpoint.host]
+        ]
+
+    def _placement(self, pending: Pending) -> None:
+        """Handlers: members (hosts of touched networks), routers (their networks), networks."""
+        f, routers = self.facts, pending.inputs["routers"]
+        networks = {n for n, _ in pending.members} | set(pending.inputs["networks"])
+        touched_routers = set(routers)
+        if routers:
+            old_of, f.router_of = f.router_of, routers_by_network(f.routers.values())
+            for name in old_of.keys() | f.router_of.keys():
+                if old_of.get(name) != f.router_of.get(name):
+                    pending.router_of.add(name)
+                    touched_routers.update(r for r in (old_of.get(name), f.router_of.get(name)) if r is not None)
+            for old, new in routers.values():
+                networks.update(old.networks if old is not None else ())
+                networks.update(new.networks if new is not None else ())
+        touched_routers.update(f.router_of[n] for n in networks if n in f.router_of)
+        for router in touched_routers:
+            old = f.router_hosts.get(router, frozenset())
+            new = f.hosts_of_router(router) if router in f.routers else frozenset()
+            if router not in f.routers:
+                del f.router_hosts[router]
+            else:
+                f.router_hosts[router] = new
+            if old != new or router in routers:
+                pending.router_hosts[router] = old
+                if router in f.routers:
+                    networks.update(f.routers[router].networks)
+        for network in networks:
+            old = f.net_hosts.get(network, frozenset())
+            if network in f.networks:
+                f.net_hosts[network] = new = f.hosts_of_network(network)
+            else:
+                f.net_hosts.pop(network, None)
+                new = frozenset()
+            if old != new:
+                pending.net_hosts[network] = old
+        self._stat("placement", len(pending.net_hosts) + len(pending.router_hosts))
+
+    def _uplinks(self, pending: Pending) -> None:
+        """Falls back to recompute on any router change (a handful of routers; placement by name)."""
+        if not pending.inputs["routers"]:
+            return
+        old, self.facts.uplink_slot = self.facts.uplink_slot, uplink_slots(self.facts.routers.values())
+        pending.uplinks = {r for r in old.keys() | self.facts.uplink_slot.keys() if old.get(r) != self.facts.uplink_slot.get(r)}
+        self._stat("uplinks", len(self.facts.routers), recompute=True)
+
+    def _scopes(self, pending: Pending) -> None:
+        """Falls back to recompute on any policy change (one pass over the policies)."""
+        if pending.inputs["policies"]:
+            self.facts.network_policies, self.facts.tenant_policies = policy_scopes(self.facts.policies.values())
+            self._stat("scopes", len(self.facts.policies), recompute=True)
+
+    def _selections(self, pending: Pending) -> None:
+        """Handler: endpoints (selectors matching the old or new endpoint); networks: recompute."""
+        f = self.facts
+        keys = [key for key in f.memo if key[0] == "selection"]
+        if pending.inputs["networks"]:
+            chosen = keys
+        else:
+            changed = [e for pair in pending.inputs["endpoints"].values() for e in pair if e is not None]
+            chosen = [key for key in keys if any(f.selects(key[2], key[1], e) for e in changed)]
+        for key in chosen:
+            f.forget(key)
+            pending.selections.add(key[1:])
+        self._stat("selections", len(chosen), recompute=bool(pending.inputs["networks"]) and bool(keys))
+
+    def _services(self, pending: Pending) -> None:
+        """Handlers: services (their tenants), endpoints (services they back); networks: recompute."""
+        f, inputs = self.facts, pending.inputs
+        cached = [key[1] for key in f.memo if key[0] == "services"]
+        if inputs["networks"]:
+            tenants = set(cached)
+        else:
+            tenants = {s.tenant for pair in inputs["services"].values() for s in pair if s is not None}
+            backends = set(inputs["endpoints"])
+            tenants.update(s.tenant for s in f.services.values() if not backends.isdisjoint(s.backends))
+        for tenant in tenants:
+            old = f.memo.get(("services", tenant))
+            f.forget(("services", tenant))
+            if f.service_rules(tenant) is not old:  # type: ignore[arg-type]
+                pending.tenants.add(tenant)  # type: ignore[arg-type]
+        self._stat("services_nat", len(tenants), recompute=bool(inputs["networks"]) and bool(cached))
+
+    # --- parts -----------------------------------------------------------------------------------
+
+    def _parts(self, pending: Pending) -> None:
+        """Work out which parts each input touches (the handlers below), then rebuild those."""
+        f, inputs = self.facts, pending.inputs
+        self._placement_keys(pending)
+        for host in inputs["hosts"]:
+            self._touch_host(pending, host)
+        for name, (old, new) in inputs["networks"].items():
+            self._touch_network(pending, name, old, new)
+        for network, host in pending.members:
+            for key in (("fdb-group", network, host), ("fdb-groups", network), ("neighbours", network)):
+                f.forget(key)
+            self._mark(pending, f.net_hosts.get(network, ()), (1, network, 1))
+            router = f.router_of.get(network)
+            if router is not None:
+                self._forget_router(router)
+                self._mark(pending, f.router_hosts[router], (2, router, 0))
+        for network in pending.net_hosts:
+            f.forget(("flood", network))
+            self._mark(pending, f.net_hosts.get(network, ()), (1, network, 1))
+        for network in pending.router_of:
+            self._mark(pending, f.net_hosts.get(network, ()), (1, network, 0))
+            self._mark_endpoints(pending, self._endpoints_on([network]))
+        for router in set(inputs["routers"]) | pending.uplinks | set(pending.router_hosts):
+            self._touch_router(pending, router, spec_changed=router in inputs["routers"])
+        self._touch_endpoints(pending)
+        rebuilt = 0
+        for host, keys in pending.dirty.items():
+            parts = self.parts.get(host)
+            for key in keys if parts is not None else ():
+                if key in parts:
+                    parts[key] = self._rebuilt(pending, host, parts[key], build_part(f, host, key))
+                    rebuilt += 1
+        self._stat("parts", rebuilt)
+
+    def _rebuilt(self, pending: Pending, host: str, old: Part | None, new: Part) -> Part:
+        """The part to keep (the old object when equal) and what changed on ``host``."""
+        if old is None or not (self._same(old.namespaces, new.namespaces) and self._same(old.devices, new.devices)):
+            pending.structural.add(host)
+            return new
+        if (old.routes, old.neighbours, old.input, old.output, old.nat_output, old.nat_postrouting) != (
+            new.routes, new.neighbours, new.input, new.output, new.nat_output, new.nat_postrouting
+        ):
+            pending.contributions.add(host)
+            return new
+        return old
+
+    def _same(self, old: tuple, new: tuple) -> bool:
+        """Element-wise equality; a pair of objects shared by many hosts is compared once."""
+        if len(old) != len(new):
+            return False
+        for a, b in zip(old, new):
+            if a is not b:
+                key = (id(a), id(b))
+                equal = self._equal.get(key)
+                if equal is None:
+                    equal = self._equal[key] = a == b
+                if not equal:
+                    return False
+        return True
+
+    def _placement_keys(self, pending: Pending) -> None:
+        """Add and remove parts where placement changed (hosts, networks, routers, endpoints)."""
+        f = self.facts
+        for host, (old, new) in pending.inputs["hosts"].items():
+            if new is None:
+                self.keys.pop(host, None)
+                self.parts.pop(host, None)
+                self.graphs.pop(host, None)
+            elif old is None:
+                self.keys[host] = [HOST_KEY]
+                self.parts[host] = {HOST_KEY: None}  # type: ignore[dict-item]  # built by _parts
+                pending.dirty.setdefault(host, set()).add(HOST_KEY)
+        for network, old_hosts in pending.net_hosts.items():
+            new_hosts = f.net_hosts.get(network, frozenset())
+            for host in old_hosts - new_hosts:
+                self._remove_keys(pending, host, [(1, network, 0), (1, network, 1)])
+            self._add_keys(pending, new_hosts - old_hosts, [(1, network, 0), (1, network, 1)])
+        for router, old_hosts in pending.router_hosts.items():
+            new_hosts = f.router_hosts.get(router, frozenset())
+            for host in old_hosts - new_hosts:
+                self._remove_keys(pending, host, [(2, router, 0), (2, router, 1)])
+            self._add_keys(pending, new_hosts - old_hosts, [(2, router, 0), (2, router, 1)])
+            self._mark(pending, old_hosts ^ new_hosts, HOST_KEY)  # the SNAT default route and masquerade
+        for name, (old, new) in pending.inputs["endpoints"].items():
+            key = (3, name, 0)
+            if old is not None and (new is None or new.host != old.host):
+                self._remove_keys(pending, old.host, [key])
+            if new is not None and (old is None or new.host != old.host):
+                self._add_keys(pending, [new.host], [key])
+
+    def _add_keys(self, pending: Pending, hosts: Iterable[str], keys: list[PartKey]) -> None:
+        for host in hosts:
+            if host not in self.keys:
+                continue  # a removed host
+            for key in keys:
+                if key not in self.parts[host]:
+                    bisect.insort(self.keys[host], key)
+                    self.parts[host][key] = None  # type: ignore[assignment]  # built by _parts
+                    pending.dirty.setdefault(host, set()).add(key)
+
+    def _remove_keys(self, pending: Pending, host: str, keys: list[PartKey]) -> None:
+        if host not in self.keys:
+            return  # a removed host
+        for key in keys:
+            if key in self.parts[host]:
+                del self.parts[host][key]
+                self.keys[host].remove(key)
+                pending.structural.add(host)
+
+    def _mark(self, pending: Pending, hosts: Iterable[str], key: PartKey) -> None:
+        for host in hosts:
+            pending.dirty.setdefault(host, set()).add(key)
+
+    def _touch_host(self, pending: Pending, host: str) -> None:
+        """A host changed: all its parts; every host's part (on-link routes); the tunnels of its
+        networks everywhere (their flood entries hold its underlay address)."""
+        f = self.facts
+        for other in self.keys:
+            self._mark(pending, [other], HOST_KEY)
+        for key in self.keys.get(host, ()):
+            self._mark(pending, [host], key)
+        for network, hosts in f.net_hosts.items():
+            if host in hosts or host in pending.net_hosts.get(network, ()):
+                f.forget(("flood", network))
+                self._mark(pending, hosts, (1, network, 1))
+
+    def _touch_network(self, pending: Pending, name: str, old: Any, new: Any) -> None:
+        """A network changed: its bridges and tunnels, its router's parts, its endpoints."""
+        f = self.facts
+        hosts = f.net_hosts.get(name, frozenset()) | pending.net_hosts.get(name, frozenset())
+        self._mark(pending, hosts, (1, name, 0))
+        self._mark(pending, hosts, (1, name, 1))
+        router = f.router_of.get(name)
+        if router is not None:
+            self._touch_router(pending, router, spec_changed=True)
+        self._mark_endpoints(pending, self._endpoints_on([name]))
+
+    def _touch_router(self, pending: Pending, router: str, spec_changed: bool) -> None:
+        """A router's parts on every host where it is or was. When the router itself (or one of
+        its networks) changed, also the host parts (SNAT) and the ``host`` endpoints on its
+        networks (their routes list the router's other prefixes and static routes)."""
+        f = self.facts
+        self._forget_router(router)
+        hosts = f.router_hosts.get(router, frozenset()) | pending.router_hosts.get(router, frozenset())
+        self._mark(pending, hosts, (2, router, 0))
+        self._mark(pending, hosts, (2, router, 1))
+        if spec_changed:
+            self._mark(pending, hosts, HOST_KEY)
+            old, new = pending.inputs["routers"].get(router, (None, None))
+            versions = (old, new, f.routers.get(router))
+            networks = set(chain.from_iterable(r.networks for r in versions if r is not None))
+            self._mark_endpoints(pending, [e for e in self._endpoints_on(networks) if f.endpoints[e].kind == "host"])
+
+    def _forget_router(self, router: str) -> None:
+        for version in (4, 6):
+            self.facts.forget(("router-ns", router, version))
+
+    def _touch_endpoints(self, pending: Pending) -> None:
+        """Endpoints: their own part; the endpoints in scope of policies that changed or that name
+        a changed endpoint or selector; every endpoint of a tenant whose services changed."""
+        f, inputs = self.facts, pending.inputs
+        self._mark_endpoints(pending, [name for name, (_, new) in inputs["endpoints"].items() if new is not None])
+        policies = dict(inputs["policies"])
+        changed = set(inputs["endpoints"])
+        for name, policy in f.policies.items():
+            if name not in policies and policy_depends(policy, changed, pending.selections, f):
+                policies[name] = (policy, policy)
+        networks: set[str] = set()
+        for old, new in policies.values():
+            for policy in (old, new):
+                if policy is not None:
+                    networks.update(self._scope_networks(policy))
+        networks.update(n for n, spec_net in f.networks.items() if spec_net.tenant in pending.tenants)
+        self._mark_endpoints(pending, self._endpoints_on(networks))
+
+    def _scope_networks(self, policy: Policy) -> list[str]:
+        if policy.network is not None:
+            return [policy.network] if policy.network in self.facts.networks else []
+        return [n for n, net in self.facts.networks.items() if net.tenant == policy.tenant]
+
+    def _endpoints_on(self, networks: Iterable[str]) -> set[str]:
+        members = self.facts.members
+        return {key[0] for n in networks for on_host in members.get(n, {}).values() for key in on_host}
+
+    def _mark_endpoints(self, pending: Pending, names: Iterable[str]) -> None:
+        endpoints = self.facts.endpoints
+        for name in names:
+            if name in endpoints:
+                pending.dirty.setdefault(endpoints[name].host, set()).add((3, name, 0))
+
+    # --- graphs ----------------------------------------------------------------------------------
+
+    def _graphs(self, pending: Pending) -> dict[str, HostGraph]:
+        """Handler: parts. Reassemble the hosts with a changed part; a host whose only change is
+        in what its parts add to the host namespace is reported when that namespace differs."""
+        changed = {}
+        for host in sorted((pending.structural | pending.contributions) & self.keys.keys()):
+            parts = self.parts[host]
+            graph = assemble(host, (parts[key] for key in self.keys[host]))
+            old = self.graphs.get(host)
+            if host in pending.structural or old is None or old.namespaces[0] != graph.namespaces[0]:
+                changed[host] = graph
+            self.graphs[host] = graph
+        self._stat("graphs", len(changed))
+        return changed
+
+    def _stat(self, node: str, touched: int, recompute: bool = False) -> None:
+        if touched or recompute:
+            self.stats[node] = NodeStats("recompute" if recompute else "incremental", touched)
+
+
+def policy_depends(policy: Policy, endpoints: set[str], selections: set[tuple], facts: Facts) -> bool:
+    """Whether a policy's remote peers name one of ``endpoints`` or use one of ``selections``."""
+    if not endpoints and not selections:
+        return False
+    tenant = facts.policy_tenant(policy) if (policy.network is None or policy.network in facts.networks) else None
+    for rule in policy.rules:
+        for peer in chain(rule.from_, rule.to):
+            if peer.endpoint is not None and peer.endpoint in endpoints:
+                return True
+            if peer.labels is not None and (tenant, peer.labels) in selections:
+                return True
+    return False
+
