@@ -67,6 +67,7 @@ class Analysis:
         self.mac: dict[tuple[str, str], str] = {}
         self.mtu: dict[str, int] = {}
         self.unresolved: set[tuple[str, str, int]] = set()  # pinned addresses found invalid (reported)
+        self.used: dict[tuple[str, int], set[int]] = {}  # (network, family) -> its endpoint addresses
         self.vip: dict[str, IPAddress] = {}
         self.service_tenant: dict[str, str] = {}
         self.network_endpoints: dict[str, list[Endpoint]] = defaultdict(list)
@@ -239,26 +240,36 @@ class Analysis:
             self.mac[(endpoint, network)] = allocate.mac_text(value)
 
     def place_addresses(self, pinned: dict, unpinned: dict[tuple[str, int], list[str]]) -> None:
+        """Allocates addresses network by network; one hash per (network, endpoint) serves both
+        families. Records every network's addresses in ``self.used`` (for the VIP checks)."""
         vips = {service.vip for _, service in self.valid("services") if service.vip is not None}
+        preference: dict[tuple[str, str], int] = {}
+        for (name, family), addresses in pinned.items():
+            self.used[(name, family)] = {int(address) for address in addresses}
         for (name, family), endpoints in unpinned.items():
             index, network = self.named["networks"][name]
             subnet = network.subnet if family == 4 else network.subnet6
-            taken = {int(address) for address in pinned[(name, family)]} | {int(self.gateway[(name, family)])}
-            taken |= {int(vip) for vip in vips if vip in subnet}
-            wanted = [(endpoint, allocate.stable_hash(name, endpoint)) for endpoint in endpoints]
+            used = self.used.setdefault((name, family), set())
+            taken = used | {int(self.gateway[(name, family)])} | {int(vip) for vip in vips if vip in subnet}
+            wanted = []
+            for endpoint in endpoints:
+                key = (name, endpoint)
+                if key not in preference:
+                    preference[key] = allocate.stable_hash(name, endpoint)
+                wanted.append((endpoint, preference[key]))
             placed = allocate.place(wanted, taken, first_usable(subnet), last_usable(subnet))
             if placed is None:
                 free = last_usable(subnet) - first_usable(subnet) + 1 - len(taken)
-                key = "subnet" if family == 4 else "subnet6"
                 self.report(
-                    ("networks", index, key),
-                    f"{subnet} has {free} free address{'es' * (free != 1)} for {len(endpoints)} endpoints without a pinned ip; "
-                    "use a larger subnet",
+                    ("networks", index, "subnet" if family == 4 else "subnet6"),
+                    f"{subnet} has {free} free address{'es' * (free != 1)} for {len(endpoints)} endpoints "
+                    "without a pinned ip; use a larger subnet",
                 )
                 continue
             make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
             for endpoint, value in placed.items():
                 self.address[(endpoint, name, family)] = make(value)
+            used.update(placed.values())
 
     def mtus(self) -> None:
         hosts = [host for _, host in self.valid("hosts")]
@@ -396,22 +407,21 @@ class Analysis:
                         ("service_subnet",),
                         f"{subnet} overlaps network {network.name!r} {key} {other}; VIPs need a range of their own",
                     )
-        owners: dict[tuple[str, IPAddress], str] = {}
-        for (endpoint, network, _), address in self.address.items():
-            owners[(self.named["networks"][network][1].tenant, address)] = f"endpoint {endpoint!r}'s address"
-        for (network, _), address in self.gateway.items():
-            owners[(self.named["networks"][network][1].tenant, address)] = f"network {network!r}'s gateway"
         for index, service in self.valid("services"):
             tenant = self.service_backends(index, service)
             if tenant is None:
                 continue
             self.service_tenant[service.name] = tenant
             if service.vip is not None:
-                owner = owners.setdefault((tenant, service.vip), f"service {service.name!r}'s vip")
-                if owner != f"service {service.name!r}'s vip":
+                owner = self.vip_owner(tenant, service.vip)
+                if owner is not None:
                     self.report(("services", index, "vip"), f"vip {service.vip} is already {owner} in tenant {tenant!r}")
                 self.vip[service.name] = service.vip
-        taken = {int(vip) for vip in self.vip.values()} | {int(address) for _, address in owners if address in subnet}
+        taken = {int(vip) for vip in self.vip.values()}
+        for (name, family), addresses in self.used.items():
+            network = self.named["networks"][name][1]
+            if family == subnet.version and (network.subnet if family == 4 else network.subnet6).overlaps(subnet):
+                taken |= addresses | {int(self.gateway[(name, family)])}
         wanted = [
             (service.name, allocate.stable_hash("vip", service.name))
             for _, service in self.valid("services")
@@ -434,6 +444,21 @@ class Analysis:
                         ("services", index, "vip") if pinned else ("services", index, "backends", position),
                         f"the vip {vip} is IPv{vip.version} but backend {backend!r} has no IPv{vip.version} address",
                     )
+
+    def vip_owner(self, tenant: str, vip: IPAddress) -> str | None:
+        """Who else in ``tenant`` has the address ``vip``: a gateway, an endpoint or another VIP."""
+        for name, service_tenant in self.service_tenant.items():
+            if service_tenant == tenant and self.vip.get(name) == vip:
+                return f"service {name!r}'s vip"
+        for _, network in self.valid("networks"):
+            if network.tenant != tenant or network.name not in self.named["networks"]:
+                continue
+            if self.gateway.get((network.name, vip.version)) == vip:
+                return f"network {network.name!r}'s gateway"
+            if int(vip) in self.used.get((network.name, vip.version), ()):
+                owner = next(e for (e, n, _), a in self.address.items() if n == network.name and a == vip)
+                return f"endpoint {owner!r}'s address"
+        return None
 
     def service_backends(self, index: int, service: Any) -> str | None:
         """Checks the backends; returns the service's tenant (None when it cannot be known)."""

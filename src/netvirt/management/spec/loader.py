@@ -57,6 +57,11 @@ def _bulk() -> Iterator[None]:
 
 def build(source: Source) -> Spec:
     """Validate the source's data and return the resolved ``Spec``; raise ``SpecError`` if invalid."""
+    with _bulk():
+        return _build(source)
+
+
+def _build(source: Source) -> Spec:
     if source.problems and not source.data:
         raise SpecError(source.problems)
     problems: list[Problem] = []

@@ -5,6 +5,7 @@ Each type parses from the text a person writes in YAML (``"tcp/80"``, ``"8000-80
 Parse failures raise ``ValueError`` with a message that says what is wrong and what would be right.
 """
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -204,9 +205,19 @@ class ProtoPort:
         return cls(proto, _port_number(port, text))  # type: ignore[arg-type]
 
 
+def _cached(parse):
+    """``parse`` with a cache for hashable input: specs repeat the same ``tcp/80`` thousands of times."""
+    cached = functools.lru_cache(maxsize=4096, typed=True)(parse)  # typed: True is not 1
+
+    def parse_value(value: Any):
+        return cached(value) if isinstance(value, (str, int)) else parse(value)
+
+    return parse_value
+
+
 ProtoPortField = Annotated[
     ProtoPort,
-    PlainValidator(ProtoPort.parse),
+    PlainValidator(_cached(ProtoPort.parse)),
     PlainSerializer(str),
     WithJsonSchema({"type": "string", "pattern": "^(tcp|udp)/[0-9]{1,5}$", "examples": ["tcp/80", "udp/53"]}),
 ]
@@ -240,7 +251,10 @@ class PortRange:
 
 def _port_ranges(value: Any) -> tuple[PortRange, ...]:
     items = value if isinstance(value, (list, tuple)) else [value]
-    return tuple(PortRange.parse(item) for item in items)
+    return tuple(_parse_port_range(item) for item in items)
+
+
+_parse_port_range = _cached(PortRange.parse)
 
 
 def _dump_port_ranges(ranges: tuple[PortRange, ...]) -> list[int | str]:
@@ -313,9 +327,12 @@ class Peer:
             ) from None
 
 
+_parse_peer = _cached(Peer.parse)
+
+
 def _peers(value: Any) -> tuple[Peer, ...]:
     items = value if isinstance(value, (list, tuple)) else [value]
-    return tuple(Peer.parse(item) for item in items)
+    return tuple(_parse_peer(item) for item in items)
 
 
 Peers = Annotated[
