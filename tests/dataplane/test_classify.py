@@ -295,7 +295,7 @@ def aimed(draw, target):
     )
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(rule_lists, st.sampled_from(Verdict), st.data())
 def test_compiled_equals_linear_equals_oracle(rules, policy, data):
     """Random probes and probes aimed at (or just past) random rules: all three agree."""

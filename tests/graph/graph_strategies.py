@@ -47,6 +47,7 @@ from netvirt.graph import (
     Segment,
     Snat,
     Socket,
+    Stage,
     SriovVf,
     SwitchMode,
     Tunnel,
@@ -217,12 +218,21 @@ namespaces = st.builds(
     origin=texts,
 )
 links = st.builds(Link, a=st.builds(DeviceRef, names, names), b=st.builds(DeviceRef, names, names), technique=texts)
+stages = st.builds(
+    Stage,
+    name=names,
+    mode=st.sampled_from(Mode),
+    level=texts,
+    technique=texts,
+    places=st.lists(names, min_size=1, max_size=3).map(tuple),
+)
 host_graphs = st.builds(
     HostGraph,
     host=names,
     namespaces=st.lists(namespaces, max_size=3).map(tuple),
     devices=st.lists(devices(), max_size=6).map(tuple),
     links=st.lists(links, max_size=2).map(tuple),
+    stages=st.lists(stages, max_size=2).map(tuple),
 )
 segments = st.builds(
     Segment,

@@ -27,7 +27,7 @@ from netvirt.graph import (
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(host_graphs)
 def test_host_graph_round_trip(graph):
     text = to_json(graph)
@@ -35,13 +35,13 @@ def test_host_graph_round_trip(graph):
     assert to_json(from_json(HostGraph, text)) == text  # deterministic
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(network_graphs)
 def test_network_graph_round_trip(graph):
     assert from_json(NetworkGraph, to_json(graph, indent=2)) == graph
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(rules)
 def test_rule_round_trip(rule):
     assert from_json(Rule, to_json(rule)) == rule

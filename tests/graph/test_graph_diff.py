@@ -94,7 +94,7 @@ def edited(draw, graph):
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.data())
 def test_changes_account_for_every_object(data):
     old = data.draw(host_graphs)

@@ -28,7 +28,9 @@ from netvirt.graph import (
     NetworkGraph,
     Route,
     Rule,
+    Mode,
     Segment,
+    Stage,
     Verdict,
     Veth,
     validate,
@@ -175,4 +177,20 @@ def test_network_hosts_segments_and_attachments():
         "segment underlay: duplicate segment name",
         "segment underlay: attachment host3:h/e names no device",
         "host1:host1/eth0: attached to 2 segments; a device plugs into one",
+    ]
+
+
+def test_stage_places():
+    def stage(name, *places):
+        return Stage(name=name, mode=Mode.KERNEL, level="Namespace", technique="Veth Pair", places=places)
+
+    good = dataclasses.replace(example_host(), stages=(stage("pod", "pod1", "pod1/eth0"), stage("nic", "host1/eth0:driver")))
+    assert messages(good) == []
+    bad = dataclasses.replace(example_host(), stages=(stage("a", "pod9", "pod1/eth9", "host1/eth0:napi"), stage("b", "pod1"), stage("c", "pod1")))
+    assert messages(bad) == [
+        "host1:stage a: place 'pod9' names no namespace or device (write NS, NS/DEV or NS/DEV:driver)",
+        "host1:stage a: place 'pod1/eth9' names no namespace or device (write NS, NS/DEV or NS/DEV:driver)",
+        "host1:stage a: place 'host1/eth0:napi' names no namespace or device (write NS, NS/DEV or NS/DEV:driver)",
+        "host1:stage b: place 'pod1' is in more than one stage",
+        "host1:stage c: place 'pod1' is in more than one stage",
     ]
