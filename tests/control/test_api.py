@@ -51,10 +51,12 @@ def test_apply_get_delete(client: TestClient):
     assert reply.status_code == 200, reply.text
     result = reply.json()
     assert (result["changed"], result["removed"], result["unchanged"]) == (["h1", "h2", "h3"], [], [])
+    assert result["incremental"] is False
     got = client.get("/v1/spec").json()
     assert got == {"revision": result["revision"], "name": "three-hosts", "spec": as_data(loads(SPEC))}
+    assert put_spec(client, edited("tcp/80", "tcp/81")).json()["incremental"] is True
     deleted = client.delete("/v1/spec").json()
-    assert deleted["removed"] == ["h1", "h2", "h3"] and deleted["revision"] > result["revision"]
+    assert deleted["removed"] == ["h1", "h2", "h3"] and deleted["revision"] > got["revision"]
     missing = client.get("/v1/spec")
     assert (missing.status_code, missing.json()) == (404, {"detail": "no spec is applied"})
 

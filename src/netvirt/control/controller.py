@@ -14,8 +14,10 @@ Contract:
 - ``run_embedded(spec, backend)``: the single-machine path — the same controller on an embedded
   store with one in-process agent per host.
 
-The controller remembers the graphs it published last, so an apply serialises only the graphs
-that changed; after a restart, or when another controller wrote since, it compares blob hashes.
+Compiling is incremental (``compile.Engine``) while the controller's engine reflects the stored
+spec: only the hosts the engine reports changed are serialised and compared. After a restart,
+when another controller wrote since, or after a failed publish, it compiles everything and
+compares blob hashes with what is stored.
 """
 
 import json
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netvirt.control.agent import Agent, AgentThread, make_backend
-from netvirt.control.compile import compile_network
+from netvirt.control.compile import Engine
 from netvirt.control.state import (
     BLOBS,
     DESIRED,
@@ -39,7 +41,7 @@ from netvirt.control.state import (
     realized_key,
     status_key,
 )
-from netvirt.control.store import Compare, Conflict, Delete, Operation, Put, Store, StoreError, open_store
+from netvirt.control.store import Compare, Conflict, Delete, Entry, Operation, Put, Store, StoreError, open_store
 from netvirt.dataplane.api import Backend
 from netvirt.graph import HostGraph, diff, from_json, to_json
 from netvirt.management.spec import Spec, as_data, loads
@@ -62,6 +64,8 @@ class ApplyResult:
     changed: tuple[str, ...]
     removed: tuple[str, ...]
     unchanged: tuple[str, ...]
+    incremental: bool = False
+    """The compile was incremental (the engine updated only what the edit touched)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,17 +136,17 @@ class Controller:
         self.retries = retries
         self._lock = threading.Lock()
         self._published: _Published | None = None
+        self._engine: Engine | None = None  # compiles what ``_published`` holds, incrementally
 
     # --- the spec ---------------------------------------------------------------------------------
 
     def apply(self, spec: Spec, expected_revision: int | None = None) -> ApplyResult:
         """Publish ``spec`` atomically; see the module docstring."""
-        graphs = {graph.host: graph for graph in compile_network(spec).hosts}
         spec_json = json.dumps(as_data(spec), sort_keys=True).encode()
         with self._lock:
             for _ in range(self.retries):
                 try:
-                    return self._publish(spec_json, graphs, expected_revision)
+                    return self._publish(spec, spec_json, expected_revision)
                 except Conflict:
                     if expected_revision is not None:
                         raise StaleSpec(expected_revision, self._spec_revision()) from None
@@ -152,18 +156,35 @@ class Controller:
         """Validate spec text exactly as ``netvirt validate`` does (``SpecError``), then ``apply``."""
         return self.apply(loads(text, filename), expected_revision)
 
-    def _publish(self, spec_json: bytes, graphs: dict[str, HostGraph], expected_revision: int | None) -> ApplyResult:
+    def _publish(self, spec: Spec, spec_json: bytes, expected_revision: int | None) -> ApplyResult:
         current = self.store.get(SPEC_KEY)
         revision = current.mod_revision if current else 0
         if expected_revision is not None and expected_revision != revision:
             raise StaleSpec(expected_revision, revision)
-        before = self._published_hosts(revision)
+        try:
+            return self._publish_over(current, revision, spec, spec_json)
+        except BaseException:
+            self._engine = None  # it may be ahead of the store now: recompute next time
+            raise
+
+    def _publish_over(self, current: Entry | None, revision: int, spec: Spec, spec_json: bytes) -> ApplyResult:
+        if self._engine is not None and self._published is not None and self._published.revision == revision:
+            before = self._published.hosts  # what the store holds: this controller published it
+            touched = set(self._engine.update(spec))  # incremental: only the hosts that changed
+            incremental = True
+        else:
+            stored = {host_of(e.key): _pointed(e.value) for e in self.store.list(DESIRED).entries}
+            before = {host: (None, blob) for host, blob in stored.items() if blob is not None}
+            self._engine = Engine(spec)
+            touched = set(self._engine.graphs)  # every host: compared by hash below
+            incremental = False
+        graphs = self._engine.graphs
         after: dict[str, tuple[HostGraph | None, Blob]] = {}
         new_blobs: dict[str, tuple[Blob, bytes]] = {}
         for host, graph in graphs.items():
             old_graph, old_blob = before.get(host, (None, None))
-            if old_graph == graph and old_blob is not None:  # known unchanged without serialising it
-                after[host] = (graph, old_blob)
+            if old_blob is not None and (host not in touched or old_graph == graph):
+                after[host] = (graph, old_blob)  # unchanged, known without serialising it
                 continue
             value = to_json(graph).encode()
             after[host] = (graph, Blob.of(value))
@@ -175,7 +196,7 @@ class Controller:
         spec_blob = Blob.of(spec_json)
         if current is not None and _pointed(current.value) == spec_blob and not changed and not removed:
             self._published = _Published(revision, after)
-            return ApplyResult(revision, (), (), unchanged)
+            return ApplyResult(revision, (), (), unchanged, incremental)
         # 1. the blobs, in as many transactions as they need: nobody reads them before step 2
         self._write([(spec_blob, spec_json), *new_blobs.values()])
         # 2. the spec version, published in one transaction
@@ -186,14 +207,7 @@ class Controller:
         self._published = _Published(published, after)
         # 3. what nothing points to any more
         self._sweep(published, {spec_blob.id} | {blob.id for _, blob in after.values()})
-        return ApplyResult(published, changed, removed, unchanged)
-
-    def _published_hosts(self, revision: int) -> dict[str, tuple[HostGraph | None, Blob]]:
-        """Each published host's graph (when this controller remembers it) and blob."""
-        if self._published is not None and self._published.revision == revision:
-            return self._published.hosts
-        stored = {host_of(e.key): _pointed(e.value) for e in self.store.list(DESIRED).entries}
-        return {host: (None, blob) for host, blob in stored.items() if blob is not None}
+        return ApplyResult(published, changed, removed, unchanged, incremental)
 
     def _write(self, blobs: list[tuple[Blob, bytes]]) -> None:
         batch: list[Operation] = []
@@ -248,7 +262,7 @@ class Controller:
                 published = self.store.txn(operations, [Compare(SPEC_KEY, revision)])
             except Conflict:
                 raise StaleSpec(revision, self._spec_revision()) from None
-            self._published = _Published(0, {})
+            self._published, self._engine = _Published(0, {}), None
             self._sweep(published, set())
             return ApplyResult(published, (), hosts, ())
 

@@ -125,6 +125,7 @@ def _result(result: ApplyResult) -> dict[str, Any]:
         "changed": list(result.changed),
         "removed": list(result.removed),
         "unchanged": list(result.unchanged),
+        "incremental": result.incremental,
     }
 
 
