@@ -299,8 +299,8 @@ def status(
     from netvirt.graph import DeviceKind, diff
 
     spec_path = Path(target)
-    require_net_admin("status")
     loaded, network, deployment = compiled(spec_path, "status")
+    require_net_admin("status")
     backends = network_backends(network, deployment, **kernel_settings())
     hosts = []
     for desired in network.hosts:
