@@ -11,7 +11,7 @@ docs/trace.md), pcap. ``anomalies.check`` explains what is wrong on a path and h
 
 from netvirt.dataplane.sim import Action, Disposition
 from netvirt.trace.model import Anomaly, Hop, Row, Trace, build
-from netvirt.trace.reach import Change, Probe, Reachability, compare, reach
+from netvirt.trace.reachability import Change, Probe, Reachability, compare, reach
 from netvirt.trace.run import INTERNET, Flow, Tracer, with_internet
 
 __all__ = [

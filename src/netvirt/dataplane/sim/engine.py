@@ -31,7 +31,7 @@ from netvirt.graph import (
 )
 from netvirt.wire import geneve, nvgre, udp, vxlan
 from netvirt.wire.addresses import mac_to_text
-from netvirt.wire.builders import DYNAMIC_PORTS_START, flow_entropy
+from netvirt.wire.builders import DYNAMIC_PORTS_START
 from netvirt.wire import ipv4, ipv6
 
 MAX_HOPS = 512
@@ -44,7 +44,7 @@ ZERO = b"\0" * 6
 class Run:
     """One walk in progress: its events (unless silent), outcome, overhead and budgets."""
 
-    __slots__ = ("events", "record", "result", "hops", "overhead", "in_reply", "answers", "answer")
+    __slots__ = ("events", "record", "result", "hops", "overhead", "in_reply", "answers", "heard", "where")
 
     def __init__(self, record: bool = True) -> None:
         self.events: list[Event] = []
@@ -54,14 +54,16 @@ class Run:
         self.overhead = 0
         self.in_reply = False
         self.answers = 1  # at most one generated answer (RST / ICMP error) per walk
-        self.answer: bytes | None = None  # neighbour resolution: the MAC that answered
+        self.heard: dict[bytes, tuple] | None = None  # neighbour resolution: address -> (MAC, place) that answers
+        self.where: tuple[str, str] | None = None  # (host, namespace) the packet was delivered in
 
-    def finish(self, disposition: Disposition, reason: str) -> None:
-        """Record how the sent packet ended (delivery wins over any other ending)."""
+    def finish(self, disposition: Disposition, reason: str, where: tuple[str, str] | None = None) -> None:
+        """Record how the sent packet ended (delivery, ``where``, wins over any other ending)."""
         if self.in_reply:
             return
         if self.result is None or disposition is Disposition.DELIVERED and self.result[0] is not Disposition.DELIVERED:
             self.result = (disposition, reason)
+            self.where = where
 
 
 class Simulator:
@@ -75,13 +77,16 @@ class Simulator:
         self.stack = Stack(self)
         self.reset()
 
-    def reset(self) -> None:
-        """Forget all state: conntrack, learned FDB entries, neighbour caches, fragments."""
-        self.learned: dict[Place, dict[bytes, Place]] = {}
-        self.tunnel_learned: dict[Place, dict[bytes, bytes]] = {}
-        self.neighbours: dict[Place, dict[bytes, bytes]] = {}
+    def reset(self, *, connections_only: bool = False) -> None:
+        """Forget all state: conntrack, fragments and — unless ``connections_only`` — learned FDB
+        entries and neighbour caches (what a network that has run a while keeps warm)."""
         self.conntrack: dict[tuple[str, str, int], dict] = {}
         self.reassembly: dict[tuple, list[bytes]] = {}
+        if not connections_only:
+            self.learned: dict[Place, dict[bytes, Place]] = {}
+            self.tunnel_learned: dict[Place, dict[bytes, bytes]] = {}
+            self.neighbours: dict[Place, dict[bytes, bytes]] = {}
+            self.domains: dict[tuple[Place, int], dict[bytes, bytes]] = {}
 
     # --- entry points ----------------------------------------------------------------------------
 
@@ -95,6 +100,17 @@ class Simulator:
         self.stack.event(run, Action.SEND, space, frame, "the application sends", labels=("User", "App", "Socket API (send)"))
         self.stack.local_out(run, space, frame)
         return self._walk(run)
+
+    def announce(self) -> None:
+        """Every addressed device sends a gratuitous ARP (IPv4) broadcast, silently, as Linux does
+        when an address comes up: afterwards every switch has learned every MAC — the warm state
+        of a network that has been running."""
+        for place, dev in self.topology.devices.items():
+            mac = self.topology.macs.get(place)
+            address = next((a.ip.packed for a in dev.addresses if a.version == 4), None)
+            if mac is None or address is None or dev.kind in SWITCH_KINDS:
+                continue
+            self.transmit(Run(record=False), place, bytearray(packets.arp_request(mac, address, address)))
 
     def answer(self, walk: Walk, *, record: bool = True) -> Walk | None:
         """Walk the destination's answer to a delivered packet (SYN|ACK, UDP reply, echo reply)
@@ -121,7 +137,7 @@ class Simulator:
 
     def _walk(self, run: Run) -> Walk:
         disposition, reason = run.result or (Disposition.DROPPED, "the packet went nowhere")
-        return Walk(disposition, reason, tuple(run.events))
+        return Walk(disposition, reason, tuple(run.events), run.where)
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -159,7 +175,7 @@ class Simulator:
             return self.drop(run, place, frame, "a socket has no wire", "not-connected")
         mine = self._accepts(place, frame)
         bound = topology.bound.get(place, ())
-        eswitch = next((d for d in bound if d.kind is DeviceKind.NIC_ESWITCH), None)
+        eswitch = topology.binding.get((place, DeviceKind.NIC_ESWITCH)) if bound else None
         if eswitch is not None:
             self.event(run, Action.RECEIVE, place, frame, "signal received")
             eswitch_place = (place[0], place[1], eswitch.name)
@@ -169,11 +185,9 @@ class Simulator:
                            f"embedded switch: {mac_to_text(bytes(frame[0:6]))} is virtual function "
                            f"{port[1]}/{port[2]}; the host kernel never sees this frame")
                 return self.port_out(run, eswitch_place, port, frame)
-        elif topology.segment_of.get(place) is not None or kind in DRIVER_KINDS or source is None:
-            self.event(run, Action.RECEIVE, place, frame, "signal received" if kind is DeviceKind.NIC else "frame received")
         else:
-            self.event(run, Action.RECEIVE, place, frame, "frame received")
-        pmd = next((d for d in bound if d.kind is DeviceKind.DPDK_PMD), None)
+            self.event(run, Action.RECEIVE, place, frame, "signal received" if kind is DeviceKind.NIC else "frame received")
+        pmd = topology.binding.get((place, DeviceKind.DPDK_PMD)) if bound else None
         if pmd is not None:
             return self._user_space(run, (place[0], place[1], pmd.name), frame, Action.BYPASS,
                                     "poll-mode driver takes the frame from the NIC ring (zero copy, no kernel)")
@@ -188,17 +202,18 @@ class Simulator:
                     return taken
         elif not mine and dev.master is None and not bound:
             return False
-        if kind in DRIVER_KINDS:
+        if kind in DRIVER_KINDS and run.record:
             self.event(run, Action.DRIVER, place, frame, "driver takes the frame",
                        labels=(DRIVER_LABELS[0], DRIVER_LABELS[1],
                                "SR-IOV VF Driver (guest owns the VF, no hypervisor)" if kind is DeviceKind.SRIOV_VF
                                else DRIVER_LABELS[2]))
-        verdict = self._hook(run, place, HookKind.XDP, frame)
-        if verdict is not None:
-            return verdict
-        verdict = self._hook(run, place, HookKind.TC_INGRESS, frame)
-        if verdict is not None:
-            return verdict
+        if dev.hooks or bound:
+            verdict = self._hook(run, place, HookKind.XDP, frame)
+            if verdict is not None:
+                return verdict
+            verdict = self._hook(run, place, HookKind.TC_INGRESS, frame)
+            if verdict is not None:
+                return verdict
         for child in bound:
             if child.kind is DeviceKind.MACVLAN and child.mac is not None and bytes(frame[0:6]) == topology.macs[
                     (place[0], place[1], child.name)]:
@@ -228,7 +243,7 @@ class Simulator:
                     self.event(run, Action.DELIVER, socket_place, frame,
                                f"{dev.config.app or 'the application'} reads the frame in user space", bypass=True)
                     run.finish(Disposition.DELIVERED, f"delivered to {dev.config.app or dev.name} in user space "
-                               f"({dev.config.proto}/{dev.config.port}) by kernel bypass")
+                               f"({dev.config.proto}/{dev.config.port}) by kernel bypass", place[:2])
                     return True
         return self.drop(run, place, frame, "no user-space application handles this packet "
                          "(kernel bypass: the kernel cannot answer it either)", "no-listener")
@@ -238,8 +253,8 @@ class Simulator:
     def _hook(self, run: Run, place: Place, kind: HookKind, frame) -> bool | None:
         """Run the ``kind`` program of the device: None = pass on, True/False = handled."""
         dev = self.topology.devices[place]
-        hook = next((h for h in dev.hooks if h.kind is kind), None)
-        xsk = next((d for d in self.topology.bound.get(place, ()) if d.kind is DeviceKind.AF_XDP_SOCKET), None)
+        hook = self.topology.hooks.get((place, kind))
+        xsk = self.topology.binding.get((place, DeviceKind.AF_XDP_SOCKET))
         if kind is HookKind.XDP and xsk is not None and hook is None:
             return self._user_space(run, (place[0], place[1], xsk.name), frame, Action.REDIRECT,
                                     "XDP redirects the frame to the AF_XDP socket (user space, no sk_buff)")
@@ -293,7 +308,8 @@ class Simulator:
         if port == ingress:
             return self.drop(run, switch, frame, f"{mac_to_text(dst)} is behind the port the frame came in on "
                              "(hairpin): the switch does not send it back", "hairpin")
-        self.event(run, Action.FORWARD, switch, frame, f"{mac_to_text(dst)} is on port {_port_name(switch, port)}")
+        if run.record:
+            self.event(run, Action.FORWARD, switch, frame, f"{mac_to_text(dst)} is on port {_port_name(switch, port)}")
         return self.port_out(run, switch, port, frame)
 
     def _lookup(self, switch: Place, mac: bytes) -> Place | None:
@@ -338,9 +354,9 @@ class Simulator:
         """Send a frame out of a switch port."""
         topology = self.topology
         dev = topology.devices[port]
-        found = headers(frame)
-        if found is not None and found.length > dev.mtu and port != switch:
-            return self.drop(run, port, frame, f"frame of {found.length} IP bytes is larger than the MTU "
+        length = len(frame) - ETHERNET  # simulated frames carry no padding: this is the IP length
+        if length > dev.mtu and port != switch and frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
+            return self.drop(run, port, frame, f"frame of {length} IP bytes is larger than the MTU "
                              f"{dev.mtu} of port {port[2]}: the switch drops it silently", "mtu")
         if port == switch:
             return self.receive(run, topology.wire[switch], frame, switch)
@@ -361,9 +377,10 @@ class Simulator:
         dev = topology.devices[place]
         if not dev.up:
             return self.drop(run, place, frame, f"device {dev.name} is down", "down")
-        verdict = self._hook(run, place, HookKind.TC_EGRESS, frame)
-        if verdict is not None:
-            return verdict
+        if dev.hooks:
+            verdict = self._hook(run, place, HookKind.TC_EGRESS, frame)
+            if verdict is not None:
+                return verdict
         kind = dev.kind
         if kind in TUNNEL_KINDS:
             return self.encap(run, place, frame)
@@ -377,19 +394,21 @@ class Simulator:
         if segment is not None:
             labels = (dev.mode.value, dev.level, "Physical Signal Transmission") \
                 if dev.technique == KINDS[DeviceKind.NIC].technique else None
-            self.event(run, Action.TRANSMIT, place, frame, f"onto network {segment}", labels=labels)
+            if run.record:
+                self.event(run, Action.TRANSMIT, place, frame, f"onto network {segment}", labels=labels)
             return self._segment(run, place, segment, frame)
         if peer is not None:
-            self.event(run, Action.TRANSMIT, place, frame, f"to {peer[1]}/{peer[2]}")
+            if run.record:
+                self.event(run, Action.TRANSMIT, place, frame, f"to {peer[1]}/{peer[2]}")
             return self.receive(run, peer, frame, place)
         return self.drop(run, place, frame, f"device {dev.name} is not connected to anything", "not-connected")
 
     def _segment(self, run: Run, source: Place, name: str, frame: bytearray) -> bool:
         topology = self.topology
-        found = headers(frame)
         mtu = topology.segment_mtu[name]
-        if found is not None and found.length > mtu:
-            return self.drop(run, source, frame, f"{found.length}-byte packet exceeds the MTU {mtu} of network {name}", "mtu")
+        if len(frame) - ETHERNET > mtu:
+            return self.drop(run, source, frame, f"{len(frame) - ETHERNET}-byte packet exceeds the MTU {mtu} of "
+                             f"network {name}", "mtu")
         others = [port for port in topology.segment_ports[name] if port != source]
         dst = bytes(frame[0:6])
         exact = [port for port in others if topology.macs.get(port) == dst]
@@ -409,21 +428,22 @@ class Simulator:
         dev = self.topology.devices[place]
         config: Tunnel = dev.config  # type: ignore[assignment]
         space = self.topology.spaces[(place[0], place[1])]
-        remotes = self._remotes(place, config, bytes(frame[0:6]))
+        remotes = self._remotes(place, bytes(frame[0:6]))
         if not remotes:
             return self.drop(run, place, frame, f"{dev.kind.value} vni {config.vni} knows no remote endpoint for "
                              f"{mac_to_text(bytes(frame[0:6]))} (no FDB entry)", "no-fdb")
         taken = False
         for remote in remotes:
-            local = config.local.packed if config.local is not None else self.stack.source_for(space, remote)
+            local = self.topology.tunnels[place].local or self.stack.source_for(space, remote)
             if local is None:
                 return self.drop(run, place, frame, f"no local underlay address to reach {remote.hex()}", "no-route")
             outer = self._outer(dev.kind, config, bytes(frame), local, remote)
             mark, before = len(run.events), run.overhead
             run.overhead += len(outer) - len(frame) + packets.ETHERNET
-            out = bytearray(ZERO + ZERO + outer[:0] + (b"\x08\x00" if len(local) == 4 else b"\x86\xdd") + outer)
-            self.event(run, Action.ENCAP, place, out,
-                       f"{dev.kind.value} vni {config.vni} to {_ip_text(remote)} (+{len(outer) - len(frame)} bytes)")
+            out = bytearray(ZERO + ZERO + (b"\x08\x00" if len(local) == 4 else b"\x86\xdd") + outer)
+            if run.record:
+                self.event(run, Action.ENCAP, place, out, f"{dev.kind.value} vni {config.vni} to {_ip_text(remote)} "
+                           f"(+{run.overhead - before} bytes of overhead)")
             took = self.stack.local_out(run, space, out)
             run.overhead = before
             if not took and len(remotes) > 1:
@@ -431,21 +451,21 @@ class Simulator:
             taken = taken or took
         return taken
 
-    def _remotes(self, place: Place, config: Tunnel, mac: bytes) -> list[bytes]:
-        learned = self.tunnel_learned.get(place, {})
-        if mac in learned:
+    def _remotes(self, place: Place, mac: bytes) -> list[bytes]:
+        learned = self.tunnel_learned.get(place)
+        if learned and mac in learned:
             return [learned[mac]]
-        exact = [e.remote.packed for e in config.fdb if e.remote is not None and e.mac != "00:00:00:00:00:00"
-                 and bytes.fromhex(e.mac.replace(":", "")) == mac]
+        tunnel = self.topology.tunnels[place]
+        exact = tunnel.fdb.get(mac)
         if exact:
             return exact
-        if config.remote is not None:
-            return [config.remote.packed]
-        return [e.remote.packed for e in config.fdb if e.mac == "00:00:00:00:00:00" and e.remote is not None]
+        if tunnel.remote is not None:
+            return [tunnel.remote]
+        return tunnel.defaults
 
     def _outer(self, kind: DeviceKind, config: Tunnel, inner: bytes, local: bytes, remote: bytes) -> bytes:
         """Outer IP + UDP + VXLAN/Geneve (or GRE/NVGRE) around ``inner``; see ``wire.encapsulate``."""
-        entropy = flow_entropy(inner)
+        entropy = packets.entropy(inner)
         if kind is DeviceKind.NVGRE:
             body = nvgre.Repr(config.vni, entropy & 0xFF).emit(inner)
             protocol = packets.GRE
@@ -467,7 +487,8 @@ class Simulator:
         data = bytes(frame[l4:ETHERNET + found.length])
         for dev in space.tunnels:
             config: Tunnel = dev.config  # type: ignore[assignment]
-            if config.local is not None and config.local.packed != found.dst:
+            local = self.topology.tunnels[(space.host, space.namespace.name, dev.name)].local
+            if local is not None and local != found.dst:
                 continue
             if found.proto == packets.UDP and dev.kind in (DeviceKind.VXLAN, DeviceKind.GENEVE):
                 if found.dst_port != config.dst_port or len(data) < 16:
@@ -484,9 +505,10 @@ class Simulator:
             place = (space.host, space.namespace.name, dev.name)
             inner = bytearray(payload)
             run.overhead = max(0, run.overhead - (len(data) - len(inner) + (found.l4 - found.l3)) - packets.ETHERNET)
-            technique = dev.technique.replace("Encapsulation", "Decapsulation")
-            self.event(run, Action.DECAP, place, inner, f"{dev.kind.value} vni {config.vni} from {_ip_text(found.src)}",
-                       labels=(dev.mode.value, dev.level, technique))
+            if run.record:
+                technique = dev.technique.replace("Encapsulation", "Decapsulation")
+                self.event(run, Action.DECAP, place, inner, f"{dev.kind.value} vni {config.vni} from "
+                           f"{_ip_text(found.src)}", labels=(dev.mode.value, dev.level, technique))
             if config.learning:
                 self.tunnel_learned.setdefault(place, {})[bytes(inner[6:12])] = found.src
             if dev.master is not None:

@@ -134,8 +134,10 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Walk:
-    """Everything that happened to one injected packet (and the answers it caused)."""
+    """Everything that happened to one injected packet (and the answers it caused);
+    ``delivered_in``: the (host, namespace) it was delivered in, if it was."""
 
     disposition: Disposition
     reason: str
     events: tuple[Event, ...]
+    delivered_in: tuple[str, str] | None = None

@@ -8,11 +8,12 @@ the inverse of the request's.
 """
 
 import struct
+import zlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from netvirt.wire import arp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp
-from netvirt.wire.builders import build
+from netvirt.wire.builders import DYNAMIC_PORTS_START, build, flow_entropy
 
 ETHERNET = ethernet.HEADER_LENGTH
 BROADCAST = b"\xff" * 6
@@ -114,6 +115,18 @@ def quoted_headers(frame, outer: Headers) -> Headers | None:
     if len(quote) < 20:
         return None
     return headers(quote.ljust(outer.version == 4 and 28 or 48, b"\0"), 0)
+
+
+def entropy(inner) -> int:
+    """``wire.flow_entropy`` of an inner frame (49152-65535), from ``headers`` instead of a full
+    dissect: CRC-32 of the inner IP addresses, protocol and TCP/UDP ports."""
+    found = headers(inner) if len(inner) > ETHERNET + 1 and inner[12:14] in (b"\x08\x00", b"\x86\xdd") else None
+    if found is None:
+        return flow_entropy(inner)
+    key = found.src + found.dst + bytes((found.proto,))
+    if found.proto in (TCP, UDP) and found.first_fragment:
+        key += _PORTS.pack(found.src_port, found.dst_port)
+    return DYNAMIC_PORTS_START + zlib.crc32(key) % 16384
 
 
 def frame(dst_mac: bytes, src_mac: bytes, ip_packet) -> bytes:

@@ -113,15 +113,17 @@ class Stack:
             self._drop(run, space, frame, f"TTL expired in transit at {ns.name}", "ttl", Disposition.REJECTED)
             return self._answer(run, space, frame, found, "ttl", self._address_on(space, place[2], found.version))
         nexthop = route.via or found.dst
-        self.event(run, Action.ROUTE, space, frame, f"forward to {ip_to_text(found.dst)} via {_nexthop_text(route)}"
-                   f" dev {out_dev} (route {route.text})")
+        if run.record:
+            self.event(run, Action.ROUTE, space, frame, f"forward to {ip_to_text(found.dst)} via "
+                       f"{_nexthop_text(route)} dev {out_dev} (route {route.text})")
         if not self._filter(run, space, "forward", frame, found, ct, place[2], out_dev):
             return True
         packets.decrement_ttl(frame, found)
         return self._post_routing(run, space, frame, found, ct, out_dev, nexthop, place)
 
     def _local_in(self, run, space, place: Place, frame, found: Headers, ct: Tracked) -> bool:
-        self.event(run, Action.ROUTE, space, frame, f"{ip_to_text(found.dst)} is local: deliver up the stack")
+        if run.record:
+            self.event(run, Action.ROUTE, space, frame, f"{ip_to_text(found.dst)} is local: deliver up the stack")
         if not self._filter(run, space, "input", frame, found, ct, place[2], None):
             return True
         if not self._nat_src(run, space, "input", frame, found, ct, None):
@@ -139,7 +141,8 @@ class Stack:
         if ct.is_reply or ct.state.value == "related":
             self.event(run, Action.DELIVER, space, frame, f"the application that opened this {ct.state.value} "
                        "connection gets the answer", labels=("User", "App", "Socket API (Buffer Read)"))
-            run.finish(Disposition.DELIVERED, f"answer delivered to the connecting application in {space.namespace.name}")
+            run.finish(Disposition.DELIVERED, f"answer delivered to the connecting application in {space.namespace.name}",
+                       (space.host, space.namespace.name))
             return True
         if found.proto in (TCP, UDP):
             for socket in space.sockets.get((found.proto, found.dst_port), ()):
@@ -149,7 +152,7 @@ class Stack:
                     self.sim.event(run, Action.DELIVER, socket_place, frame,
                                    f"{config.app or 'the application'} listening on {config.proto}/{config.port} reads it")
                     run.finish(Disposition.DELIVERED, f"delivered to {config.app or socket.name} "
-                               f"({config.proto}/{config.port}) in {space.namespace.name}")
+                               f"({config.proto}/{config.port}) in {space.namespace.name}", socket_place[:2])
                     return True
             if found.proto == TCP:
                 if found.tcp_flags & 0x04:
@@ -164,11 +167,13 @@ class Stack:
             if found.icmp_type == (icmpv4.ECHO_REQUEST if found.proto == ICMP else icmpv6.ECHO_REQUEST):
                 self.event(run, Action.DELIVER, space, frame, "the kernel answers the echo request",
                            labels=("Kernel", "Network Stack", "ICMP Echo (kernel responder)"))
-                run.finish(Disposition.DELIVERED, f"echo request answered by {space.namespace.name}")
+                run.finish(Disposition.DELIVERED, f"echo request answered by {space.namespace.name}",
+                            (space.host, space.namespace.name))
                 return True
             self.event(run, Action.DELIVER, space, frame, "the kernel passes the ICMP message to the sending socket",
                        labels=("Kernel", "Network Stack", "ICMP (kernel)"))
-            run.finish(Disposition.DELIVERED, f"ICMP message delivered to {space.namespace.name}")
+            run.finish(Disposition.DELIVERED, f"ICMP message delivered to {space.namespace.name}",
+                        (space.host, space.namespace.name))
             return True
         return self._drop(run, space, frame, f"no handler for IP protocol {found.proto} in {space.namespace.name}", "no-listener")
 
@@ -207,11 +212,13 @@ class Stack:
         if route is None or route.kind is not RouteType.UNICAST:
             return self._unroutable(run, space, None, frame, found, route)
         out_dev = route.dev or self._device_for(space, route.via)
-        source = route.src or self._address_on(space, out_dev, found.version)
-        if found.src == bytes(len(found.src)) and source is not None:
-            packets.rewrite(frame, found, src=source)
-        self.event(run, Action.ROUTE, space, frame, f"to {ip_to_text(found.dst)} via {_nexthop_text(route)} "
-                   f"dev {out_dev} (route {route.text})")
+        if found.src == bytes(len(found.src)):
+            source = route.src or self._address_on(space, out_dev, found.version)
+            if source is not None:
+                packets.rewrite(frame, found, src=source)
+        if run.record:
+            self.event(run, Action.ROUTE, space, frame, f"to {ip_to_text(found.dst)} via {_nexthop_text(route)} "
+                       f"dev {out_dev} (route {route.text})")
         if not self._filter(run, space, "output", frame, found, ct, None, out_dev):
             return True
         return self._post_routing(run, space, frame, found, ct, out_dev, route.via or found.dst, None)
@@ -270,37 +277,56 @@ class Stack:
     # --- neighbours ------------------------------------------------------------------------------
 
     def resolve(self, run, space, out_place: Place, nexthop: bytes, frame) -> bytes | None:
-        """The MAC of ``nexthop`` on device ``out_place``: static entry, cache, or ARP/ND."""
+        """The MAC of ``nexthop`` on device ``out_place``: static entry, cache, or ARP/ND.
+
+        A resolution broadcasts the request through the graph (silently: it is shown as one ARP
+        hop) and notes, for every stack it reaches, the MAC that stack would answer with for each
+        of its addresses: later resolutions from the same device are looked up there, as if the
+        broadcast were sent again (the graph does not change)."""
         static = space.neighbours.get((out_place[2], nexthop))
         if static is not None:
             return static
         cache = self.sim.neighbours.setdefault(out_place, {})
         if nexthop in cache:
             return cache[nexthop]
-        device = self.topology.devices[out_place]
-        own = self.topology.macs.get(out_place, packets.ZERO_MAC)
-        source = self._address_on(space, out_place[2], 4 if len(nexthop) == 4 else 6) or bytes(len(nexthop))
-        if len(nexthop) == 4:
-            request = packets.arp_request(own, source, nexthop)
-        else:
-            request = packets.neighbor_solicitation(own, source, nexthop)
-        from netvirt.dataplane.sim.engine import Run
+        version = 4 if len(nexthop) == 4 else 6
+        domain = self.sim.domains.get((out_place, version))
+        if domain is None or run.record:
+            own = self.topology.macs.get(out_place, packets.ZERO_MAC)
+            source = self._address_on(space, out_place[2], version) or bytes(len(nexthop))
+            if version == 4:
+                request = packets.arp_request(own, source, nexthop)
+            else:
+                request = packets.neighbor_solicitation(own, source, nexthop)
+        if domain is None:
+            from netvirt.dataplane.sim.engine import Run
 
-        silent = Run(record=False)
-        silent.hops = run.hops
-        self.sim.transmit(silent, out_place, bytearray(request))
-        mac = silent.answer
+            silent = Run(record=False)
+            silent.hops = run.hops
+            silent.heard = domain = {}
+            self.sim.transmit(silent, out_place, bytearray(request))
+            self.sim.domains[(out_place, version)] = domain
+        mac = domain.get(nexthop, (None, None))[0]
         if mac is not None:
             cache[nexthop] = mac
-        what = "ARP" if len(nexthop) == 4 else "neighbour discovery"
-        message = (f"{what}: {ip_to_text(nexthop)} is at {mac_to_text(mac)}" if mac is not None
-                   else f"{what}: nobody answers for {ip_to_text(nexthop)}")
         if run.record:
-            dev = device
+            what = "ARP" if version == 4 else "neighbour discovery"
+            message = (f"{what}: {ip_to_text(nexthop)} is at {mac_to_text(mac)}" if mac is not None
+                       else f"{what}: nobody answers for {ip_to_text(nexthop)}")
+            device = self.topology.devices[out_place]
             run.events.append(Event(Action.ARP, space.host, space.namespace.name, out_place[2], "Kernel",
-                                    "Network Stack", TECHNIQUES[Action.ARP], request, message, dev.mtu,
+                                    "Network Stack", TECHNIQUES[Action.ARP], request, message, device.mtu,
                                     run.overhead, run.in_reply))
         return mac
+
+    def _hear(self, run, place: Place, version: int) -> None:
+        """During a silent broadcast: note what the stack at ``place`` would answer for each of its
+        namespace's addresses (Linux answers for any local address, arp_ignore=0)."""
+        mac = self.topology.macs.get(place, packets.ZERO_MAC)
+        size = 4 if version == 4 else 16
+        for address, (device, _) in self._space(place).addresses.items():
+            if len(address) == size and device != "lo":
+                run.heard.setdefault(address, (mac, place))
 
     def _arp_in(self, run, place: Place, frame) -> bool:
         space = self._space(place)
@@ -309,11 +335,13 @@ class Stack:
         except Exception:  # noqa: BLE001 - a malformed ARP frame is dropped like the kernel does
             return self._drop(run, space, frame, "malformed ARP packet", "unsupported")
         if message.operation == arp.REQUEST:
-            owner = space.addresses.get(message.target_protocol_address)
-            if owner is None or not any(a.version == 4 for a in self.topology.devices[place].addresses):
-                return False  # not ours, or the device runs no IPv4 (a switch uplink): no answer
+            if not any(a.version == 4 for a in self.topology.devices[place].addresses):
+                return False  # the device runs no IPv4 (a switch uplink): no answer
+            if run.heard is not None:
+                self._hear(run, place, 4)
+            if message.target_protocol_address not in space.addresses:
+                return False
             mac = self.topology.macs.get(place, packets.ZERO_MAC)
-            run.answer = mac
             self.sim.neighbours.setdefault(place, {})[message.sender_protocol_address] = message.sender_hardware_address
             self.sim.transmit(run, place, bytearray(packets.arp_reply(message, mac)))
             return True
@@ -324,11 +352,13 @@ class Stack:
         space = self._space(place)
         message = icmpv6.Repr.parse(bytes(frame[found.l4:ETHERNET + found.length]))
         if found.icmp_type == icmpv6.NEIGHBOR_SOLICITATION:
-            if message.target_address not in space.addresses or \
-                    not any(a.version == 6 for a in self.topology.devices[place].addresses):
+            if not any(a.version == 6 for a in self.topology.devices[place].addresses):
+                return False
+            if run.heard is not None:
+                self._hear(run, place, 6)
+            if message.target_address not in space.addresses:
                 return False
             mac = self.topology.macs.get(place, packets.ZERO_MAC)
-            run.answer = mac
             if message.link_layer_address:
                 self.sim.neighbours.setdefault(place, {})[found.src] = message.link_layer_address
             reply = packets.neighbor_advertisement(mac, message.target_address, bytes(frame[6:12]), found.src)
@@ -352,6 +382,8 @@ class Stack:
             return True
         chain, classifier = found_chain
         index, action = classifier.classify(packet_key(found, ct.state, in_iface, out_iface))
+        if isinstance(action, Accept) and not run.record:
+            return True
         comment = chain.rules[index].comment if index is not None else ""
         name = rule_name("filter", hook, index, comment)
         state = ct.state.value

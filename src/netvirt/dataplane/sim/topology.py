@@ -21,7 +21,9 @@ from netvirt.graph import (
     TUNNEL_KINDS,
     Chain,
     Device,
+    DeviceHook,
     DeviceKind,
+    HookKind,
     Namespace,
     NetworkGraph,
     Proto,
@@ -53,6 +55,17 @@ class RouteEntry:
     kind: RouteType
     src: bytes | None
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelIndex:
+    """A tunnel's config lowered to bytes: local address, fixed remote, FDB (MAC -> remotes) and
+    the default remotes (head-end replication for broadcast and unknown MACs)."""
+
+    local: bytes | None
+    remote: bytes | None
+    fdb: dict[bytes, list[bytes]]
+    defaults: list[bytes]
 
 
 @dataclass(slots=True)
@@ -87,6 +100,10 @@ class Topology:
         self.segment_mtu: dict[str, int] = {}
         self.ports: dict[Place, list[Place]] = {}
         self.bound: dict[Place, list[Device]] = {}
+        self.binding: dict[tuple[Place, DeviceKind], Device] = {}  # (nic, kind) -> the device bound to it
+        self.hooks: dict[tuple[Place, HookKind], DeviceHook] = {}
+        self.members: dict[Space, list[Device]] = {}
+        self.tunnels: dict[Place, TunnelIndex] = {}
         self.stages: dict[tuple[str, str], Stage] = {}
         make = CompiledClassifier if compiled else LinearClassifier
         for graph in network.hosts:
@@ -124,6 +141,10 @@ class Topology:
             self.ports.setdefault((host, dev.namespace, dev.master), []).append(place)
         if dev.parent is not None and dev.kind in BOUND_KINDS + (DeviceKind.HYPERVISOR_SWITCH,):
             self.bound.setdefault((host, dev.namespace, dev.parent), []).append(dev)
+            self.binding.setdefault(((host, dev.namespace, dev.parent), dev.kind), dev)
+        for hook in dev.hooks:
+            self.hooks[(place, hook.kind)] = hook
+        self.members.setdefault((host, dev.namespace), []).append(dev)
         if space is None:
             return
         for interface in dev.addresses:
@@ -133,6 +154,18 @@ class Topology:
             space.sockets.setdefault((proto, dev.config.port), []).append(dev)
         if dev.kind in TUNNEL_KINDS:
             space.tunnels.append(dev)
+            config = dev.config
+            fdb: dict[bytes, list[bytes]] = {}
+            defaults = []
+            for entry in config.fdb:
+                if entry.remote is None:
+                    continue
+                if entry.mac == "00:00:00:00:00:00":
+                    defaults.append(entry.remote.packed)
+                else:
+                    fdb.setdefault(mac_to_bytes(entry.mac), []).append(entry.remote.packed)
+            self.tunnels[place] = TunnelIndex(None if config.local is None else config.local.packed,
+                                              None if config.remote is None else config.remote.packed, fdb, defaults)
 
     def _index_namespace(self, space: NamespaceIndex, make) -> None:
         ns = space.namespace
@@ -140,8 +173,7 @@ class Topology:
             space.addresses.setdefault(interface.ip.packed, ("lo", interface.network.prefixlen))
         routes = [_lower(route.dst, route.via, route.dev, route.metric, route.kind, route.src) for route in ns.routes]
         explicit = {(r.version, r.network, r.prefix) for r in routes}
-        for dev in sorted((d for (h, n, _), d in self.devices.items() if h == space.host and n == ns.name),
-                          key=lambda d: d.name):
+        for dev in sorted(self.members.get((space.host, ns.name), ()), key=lambda d: d.name):
             for interface in dev.addresses:
                 entry = _lower(interface.network, None, dev.name, 0, RouteType.UNICAST, interface.ip)
                 if (entry.version, entry.network, entry.prefix) not in explicit:

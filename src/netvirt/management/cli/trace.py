@@ -22,7 +22,7 @@ from netvirt.environments import EnvironmentError, build
 from netvirt.management.cli.spec import load_or_exit
 from netvirt.management.spec import Spec
 from netvirt.trace import INTERNET, Flow, Probe, Tracer, compare, reach, with_internet
-from netvirt.trace import reach as reach_module
+from netvirt.trace import reachability as reach_module
 from netvirt.trace import render
 from netvirt.trace.run import INTERNET6, INTERNET_HOST
 
@@ -247,7 +247,7 @@ def reach_probes(spec: Spec) -> list[Probe]:
     sides have it, else IPv6."""
     probes = []
     for source in spec.endpoints:
-        namespace = source.host if source.kind == "host" else source.name
+        namespace = _place_of(source)[1]
         for target in spec.endpoints:
             if target.name == source.name:
                 continue
@@ -258,15 +258,21 @@ def reach_probes(spec: Spec) -> list[Probe]:
             for listen in target.listen or (None,):
                 proto = str(listen.proto) if listen else "icmp"
                 port = listen.port if listen else 0
-                probes.append(Probe(source.name, target.name, Flow(source.host, namespace, src, dst, proto, 40000, port)))
+                probes.append(Probe(source.name, target.name, Flow(source.host, namespace, src, dst, proto, 40000, port),
+                                    frozenset({_place_of(target)})))
         for service in spec.services:
             family = service.vip.version
             if not any(_has(a, family) for a in source.attachments):
                 continue
             flow = Flow(source.host, namespace, _endpoint_address(source, family), service.vip,
                         str(service.port.proto), 40000, service.port.port)
-            probes.append(Probe(source.name, f"service/{service.name}", flow))
+            backends = frozenset(_place_of(spec.endpoint(name)) for name in service.backends)
+            probes.append(Probe(source.name, f"service/{service.name}", flow, backends))
     return probes
+
+
+def _place_of(endpoint) -> tuple[str, str]:
+    return (endpoint.host, endpoint.host if endpoint.kind == "host" else endpoint.name)
 
 
 def _has(attachment, family: int) -> bool:

@@ -17,11 +17,14 @@ from netvirt.trace.run import Flow, Tracer
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """A question: can ``source`` reach ``target`` (an endpoint, or ``service/NAME``) with ``flow``?"""
+    """A question: can ``source`` reach ``target`` (an endpoint, or ``service/NAME``) with ``flow``?
+    ``expect``: the (host, namespace)s where delivery counts (the target's, a service's backends');
+    a delivery anywhere else is reported as misdelivered (e.g. the same address in another tenant)."""
 
     source: str
     target: str
     flow: Flow
+    expect: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,13 @@ def reach(tracer: Tracer, probes: list[Probe]) -> list[Reachability]:
     for item in probes:
         walk = tracer.verdict(item.flow)
         port = item.flow.dst_port if item.flow.proto != "icmp" else 0
-        results.append(Reachability(item.source, item.target, item.flow.proto, port, walk.disposition, walk.reason))
+        disposition, reason = walk.disposition, walk.reason
+        if item.expect and walk.delivered_in is not None and walk.delivered_in not in item.expect:
+            host, namespace = walk.delivered_in
+            disposition = Disposition.DROPPED
+            reason = (f"misdelivered: {item.flow.dst} means {host}:{namespace} to {item.source}, not {item.target} "
+                      f"({walk.reason})")
+        results.append(Reachability(item.source, item.target, item.flow.proto, port, disposition, reason))
     return results
 
 
