@@ -42,7 +42,7 @@ def put_spec(client: TestClient, text: str = SPEC, **extra) -> httpx.Response:
 def test_healthz_and_openapi(client: TestClient, controller: Controller):
     assert client.get("/healthz").json() == {"status": "ok", "store": controller.store.url, "revision": 0}
     document = client.get("/openapi.json").json()
-    assert {"/healthz", "/v1/spec", "/v1/hosts", "/v1/hosts/{host}"} <= document["paths"].keys()
+    assert {"/healthz", "/v1/spec", "/v1/hosts", "/v1/hosts/{host}", "/v1/trace", "/v1/reach"} <= document["paths"].keys()
     assert {"put", "get", "delete"} <= document["paths"]["/v1/spec"].keys()
 
 
@@ -108,6 +108,26 @@ def test_hosts_desired_versus_realized(client: TestClient, controller: Controlle
     finally:
         for agent in agents:
             agent.stop()
+
+
+def test_trace_and_reach_give_the_same_json_as_the_cli(client: TestClient, tmp_path: Path):
+    assert client.post("/v1/trace", json={"from": "db-1", "to": "web-1"}).status_code == 404
+    assert client.get("/v1/reach").status_code == 404
+    spec_file = tmp_path / "three.yaml"
+    spec_file.write_text(SPEC)
+    put_spec(client)
+    traced = client.post("/v1/trace", json={"from": "db-1", "to": "web-1", "dport": 80})
+    assert traced.status_code == 200, traced.text
+    cli = netvirt("trace", str(spec_file), "--from", "db-1", "--to", "web-1", "--dport", "80", "-f", "json")
+    assert cli.exit_code == 0, cli.output
+    assert traced.json() == json.loads(cli.stdout) and traced.json()["hops"]
+    reached = client.get("/v1/reach")
+    cli = netvirt("reach", str(spec_file), "-f", "json")
+    assert reached.json() == json.loads(cli.stdout) and len(reached.json()) > 1
+    bad = client.post("/v1/trace", json={"from": "db-1", "to": "nobody"})
+    cli = netvirt("trace", str(spec_file), "--from", "db-1", "--to", "nobody")
+    assert bad.status_code == 422 and cli.exit_code == 2
+    assert f"netvirt: {bad.json()['detail']}" == cli.stderr.strip()
 
 
 def test_token_is_required_when_configured(controller: Controller):

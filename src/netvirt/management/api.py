@@ -7,6 +7,9 @@ Contract:
 - ``GET /v1/spec`` (404 when none), ``DELETE /v1/spec[?expected_revision=N]``.
 - ``GET /v1/hosts``, ``GET /v1/hosts/{host}``: desired vs realized revisions, agent status, and
   for one host both graphs and their differences.
+- ``POST /v1/trace`` {from, to, proto, dport, sport, stack, size} and ``GET /v1/reach``: the same
+  JSON as ``netvirt trace -f json`` / ``netvirt reach -f json``, on the applied spec (422 for a
+  question the spec cannot answer, with the CLI's message).
 - ``GET /healthz`` (never needs the token): 200 when the store answers, 503 naming it otherwise.
 - A store that cannot be reached gives 503 with the store's error everywhere.
 With a token configured every ``/v1`` request needs ``Authorization: Bearer <token>`` (401 otherwise).
@@ -16,18 +19,21 @@ import hmac
 import ipaddress
 import json
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from netvirt.control.compile import CompileError
+from netvirt.control.compile import CompileError, compile_network
 from netvirt.control.controller import ApplyResult, Controller, HostState, StaleSpec
 from netvirt.control.store import StoreError
+from netvirt.environments import EnvironmentError
 from netvirt.graph import to_json
-from netvirt.management.spec import SpecError, as_data
+from netvirt.management.cli.trace import BadInput, plan_trace, reach_probes
+from netvirt.management.spec import Spec, SpecError, as_data
+from netvirt.trace import Tracer, reachability, render
 
 
 class SpecSubmission(BaseModel):
@@ -38,6 +44,20 @@ class SpecSubmission(BaseModel):
     expected_revision: int | None = Field(
         None, description="Apply only if the current spec revision is this (0: nothing applied); else 409."
     )
+
+
+class TraceQuery(BaseModel):
+    """What ``netvirt trace`` takes on its command line (``from``, ``to``, ... or ``stack``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: str | None = Field(None, alias="from", description="Endpoint, IP, service or 'external'.")
+    to: str | None = Field(None, description="Endpoint, IP, IP:PORT, service or 'external'.")
+    proto: Literal["tcp", "udp", "icmp"] | None = None
+    dport: int | None = Field(None, ge=1, le=65535)
+    sport: int = Field(40000, ge=1, le=65535)
+    stack: str | None = Field(None, description="Walk this stack from the outside to its app.")
+    size: int = Field(0, ge=0, le=65535, description="IP packet size in bytes (DF set); 0: smallest.")
 
 
 def create_app(controller: Controller, token: str | None = None) -> FastAPI:
@@ -95,6 +115,36 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
             return _result(controller.delete(expected_revision))
         except StaleSpec as error:
             raise HTTPException(409, str(error)) from None
+
+    def applied_spec() -> Spec:
+        applied = controller.current()
+        if applied is None:
+            raise HTTPException(404, "no spec is applied")
+        return applied.spec
+
+    @api.post("/trace")
+    def trace(query: TraceQuery) -> dict[str, Any]:
+        """Trace one packet through the applied spec: the JSON of ``netvirt trace -f json``."""
+        spec = applied_spec()
+        try:
+            tracer, flow, skip = plan_trace(
+                spec, query.source, query.to, query.proto, query.dport, query.sport, query.stack, query.size
+            )
+        except (BadInput, EnvironmentError, CompileError) as error:
+            raise HTTPException(422, str(error)) from None
+        result: dict[str, Any] = json.loads(render.json_text(tracer.trace(flow, skip=skip)))
+        return result
+
+    @api.get("/reach")
+    def reach() -> list[dict[str, Any]]:
+        """Every endpoint pair and service of the applied spec: the JSON of ``netvirt reach -f json``."""
+        spec = applied_spec()
+        try:
+            results = reachability.reach(Tracer(compile_network(spec)), reach_probes(spec))
+        except CompileError as error:
+            raise HTTPException(422, str(error)) from None
+        answer: list[dict[str, Any]] = json.loads(reachability.to_json(results))
+        return answer
 
     @api.get("/hosts")
     def hosts() -> dict[str, Any]:
