@@ -8,7 +8,8 @@ Loads and validates a generated spec (default 1,000 hosts x 50 endpoints = 50,00
 - ``yaml_resolved``: ``netvirt generate --resolved``: every allocated value pinned in the file;
 - ``in_memory``: the same data already in memory: validation and allocation without parsing.
 
-Ratios are to ``yaml``. The goal (issue 3) is under 5 s for load + validate.
+Ratios are to ``yaml`` (CPU time). The goal (issue 3) is under 5 s (wall) for load + validate;
+``load_average`` tells how busy the machine was.
 
     .venv/bin/python bench/validate.py [--hosts N] [--endpoints-per-host M] [--runs R]
 """
@@ -30,12 +31,14 @@ from netvirt.management.spec.source import Source
 GOAL_S = 5.0
 
 
-def best_time(run, runs: int) -> float:
-    best = float("inf")
+def best_time(run, runs: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of the fastest of ``runs`` runs. CPU time shows what a run costs on a
+    machine that other jobs keep busy, where wall time also counts the waiting."""
+    best = (float("inf"), float("inf"))
     for _ in range(runs):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         run()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
     return best
 
 
@@ -56,19 +59,20 @@ def main() -> None:
         files["json"].write_text(json.dumps(data))
         spec = load(files["yaml"])
         files["yaml_resolved"].write_text(dump(spec))
-        seconds = {name: best_time(lambda path=path: load(path), args.runs) for name, path in files.items()}
-        seconds["in_memory"] = best_time(lambda: build(Source(data, [], "in-memory")), args.runs)
+        timed = {name: best_time(lambda path=path: load(path), args.runs) for name, path in files.items()}
+        timed["in_memory"] = best_time(lambda: build(Source(data, [], "in-memory")), args.runs)
         sizes = {name: round(path.stat().st_size / 1e6, 1) for name, path in files.items()}
     result = {
         "bench": "validate",
         "hosts": len(spec.hosts),
         "endpoints": len(spec.endpoints),
         "networks": len(spec.networks),
-        "seconds": {name: round(value, 2) for name, value in seconds.items()},
-        "ratio_to_yaml": {name: round(value / seconds["yaml"], 2) for name, value in seconds.items()},
+        "seconds": {name: round(wall, 2) for name, (wall, _) in timed.items()},
+        "cpu_seconds": {name: round(cpu, 2) for name, (_, cpu) in timed.items()},
+        "cpu_ratio_to_yaml": {name: round(cpu / timed["yaml"][1], 2) for name, (_, cpu) in timed.items()},
         "file_mb": sizes,
         "goal_s": GOAL_S,
-        "goal_met": {name: value < GOAL_S for name, value in seconds.items() if name != "in_memory"},
+        "goal_met": {name: wall < GOAL_S for name, (wall, _) in timed.items() if name != "in_memory"},
         "load_average": round(os.getloadavg()[0], 1),
         "python": platform.python_version(),
     }

@@ -32,7 +32,10 @@ def run(app: typer.Typer, *args: str):
 def test_validate_a_valid_spec(app):
     result = run(app, "validate", QUICKSTART)
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"{QUICKSTART}: valid (hosts 2, networks 3, routers 1, endpoints 6, policies 2, services 1, stacks 1)\n"
+    assert (
+        result.stdout
+        == f"{QUICKSTART}: valid (hosts 2, networks 3, routers 1, endpoints 6, policies 2, services 1, stacks 1)\n"
+    )
     assert result.stderr == ""
 
 
@@ -53,8 +56,13 @@ def test_validate_json(app, monkeypatch):
     assert json.loads(bad.stdout) == {
         "valid": False,
         "problems": [
-            {"file": "unknown-network.yaml", "line": 8, "col": 42, "path": "endpoints[1].network",
-             "message": "unknown network 'bleu' (did you mean 'blue'?)"}
+            {
+                "file": "unknown-network.yaml",
+                "line": 8,
+                "col": 42,
+                "path": "endpoints[1].network",
+                "message": "unknown network 'bleu' (did you mean 'blue'?)",
+            }
         ],
     }
     good = run(app, "validate", QUICKSTART, "--format", "json")
@@ -102,7 +110,16 @@ def test_schema(app):
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert set(schema["properties"]) >= {"name", "hosts", "networks", "routers", "endpoints", "policies", "services", "stacks"}
+    assert set(schema["properties"]) >= {
+        "name",
+        "hosts",
+        "networks",
+        "routers",
+        "endpoints",
+        "policies",
+        "services",
+        "stacks",
+    }
     assert "name" not in schema.get("required", [])
     endpoint = schema["$defs"]["Endpoint"]
     assert {"network", "ip", "ip6", "mac", "attachments"} <= set(endpoint["properties"])

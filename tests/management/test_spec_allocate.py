@@ -143,8 +143,18 @@ def test_network_mtu_is_the_smallest_host_mtu_minus_the_overhead(encap, underlay
     text = yaml.safe_dump(
         {
             "name": "mtu",
-            "hosts": [{"name": "big", "underlay": underlay, "mtu": 9000}, {"name": "small", "underlay": underlay.replace("10", "11", 1), "mtu": 1500}],
-            "networks": [{"name": "n", "encap": encap, "subnet": "10.0.0.0/24", **({"geneve_options": options} if options else {})}],
+            "hosts": [
+                {"name": "big", "underlay": underlay, "mtu": 9000},
+                {"name": "small", "underlay": underlay.replace("10", "11", 1), "mtu": 1500},
+            ],
+            "networks": [
+                {
+                    "name": "n",
+                    "encap": encap,
+                    "subnet": "10.0.0.0/24",
+                    **({"geneve_options": options} if options else {}),
+                }
+            ],
             "endpoints": [{"name": "a", "host": "big", "network": "n"}, {"name": "b", "host": "small", "network": "n"}],
         }
     )
@@ -157,7 +167,10 @@ def test_mtu_counts_only_the_hosts_a_network_spans():
     text = yaml.safe_dump(
         {
             "name": "span",
-            "hosts": [{"name": "jumbo", "underlay": "192.0.2.10/24", "mtu": 9000}, {"name": "small", "underlay": "192.0.2.11/24", "mtu": 1400}],
+            "hosts": [
+                {"name": "jumbo", "underlay": "192.0.2.10/24", "mtu": 9000},
+                {"name": "small", "underlay": "192.0.2.11/24", "mtu": 1400},
+            ],
             "networks": [{"name": "n", "subnet": "10.0.0.0/24"}, {"name": "empty", "subnet": "10.1.0.0/24"}],
             "endpoints": [{"name": "a", "host": "jumbo", "network": "n"}],
         }
@@ -176,7 +189,17 @@ def test_service_defaults_are_resolved():
             "networks": [{"name": "blue", "tenant": "acme", "subnet": "10.0.0.0/24"}],
             "endpoints": [{"name": "web-1", "host": "host-a", "network": "blue", "listen": ["tcp/80"]}],
             "services": [{"name": f"web-{i}", "port": "tcp/80", "backends": ["web-1"]} for i in range(2, 40)],
-            "stacks": [{"name": "s", "layers": [{"layer": "host", "os": "windows"}, {"layer": "hypervisor", "type": "hyperv"}, {"layer": "vm", "os": "linux"}, {"layer": "app"}]}],
+            "stacks": [
+                {
+                    "name": "s",
+                    "layers": [
+                        {"layer": "host", "os": "windows"},
+                        {"layer": "hypervisor", "type": "hyperv"},
+                        {"layer": "vm", "os": "linux"},
+                        {"layer": "app"},
+                    ],
+                }
+            ],
         }
     )
     spec = loads(text)

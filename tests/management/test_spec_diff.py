@@ -46,7 +46,11 @@ def test_a_host_mtu_change_shows_on_every_network_it_moves():
 
     old, new = edited(edit)
     assert diff(old, new).changed == [
-        ("hosts", "host-a"), ("hosts", "host-b"), ("networks", "blue"), ("networks", "green"), ("networks", "orange")
+        ("hosts", "host-a"),
+        ("hosts", "host-b"),
+        ("networks", "blue"),
+        ("networks", "green"),
+        ("networks", "orange"),
     ]
 
 

@@ -84,7 +84,11 @@ def test_seed_examples_reproduce_the_notes(name: str, section: str, layers: list
 def test_anomaly_stacks_match_the_walkthroughs():
     one = load(EXAMPLES / "seed" / "anomaly-1-virtualbox-k8s.yaml").stacks[0].layers
     assert (one[0].os, one[1].type, one[1].network, one[2].vnic, one[3].proxy) == (
-        "windows", "virtualbox", "bridged", "virtio", "iptables",
+        "windows",
+        "virtualbox",
+        "bridged",
+        "virtio",
+        "iptables",
     )
     two = load(EXAMPLES / "seed" / "anomaly-2-wsl2-k8s.yaml").stacks[0].layers
     assert (two[0].os, two[1].type, two[2].proxy) == ("windows", "wsl2", "iptables")

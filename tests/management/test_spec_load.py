@@ -4,6 +4,7 @@ import json
 import textwrap
 
 import pytest
+from pydantic import ValidationError
 
 from netvirt.management.spec import Problem, SpecError, load, loads
 from netvirt.management.spec.source import MAX_DEPTH
@@ -53,11 +54,15 @@ def test_yaml_and_json_give_the_same_spec(tmp_path):
 
 
 def test_json_problems_have_positions():
-    text = '{\n  "name": "j",\n  "hosts": [\n    {"name": "host-a", "underlay": "192.0.2.10/24", "nic": "fibre"}\n  ]\n}\n'
+    text = (
+        '{\n  "name": "j",\n  "hosts": [\n    {"name": "host-a", "underlay": "192.0.2.10/24", "nic": "fibre"}\n  ]\n}\n'
+    )
     assert problems(text, "spec.json") == [
         "spec.json:4:60: error: hosts[0].nic: 'fibre' is not one of physical, virtio, sriov-vf, e1000, vmxnet3, netvsc"
     ]
-    assert problems('{"name": "j", "name": "k"}', "spec.json") == ["spec.json:1:15: error: duplicate key 'name' (first on line 1)"]
+    assert problems('{"name": "j", "name": "k"}', "spec.json") == [
+        "spec.json:1:15: error: duplicate key 'name' (first on line 1)"
+    ]
 
 
 def test_the_name_defaults_to_the_file_name(tmp_path):
@@ -121,7 +126,9 @@ def test_broken_yaml_is_a_problem_with_its_position():
 
 
 def test_nesting_and_alias_bombs_are_refused_quickly():
-    assert problems("a: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5))[0].endswith(f"nesting deeper than {MAX_DEPTH} levels")
+    assert problems("a: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5))[0].endswith(
+        f"nesting deeper than {MAX_DEPTH} levels"
+    )
     assert "nesting deeper" in problems("a: &x [*x]")[0]
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(9)
@@ -132,12 +139,17 @@ def test_nesting_and_alias_bombs_are_refused_quickly():
 def test_structure_problems_do_not_cascade():
     text = VALID.replace("{name: blue, subnet: 10.0.0.0/24}", "{name: blue, subnet: 10.0.0.0/24, encap: vxlan2}")
     # the network is invalid; the endpoint that references it gets no "unknown network" on top
-    assert problems(text) == ["spec.yaml:5:46: error: networks[0].encap: 'vxlan2' is not one of vxlan, geneve, nvgre, none (did you mean 'vxlan'?)"]
+    assert problems(text) == [
+        "spec.yaml:5:46: error: networks[0].encap: "
+        "'vxlan2' is not one of vxlan, geneve, nvgre, none (did you mean 'vxlan'?)"
+    ]
 
 
 def test_short_form_problems_are_reported_at_the_endpoints_own_keys():
     text = VALID.replace("network: blue, listen", "network: blue, ip: 10.0.9.9, listen")
-    assert problems(text) == ["spec.yaml:7:52: error: endpoints[0].ip: 10.0.9.9 is outside network 'blue' subnet 10.0.0.0/24"]
+    assert problems(text) == [
+        "spec.yaml:7:52: error: endpoints[0].ip: 10.0.9.9 is outside network 'blue' subnet 10.0.0.0/24"
+    ]
     long_form = VALID.replace("network: blue, listen", "attachments: [{network: blue, ip: 10.0.9.9}], listen")
     assert problems(long_form) == [
         "spec.yaml:7:67: error: endpoints[0].attachments[0].ip: 10.0.9.9 is outside network 'blue' subnet 10.0.0.0/24"
@@ -146,7 +158,7 @@ def test_short_form_problems_are_reported_at_the_endpoints_own_keys():
 
 def test_loaded_specs_are_immutable():
     spec = loads(VALID)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         spec.hosts[0].mtu = 9000  # type: ignore[misc]
     assert spec.endpoint("web-1").host == "host-a" and spec.host("host-a").mtu == 1500
     assert spec.model_copy(update={"endpoints": ()}).index["endpoints"] == {}

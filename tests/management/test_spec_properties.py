@@ -19,13 +19,26 @@ from netvirt.management.spec.dump import dump_data
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 STACKS = [
     [{"layer": "host", "os": "linux"}, {"layer": "app", "listen": "tcp/80"}],
-    [{"layer": "host", "os": "windows"}, {"layer": "hypervisor", "type": "virtualbox", "network": "bridged"},
-     {"layer": "vm", "os": "linux", "vnic": "virtio"}, {"layer": "kubernetes", "proxy": "ipvs"}, {"layer": "pod"},
-     {"layer": "app"}],
-    [{"layer": "host", "os": "windows"}, {"layer": "hypervisor", "type": "wsl2"}, {"layer": "container"},
-     {"layer": "app", "io": "af_xdp"}],
-    [{"layer": "host", "os": "linux", "nic": "sriov"}, {"layer": "hypervisor", "type": "kvm"},
-     {"layer": "vm", "vnic": "sriov-vf"}, {"layer": "app", "io": "dpdk"}],
+    [
+        {"layer": "host", "os": "windows"},
+        {"layer": "hypervisor", "type": "virtualbox", "network": "bridged"},
+        {"layer": "vm", "os": "linux", "vnic": "virtio"},
+        {"layer": "kubernetes", "proxy": "ipvs"},
+        {"layer": "pod"},
+        {"layer": "app"},
+    ],
+    [
+        {"layer": "host", "os": "windows"},
+        {"layer": "hypervisor", "type": "wsl2"},
+        {"layer": "container"},
+        {"layer": "app", "io": "af_xdp"},
+    ],
+    [
+        {"layer": "host", "os": "linux", "nic": "sriov"},
+        {"layer": "hypervisor", "type": "kvm"},
+        {"layer": "vm", "vnic": "sriov-vf"},
+        {"layer": "app", "io": "dpdk"},
+    ],
 ]
 LISTEN = ["tcp/80", "udp/53", "tcp/5432"]
 
@@ -106,22 +119,52 @@ def spec_data(draw) -> dict:
         if direction == "egress":
             for rule in rules:
                 rule["from"], rule["to"] = rule.pop("to", "10.0.0.0/8"), rule["from"]
-        policies.append({"name": f"pol-{network['name']}", "network": network["name"], "direction": direction,
-                         "default": draw(st.sampled_from(["allow", "drop", "reject"])), "rules": rules})
+        policies.append(
+            {
+                "name": f"pol-{network['name']}",
+                "network": network["name"],
+                "direction": direction,
+                "default": draw(st.sampled_from(["allow", "drop", "reject"])),
+                "rules": rules,
+            }
+        )
     services = []
     for tenant in ("a", "b"):
         web = [e["name"] for e in endpoints if "tcp/80" in e["listen"] and _tenant(e, networks) == tenant]
         if web and draw(st.booleans()):
-            services.append({"name": f"svc-{tenant}", "port": "tcp/80", "backends": web[:3],
-                             "affinity": draw(st.sampled_from(["none", "client-ip"]))})
+            services.append(
+                {
+                    "name": f"svc-{tenant}",
+                    "port": "tcp/80",
+                    "backends": web[:3],
+                    "affinity": draw(st.sampled_from(["none", "client-ip"])),
+                }
+            )
     routers = []
     joined = [n["name"] for n in networks if n["tenant"] == "a"]
     if joined and draw(st.booleans()):
-        routers.append({"name": "router-a", "networks": joined, "snat": draw(st.booleans()),
-                        "routes": [{"to": "172.16.0.0/12", "via": f"10.{joined[0][4:]}.0.254"}]})
-    stacks = [{"name": f"stack-{i}", "layers": layers} for i, layers in enumerate(draw(st.lists(st.sampled_from(STACKS), max_size=2)))]
-    return {"name": draw(st.sampled_from(["lab", "prod-1"])), "hosts": hosts, "networks": networks, "routers": routers,
-            "endpoints": endpoints, "policies": policies, "services": services, "stacks": stacks}
+        routers.append(
+            {
+                "name": "router-a",
+                "networks": joined,
+                "snat": draw(st.booleans()),
+                "routes": [{"to": "172.16.0.0/12", "via": f"10.{joined[0][4:]}.0.254"}],
+            }
+        )
+    stacks = [
+        {"name": f"stack-{i}", "layers": layers}
+        for i, layers in enumerate(draw(st.lists(st.sampled_from(STACKS), max_size=2)))
+    ]
+    return {
+        "name": draw(st.sampled_from(["lab", "prod-1"])),
+        "hosts": hosts,
+        "networks": networks,
+        "routers": routers,
+        "endpoints": endpoints,
+        "policies": policies,
+        "services": services,
+        "stacks": stacks,
+    }
 
 
 def _networks(endpoint: dict) -> list[str]:
@@ -170,17 +213,92 @@ def test_random_text_gives_only_spec_errors(text):
 
 
 KEYS = sorted(
-    {"name", "version", "description", "service_subnet", *KINDS, "underlay", "mtu", "nic", "labels", "tenant",
-     "encap", "vni", "subnet", "subnet6", "gateway", "gateway6", "geneve_options", "class", "type", "data",
-     "networks", "routes", "to", "via", "snat", "kind", "host", "network", "ip", "ip6", "mac", "attachments",
-     "listen", "action", "from", "proto", "src_port", "dst_port", "icmp_type", "icmp_code", "direction",
-     "rules", "default", "vip", "port", "target_port", "backends", "affinity", "layers", "layer", "os",
-     "endpoint", "runtime", "cni", "proxy", "xdp", "io", "<<"}
+    {
+        "name",
+        "version",
+        "description",
+        "service_subnet",
+        *KINDS,
+        "underlay",
+        "mtu",
+        "nic",
+        "labels",
+        "tenant",
+        "encap",
+        "vni",
+        "subnet",
+        "subnet6",
+        "gateway",
+        "gateway6",
+        "geneve_options",
+        "class",
+        "type",
+        "data",
+        "networks",
+        "routes",
+        "to",
+        "via",
+        "snat",
+        "kind",
+        "host",
+        "network",
+        "ip",
+        "ip6",
+        "mac",
+        "attachments",
+        "listen",
+        "action",
+        "from",
+        "proto",
+        "src_port",
+        "dst_port",
+        "icmp_type",
+        "icmp_code",
+        "direction",
+        "rules",
+        "default",
+        "vip",
+        "port",
+        "target_port",
+        "backends",
+        "affinity",
+        "layers",
+        "layer",
+        "os",
+        "endpoint",
+        "runtime",
+        "cni",
+        "proxy",
+        "xdp",
+        "io",
+        "<<",
+    }
 )
 LEAVES = st.one_of(
-    st.none(), st.booleans(), st.integers(-2, 70_000), st.text(max_size=12),
-    st.sampled_from(["10.0.0.0/24", "10.0.0.5", "fd00::/64", "tcp/80", "udp/99999", "blue", "host-a", "vxlan",
-                     "geneve", "02:00:00:00:00:01", "app=web", "8000-8080", "kubernetes", "pod", "app", "web-1"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 70_000),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "10.0.0.0/24",
+            "10.0.0.5",
+            "fd00::/64",
+            "tcp/80",
+            "udp/99999",
+            "blue",
+            "host-a",
+            "vxlan",
+            "geneve",
+            "02:00:00:00:00:01",
+            "app=web",
+            "8000-8080",
+            "kubernetes",
+            "pod",
+            "app",
+            "web-1",
+        ]
+    ),
 )
 SPECISH = st.recursive(
     LEAVES,

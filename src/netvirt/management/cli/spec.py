@@ -6,6 +6,7 @@ Other commands load specs with ``load_or_exit`` so that every command reports pr
 
 import json
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +22,9 @@ from netvirt.management.spec.dump import dump_data
 from netvirt.management.spec.generate import generate as generate_spec
 from netvirt.management.spec.generate import generated
 
-SpecPath = Annotated[Path, typer.Argument(help="A spec file (YAML or JSON) or a directory of them.", show_default=False)]
+SpecPath = Annotated[
+    Path, typer.Argument(help="A spec file (YAML or JSON) or a directory of them.", show_default=False)
+]
 
 
 class ShowFormat(str, Enum):
@@ -89,7 +92,9 @@ def validate(
 
 def show(
     spec: SpecPath,
-    format: Annotated[ShowFormat, typer.Option("--format", "-f", help="table, or json (the resolved spec).")] = ShowFormat.table,
+    format: Annotated[
+        ShowFormat, typer.Option("--format", "-f", help="table, or json (the resolved spec).")
+    ] = ShowFormat.table,
 ) -> None:
     """Print SPEC resolved: hosts, networks with VNI/MTU, endpoints with their allocated IPs and
     MACs, routers, policies, services and stacks. json prints the resolved spec as data (the same
@@ -147,7 +152,9 @@ def generate(
     except ValueError as error:
         typer.echo(f"netvirt generate: {error}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(json.dumps(data, indent=1) if format is DataFormat.json else dump_data(data), nl=format is DataFormat.json)
+    typer.echo(
+        json.dumps(data, indent=1) if format is DataFormat.json else dump_data(data), nl=format is DataFormat.json
+    )
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -161,73 +168,90 @@ def _labels(labels: dict[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in labels.items())
 
 
+def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    table = Table(*columns, title=title, title_justify="left")
+    for row in rows:
+        table.add_row(*map(_text, row))
+    return table
+
+
 def tables(spec: Spec) -> list[Table]:
     """Rich tables of the resolved spec, one per kind (empty kinds give empty tables)."""
-    hosts = Table("name", "underlay", "mtu", "nic", "labels", title="hosts", title_justify="left")
-    for host in spec.hosts:
-        hosts.add_row(host.name, str(host.underlay), str(host.mtu), host.nic, _labels(host.labels))
-    networks = Table(
-        "name", "tenant", "encap", "vni", "subnet", "gateway", "subnet6", "gateway6", "mtu",
-        title="networks", title_justify="left",
-    )
-    for network in spec.networks:
-        networks.add_row(
-            network.name, network.tenant, network.encap, _text(network.vni), _text(network.subnet),
-            _text(network.gateway), _text(network.subnet6), _text(network.gateway6), _text(network.mtu),
-        )
-    routers = Table("name", "networks", "routes", "snat", title="routers", title_justify="left")
-    for router in spec.routers:
-        routes = ", ".join(f"{route.to} via {route.via}" for route in router.routes)
-        routers.add_row(router.name, ", ".join(router.networks), routes, "yes" if router.snat else "no")
-    endpoints = Table(
-        "name", "kind", "host", "network", "ip", "ip6", "mac", "listen", "labels",
-        title="endpoints", title_justify="left",
-    )
+    return [
+        _table(
+            "hosts",
+            ("name", "underlay", "mtu", "nic", "labels"),
+            ((h.name, h.underlay, h.mtu, h.nic, _labels(h.labels)) for h in spec.hosts),
+        ),
+        _table(
+            "networks",
+            ("name", "tenant", "encap", "vni", "subnet", "gateway", "subnet6", "gateway6", "mtu"),
+            (
+                (n.name, n.tenant, n.encap, n.vni, n.subnet, n.gateway, n.subnet6, n.gateway6, n.mtu)
+                for n in spec.networks
+            ),
+        ),
+        _table(
+            "routers",
+            ("name", "networks", "routes", "snat"),
+            (
+                (
+                    r.name,
+                    ", ".join(r.networks),
+                    ", ".join(f"{x.to} via {x.via}" for x in r.routes),
+                    "yes" * r.snat or "no",
+                )
+                for r in spec.routers
+            ),
+        ),
+        _table(
+            "endpoints", ("name", "kind", "host", "network", "ip", "ip6", "mac", "listen", "labels"), _endpoints(spec)
+        ),
+        _table(
+            "policies", ("policy", "scope", "direction", "#", "action", "from", "to", "proto", "ports"), _rules(spec)
+        ),
+        _table(
+            "services",
+            ("name", "tenant", "vip", "port", "target", "backends", "affinity"),
+            (
+                (s.name, s.tenant, s.vip, s.port, s.target_port, ", ".join(s.backends), s.affinity)
+                for s in spec.services
+            ),
+        ),
+        _table(
+            "stacks",
+            ("name", "layers (bottom to top)"),
+            ((s.name, escape(" -> ".join(map(layer_text, s.layers)))) for s in spec.stacks),
+        ),
+    ]
+
+
+def _endpoints(spec: Spec) -> Iterator[tuple[Any, ...]]:
+    """One row per attachment; the endpoint's own columns on its first row only."""
     for endpoint in spec.endpoints:
+        own = (endpoint.name, endpoint.kind, endpoint.host)
+        rest = (" ".join(map(str, endpoint.listen)), _labels(endpoint.labels))
         for position, attachment in enumerate(endpoint.attachments):
-            first = position == 0
-            endpoints.add_row(
-                endpoint.name if first else "", endpoint.kind if first else "", endpoint.host if first else "",
-                attachment.network, _text(attachment.ip), _text(attachment.ip6), _text(attachment.mac),
-                " ".join(map(str, endpoint.listen)) if first else "", _labels(endpoint.labels) if first else "",
-            )
-    policies = Table(
-        "policy", "scope", "direction", "#", "action", "from", "to", "proto", "ports", title="policies",
-        title_justify="left",
-    )
+            blank = position > 0
+            row = (attachment.network, attachment.ip, attachment.ip6, attachment.mac)
+            yield ("",) * 3 + row + ("",) * 2 if blank else own + row + rest
+
+
+def _rules(spec: Spec) -> Iterator[tuple[Any, ...]]:
+    """One row per rule, then the default; the policy's own columns on its first row only."""
     for policy in spec.policies:
         scope = f"network {policy.network}" if policy.network else f"tenant {policy.tenant}"
+        own: tuple[Any, ...] = (policy.name, scope, policy.direction)
         for number, rule in enumerate(policy.rules, 1):
-            ports = " ".join(
-                part
-                for part in (
-                    "sport " + ",".join(map(str, rule.src_port)) if rule.src_port else "",
-                    "dport " + ",".join(map(str, rule.dst_port)) if rule.dst_port else "",
-                    f"type {rule.icmp_type}" if rule.icmp_type is not None else "",
-                )
-                if part
-            )
-            policies.add_row(
-                policy.name if number == 1 else "", scope if number == 1 else "", policy.direction if number == 1 else "",
-                str(number), rule.action, ",".join(map(str, rule.from_)) or "any", ",".join(map(str, rule.to)) or "any",
-                rule.proto, ports,
-            )
-        policies.add_row(
-            "" if policy.rules else policy.name, "" if policy.rules else scope, "" if policy.rules else policy.direction,
-            "default", policy.default, "", "", "", "",
-        )
-    services = Table(
-        "name", "tenant", "vip", "port", "target", "backends", "affinity", title="services", title_justify="left"
-    )
-    for service in spec.services:
-        services.add_row(
-            service.name, _text(service.tenant), _text(service.vip), str(service.port), _text(service.target_port),
-            ", ".join(service.backends), service.affinity,
-        )
-    stacks = Table("name", "layers (bottom to top)", title="stacks", title_justify="left")
-    for stack in spec.stacks:
-        stacks.add_row(stack.name, escape(" -> ".join(layer_text(layer) for layer in stack.layers)))
-    return [hosts, networks, routers, endpoints, policies, services, stacks]
+            ports = [
+                f"sport {','.join(map(str, rule.src_port))}" if rule.src_port else "",
+                f"dport {','.join(map(str, rule.dst_port))}" if rule.dst_port else "",
+                f"type {rule.icmp_type}" if rule.icmp_type is not None else "",
+            ]
+            peers = (",".join(map(str, rule.from_)) or "any", ",".join(map(str, rule.to)) or "any")
+            yield (*own, number, rule.action, *peers, rule.proto, " ".join(p for p in ports if p))
+            own = ("", "", "")
+        yield (*own, "default", policy.default, "", "", "", "")
 
 
 def layer_text(layer: Any) -> str:

@@ -130,7 +130,10 @@ class Analysis:
         for index, host in self.valid("hosts"):
             other = seen.setdefault(host.underlay.ip, host.name)
             if other != host.name:
-                self.report(("hosts", index, "underlay"), f"underlay address {host.underlay.ip} is already used by host {other!r}")
+                self.report(
+                    ("hosts", index, "underlay"),
+                    f"underlay address {host.underlay.ip} is already used by host {other!r}",
+                )
 
     def networks(self) -> None:
         by_tenant: dict[tuple[str, int], list[tuple[IPNetwork, int, str, str]]] = defaultdict(list)
@@ -146,7 +149,8 @@ class Analysis:
                     room = MIN_PREFIX_ROOM[family]
                     self.report(
                         ("networks", index, subnet_key),
-                        f"{subnet} is too small: it leaves no room for a gateway and an endpoint; use /{room} or larger",
+                        f"{subnet} is too small: it leaves no room for a gateway and an endpoint; "
+                        f"use /{room} or larger",
                     )
                     continue
                 by_tenant[(network.tenant, family)].append((subnet, index, network.name, subnet_key))
@@ -159,7 +163,7 @@ class Analysis:
                 if other != network.name:
                     self.report(("networks", index, "vni"), f"vni {network.vni} is already used by network {other!r}")
         for (tenant, _), subnets in by_tenant.items():
-            for (subnet, index, name, key), (other_subnet, _, other, _) in overlaps(subnets):
+            for (subnet, index, _, key), (other_subnet, _, other, _) in overlaps(subnets):
                 self.report(
                     ("networks", index, key),
                     f"{subnet} overlaps {other_subnet} of network {other!r} in tenant {tenant!r} "
@@ -197,7 +201,9 @@ class Analysis:
                 path = ("endpoints", index, "attachments", position)
                 if attachment.network in seen:
                     first = f"attachments[{seen[attachment.network]}]"
-                    self.report((*path, "network"), f"the endpoint already attaches to {attachment.network!r} ({first})")
+                    self.report(
+                        (*path, "network"), f"the endpoint already attaches to {attachment.network!r} ({first})"
+                    )
                     continue
                 seen[attachment.network] = position
                 network = self.lookup((*path, "network"), "networks", attachment.network)
@@ -220,7 +226,10 @@ class Analysis:
                     elif address == self.gateway[key]:
                         self.report((*path, ip_key), f"{address} is the gateway of network {network.name!r}")
                     elif (other := pinned[key].setdefault(address, endpoint.name)) != endpoint.name:
-                        self.report((*path, ip_key), f"{address} is already used by endpoint {other!r} on network {network.name!r}")
+                        self.report(
+                            (*path, ip_key),
+                            f"{address} is already used by endpoint {other!r} on network {network.name!r}",
+                        )
                     else:
                         self.address[(endpoint.name, network.name, family)] = address
                 if attachment.mac is None:
@@ -334,7 +343,7 @@ class Analysis:
                         path, f"network {name!r} is already joined by router {other!r} (its router owns the gateway)"
                     )
                 networks.append((position, network))
-            for family, subnet_key, _, _ in FAMILY_FIELDS:
+            for _, subnet_key, _, _ in FAMILY_FIELDS:
                 subnets = [
                     (getattr(net, subnet_key), position, net.name, "")
                     for position, net in networks
@@ -399,7 +408,7 @@ class Analysis:
 
     def services(self) -> None:
         subnet = self.header.service_subnet
-        for index, network in self.valid("networks"):
+        for _, network in self.valid("networks"):
             for key in ("subnet", "subnet6"):
                 other = getattr(network, key)
                 if other is not None and other.version == subnet.version and other.overlaps(subnet):
@@ -415,7 +424,9 @@ class Analysis:
             if service.vip is not None:
                 owner = self.vip_owner(tenant, service.vip)
                 if owner is not None:
-                    self.report(("services", index, "vip"), f"vip {service.vip} is already {owner} in tenant {tenant!r}")
+                    self.report(
+                        ("services", index, "vip"), f"vip {service.vip} is already {owner} in tenant {tenant!r}"
+                    )
                 self.vip[service.name] = service.vip
         taken = {int(vip) for vip in self.vip.values()}
         for (name, family), addresses in self.used.items():
@@ -474,13 +485,17 @@ class Analysis:
                 listens = ", ".join(map(str, endpoint.listen)) or "nothing"
                 self.report(path, f"backend {name!r} does not listen on {target} (it listens on {listens})")
             tenants = {
-                self.named["networks"][a.network][1].tenant for a in endpoint.attachments if a.network in self.named["networks"]
+                self.named["networks"][a.network][1].tenant
+                for a in endpoint.attachments
+                if a.network in self.named["networks"]
             }
             common = tenants if common is None else common & tenants
             spread.append(f"{name} in {', '.join(sorted(tenants)) or 'no tenant'}")
         if not common:
             listing = "; ".join(spread)
-            self.report(("services", index, "backends"), f"the backends share no tenant ({listing}); a service serves one")
+            self.report(
+                ("services", index, "backends"), f"the backends share no tenant ({listing}); a service serves one"
+            )
             return None
         if service.tenant is not None:
             if service.tenant not in common:
@@ -517,14 +532,21 @@ class Analysis:
                     continue
                 path = (*base, position, "endpoint")
                 if layer.layer in kinds and endpoint.kind != kinds[layer.layer]:
-                    self.report(path, f"a {layer.layer} layer ties to an endpoint of kind {layer.layer}, {name!r} is a {endpoint.kind}")
+                    self.report(
+                        path,
+                        f"a {layer.layer} layer ties to an endpoint of kind {layer.layer}, "
+                        f"{name!r} is a {endpoint.kind}",
+                    )
                 elif tied_host is not None and endpoint.host != tied_host:
-                    self.report(path, f"endpoint {name!r} runs on host {endpoint.host!r}, but this stack is on {tied_host!r}")
+                    self.report(
+                        path, f"endpoint {name!r} runs on host {endpoint.host!r}, but this stack is on {tied_host!r}"
+                    )
                 listen = getattr(layer, "listen", None)
                 if listen is not None and listen not in endpoint.listen:
                     listens = ", ".join(map(str, endpoint.listen)) or "nothing"
                     self.report(
-                        (*base, position, "listen"), f"endpoint {name!r} does not listen on {listen} (it listens on {listens})"
+                        (*base, position, "listen"),
+                        f"endpoint {name!r} does not listen on {listen} (it listens on {listens})",
                     )
 
     # --- resolution ------------------------------------------------------------------------------

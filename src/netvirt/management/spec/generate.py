@@ -52,7 +52,12 @@ def generated(hosts: int, endpoints_per_host: int) -> dict[str, Any]:
         subnet = ipaddress.ip_network(f"10.0.0.0/{prefix}").network_address + (slot << (32 - prefix))
         name = f"net-{k + 1}"
         data["networks"].append(
-            {"name": name, "tenant": tenant, "subnet": f"{subnet}/{prefix}", "subnet6": str(ipaddress.ip_network(f"fd00:0:{slot:x}::/64"))}
+            {
+                "name": name,
+                "tenant": tenant,
+                "subnet": f"{subnet}/{prefix}",
+                "subnet6": str(ipaddress.ip_network(f"fd00:0:{slot:x}::/64")),
+            }
         )
         data["policies"].append(
             {

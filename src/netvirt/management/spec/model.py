@@ -13,11 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from netvirt.management.spec.encap import GENEVE_MAX_OPTIONS, MAX_MTU, Encap
 from netvirt.management.spec.values import (
-    FieldError,
     Address4,
     Address6,
     AnyAddress,
     AnyNetwork,
+    FieldError,
     Interface,
     Labels,
     Mac,

@@ -231,7 +231,9 @@ def _top_level(document: Document, data: Any, problems: list[Problem]) -> tuple[
     if not isinstance(data, dict):
         found = "a list" if isinstance(data, list) else f"{data!r}"
         message = f"a spec must be a mapping of keys (name, hosts, networks, ...), found {found}"
-        line, col = (document.root.start_mark.line + 1, document.root.start_mark.column + 1) if document.root else (1, 1)
+        line, col = (
+            (document.root.start_mark.line + 1, document.root.start_mark.column + 1) if document.root else (1, 1)
+        )
         return document, [Problem(document.file, line, col, "", message)]
     document.data = data
     return document, problems

@@ -30,8 +30,10 @@ def linux_kernel(layer: Layer) -> bool:
 def order_problems(layers: Sequence[Layer]) -> Iterator[tuple[int, str, str]]:
     """``(layer index, key, message)`` for every layer that cannot sit where it is."""
     if layers and not any(layer.layer == "app" for layer in layers):
-        yield len(layers) - 1, "layer", (
-            f"the top layer is {describe(layers[-1])}; a stack ends with an app layer (where packets are delivered)"
+        yield (
+            len(layers) - 1,
+            "layer",
+            (f"the top layer is {describe(layers[-1])}; a stack ends with an app layer (where packets are delivered)"),
         )
     bottom = layers[0] if layers and isinstance(layers[0], HostLayer) else None
     for index, layer in enumerate(layers):
@@ -59,8 +61,10 @@ def order_problems(layers: Sequence[Layer]) -> Iterator[tuple[int, str, str]]:
             if not isinstance(below, HypervisorLayer):
                 yield index, "layer", f"a vm needs a hypervisor directly below it, found {under}"
             elif below.type == "wsl2":
-                yield index, "layer", (
-                    "wsl2 runs its own Linux utility VM: put kubernetes, a container or an app directly on it"
+                yield (
+                    index,
+                    "layer",
+                    ("wsl2 runs its own Linux utility VM: put kubernetes, a container or an app directly on it"),
                 )
             elif layer.vnic == "netvsc" and below.type != "hyperv":
                 yield index, "vnic", f"netvsc is Hyper-V's vNIC; this vm runs on {under}"
@@ -68,17 +72,17 @@ def order_problems(layers: Sequence[Layer]) -> Iterator[tuple[int, str, str]]:
                 yield index, "vnic", "vnic sriov-vf needs an SR-IOV NIC: set nic: sriov on the host layer"
         elif kind == "kubernetes":
             if not linux_kernel(below):
-                yield index, "layer", (
-                    f"kubernetes needs a Linux kernel below it (a linux host, a linux vm or wsl2), found {under}"
+                yield (
+                    index,
+                    "layer",
+                    (f"kubernetes needs a Linux kernel below it (a linux host, a linux vm or wsl2), found {under}"),
                 )
         elif kind == "pod":
             if below.layer != "kubernetes":
                 yield index, "layer", f"a pod must sit on a kubernetes layer, found {under}"
         elif kind == "container":
             if not (linux_kernel(below) or below.layer in ("kubernetes", "pod")):
-                yield index, "layer", (
-                    f"a container needs a Linux kernel, kubernetes or a pod below it, found {under}"
-                )
+                yield index, "layer", (f"a container needs a Linux kernel, kubernetes or a pod below it, found {under}")
         elif kind == "app":
             if index != len(layers) - 1:
                 above = len(layers) - 1 - index

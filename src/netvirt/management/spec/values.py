@@ -170,7 +170,11 @@ def parse_mac(value: Any) -> str:
     return text
 
 
-Mac = Annotated[str, PlainValidator(parse_mac), WithJsonSchema({"type": "string", "pattern": "^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$"})]
+Mac = Annotated[
+    str,
+    PlainValidator(parse_mac),
+    WithJsonSchema({"type": "string", "pattern": "^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$"}),
+]
 
 
 # --- tcp/80 --------------------------------------------------------------------------------------
