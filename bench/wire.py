@@ -30,7 +30,7 @@ import dpkt
 from scapy.contrib.geneve import GENEVE  # noqa: F401  (binds UDP 6081 -> Geneve in scapy)
 from scapy.layers.l2 import Ether
 
-from netvirt.wire import build, dissect, encapsulate, ethernet, geneve, ipv4, ipv6, tcp, udp
+from netvirt.wire import build, dissect, encapsulate, ethernet, geneve, ipv4, tcp, udp
 
 MAC1, MAC2 = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 

@@ -5,8 +5,6 @@ builds must dissect in netvirt to what scapy reads in them. ``scapy_layers`` ren
 reading in netvirt's ``to_json`` shape so the two compare as plain data.
 """
 
-import struct
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.contrib.geneve import GENEVE, GeneveOptions
@@ -18,9 +16,8 @@ from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import NoPayload, Padding, Raw
 
-from netvirt.wire import build, dissect, encapsulate, ethernet, geneve, icmpv4, icmpv6, ipv4, ipv6, tcp, to_json, udp
-from netvirt.wire.addresses import mac_to_bytes
-from wire_strategies import (arp_repr, ethernet_repr, inner_frame_layers, ipv4_address, ipv6_address, payload, stacks,
+from netvirt.wire import build, dissect, encapsulate, ethernet, geneve, icmpv4, icmpv6, ipv4, tcp, to_json, udp
+from wire_strategies import (ethernet_repr, inner_frame_layers, ipv4_address, ipv6_address, payload, stacks,
                              tags, u8, u16, u24, u32, whole_ipv4, whole_ipv6)
 
 ICMPV6_WITH_ADDRESS = (ICMPv6ND_NS, ICMPv6ND_NA)
