@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netvirt.control.compile import CompileError, Engine, compile_network
+from netvirt.control.compile.engine import common_prefix, common_suffix
 from netvirt.management.spec import SpecError, as_data, loads
 
 INPUT_KINDS = ("hosts", "networks", "routers", "endpoints", "policies", "services")
@@ -213,3 +214,15 @@ def test_removing_a_host_drops_its_graph():
 def test_spec_roundtrip_is_no_change(spec):
     engine = Engine(spec)
     assert engine.update(loads(json.dumps(as_data(spec)), "same.json")) == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 3), max_size=12), st.lists(st.integers(0, 3), max_size=12))
+def test_common_prefix_and_suffix_find_the_changed_window(a, b):
+    a, b = tuple(a), tuple(b)
+    start = common_prefix(a, b)
+    assert a[:start] == b[:start] and (start == min(len(a), len(b)) or a[start] != b[start])
+    limit = min(len(a), len(b)) - start
+    end = common_suffix(a, b, limit)
+    assert end <= limit and a[len(a) - end :] == b[len(b) - end :]
+    assert end == limit or a[len(a) - end - 1] != b[len(b) - end - 1]

@@ -17,7 +17,7 @@ draws the graph and lists the handlers.
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain, compress
+from itertools import chain
 from typing import Any
 
 from netvirt.control.compile.compiler import placement, segments
@@ -140,22 +140,22 @@ class Engine:
         return changed
 
     def _delta(self, kind: str, spec: Spec) -> Delta:
-        """Objects of ``kind`` added, removed or changed, by name (identity first: O(changes)
-        when the new spec shares the unchanged objects, as ``model_copy`` does)."""
+        """Objects of ``kind`` added, removed or changed, by name. Items outside the window where
+        the two lists differ are identical or equal (one C-speed tuple comparison each way), so a
+        spec that shares its unchanged objects, as ``model_copy`` does, costs O(changes) objects."""
         old_items, new_items = getattr(self.spec, kind), getattr(spec, kind)
         if old_items is new_items:
             return {}
-        old_ids, new_ids = set(map(id, old_items)), set(map(id, new_items))
-        gone = compress(old_items, map((old_ids - new_ids).__contains__, map(id, old_items)))
-        came = compress(new_items, map((new_ids - old_ids).__contains__, map(id, new_items)))
-        delta: Delta = {item.name: (item, None) for item in gone}
-        for item in came:
-            delta[item.name] = (delta.get(item.name, (None, None))[0], item)
-        stats = self.stats[kind]
-        for name, (old, new) in list(delta.items()):
-            if old is not None and new is not None and old == new:
-                del delta[name]
-        stats.path, stats.touched = ("incremental" if delta else "unchanged"), len(delta)
+        start = common_prefix(old_items, new_items)
+        end = common_suffix(old_items, new_items, min(len(old_items), len(new_items)) - start)
+        delta: Delta = {item.name: (item, None) for item in old_items[start : len(old_items) - end]}
+        for item in new_items[start : len(new_items) - end]:
+            old = delta.get(item.name, (None, None))[0]
+            if old is not None and (old is item or old == item):
+                del delta[item.name]
+            else:
+                delta[item.name] = (old, item)
+        self.stats[kind] = NodeStats("incremental" if delta else "unchanged", len(delta))
         return delta
 
     def _inputs(self, pending: Pending) -> None:
@@ -328,9 +328,12 @@ class Engine:
         """The part to keep (the old object when equal) and what changed on ``host``."""
         if old is None or not (self._same(old.namespaces, new.namespaces) and self._same(old.devices, new.devices)):
             pending.structural.add(host)
+            if new.shares or (old is not None and old.shares):
+                pending.contributions.add(host)
             return new
-        if (old.routes, old.neighbours, old.input, old.output, old.nat_output, old.nat_postrouting) != (
-            new.routes, new.neighbours, new.input, new.output, new.nat_output, new.nat_postrouting
+        if (old.shares or new.shares) and (
+            (old.routes, old.neighbours, old.input, old.output, old.nat_output, old.nat_postrouting)
+            != (new.routes, new.neighbours, new.input, new.output, new.nat_output, new.nat_postrouting)
         ):
             pending.contributions.add(host)
             return new
@@ -395,9 +398,11 @@ class Engine:
             return  # a removed host
         for key in keys:
             if key in self.parts[host]:
-                del self.parts[host][key]
+                part = self.parts[host].pop(key)
                 self.keys[host].remove(key)
                 pending.structural.add(host)
+                if part is not None and part.shares:
+                    pending.contributions.add(host)
 
     def _mark(self, pending: Pending, hosts: Iterable[str], key: PartKey) -> None:
         for host in hosts:
@@ -483,22 +488,53 @@ class Engine:
     # --- graphs ----------------------------------------------------------------------------------
 
     def _graphs(self, pending: Pending) -> dict[str, HostGraph]:
-        """Handler: parts. Reassemble the hosts with a changed part; a host whose only change is
-        in what its parts add to the host namespace is reported when that namespace differs."""
+        """Handler: parts. Reassemble the hosts with a changed part (the host namespace only when
+        what the parts add to it changed); report a host whose only change is in that namespace
+        when the namespace really differs."""
         changed = {}
         for host in sorted((pending.structural | pending.contributions) & self.keys.keys()):
             parts = self.parts[host]
-            graph = assemble(host, (parts[key] for key in self.keys[host]))
             old = self.graphs.get(host)
+            own = old.namespaces[0] if old is not None and host not in pending.contributions else None
+            graph = assemble(host, map(parts.__getitem__, self.keys[host]), own)
             if host in pending.structural or old is None or old.namespaces[0] != graph.namespaces[0]:
                 changed[host] = graph
-            self.graphs[host] = graph
+                self.graphs[host] = graph
         self._stat("graphs", len(changed))
         return changed
 
     def _stat(self, node: str, touched: int, recompute: bool = False) -> None:
         if touched or recompute:
             self.stats[node] = NodeStats("recompute" if recompute else "incremental", touched)
+
+
+def common_prefix(a: tuple, b: tuple) -> int:
+    """The length of the longest common prefix (elements identical or equal) of two tuples."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    low, high = 0, n  # a[:low] == b[:low]; a[:high] != b[:high]
+    while high - low > 1:
+        mid = (low + high) // 2
+        if a[low:mid] == b[low:mid]:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def common_suffix(a: tuple, b: tuple, limit: int) -> int:
+    """The length (at most ``limit``) of the longest common suffix of two tuples."""
+    if a[len(a) - limit :] == b[len(b) - limit :]:
+        return limit
+    low, high = 0, limit
+    while high - low > 1:
+        mid = (low + high) // 2
+        if a[len(a) - mid : len(a) - low] == b[len(b) - mid : len(b) - low]:
+            low = mid
+        else:
+            high = mid
+    return low
 
 
 def policy_depends(policy: Policy, endpoints: set[str], selections: set[tuple], facts: Facts) -> bool:

@@ -8,6 +8,8 @@ and devices in part order (host, networks, routers, endpoints; each by name). do
 """
 
 from collections.abc import Iterable
+from itertools import chain
+from operator import attrgetter
 from dataclasses import dataclass
 from ipaddress import ip_interface, ip_network
 
@@ -56,6 +58,11 @@ class Part:
     output: tuple[Rule, ...] = ()
     nat_output: tuple[Rule, ...] = ()
     nat_postrouting: tuple[Rule, ...] = ()
+
+    @property
+    def shares(self) -> bool:
+        """Whether it adds anything to the host namespace."""
+        return bool(self.routes or self.neighbours or self.input or self.output or self.nat_output or self.nat_postrouting)
 
 
 # --- hosts ---------------------------------------------------------------------------------------
@@ -388,18 +395,24 @@ def build_part(facts: Facts, host: str, key: PartKey) -> Part:
 # --- a host --------------------------------------------------------------------------------------
 
 
-def assemble(host: str, parts: Iterable[Part]) -> HostGraph:
-    """The host's graph: its namespace (built from every part's contributions), then the parts'."""
-    parts = list(parts)
-    namespaces = [ns for part in parts for ns in part.namespaces]
-    seen: dict[str, str] = {host: f"host/{host}"}
-    for ns in namespaces:
-        other = seen.setdefault(ns.name, ns.origin)
-        if other != ns.origin:
-            raise CompileError(
-                f"host {host}: {other} and {ns.origin} would both be namespace {ns.name!r}; "
-                "rename one (hosts, routers and non-host endpoints on one host need distinct names)"
-            )
+def assemble(host: str, parts: Iterable[Part], own: Namespace | None = None) -> HostGraph:
+    """The host's graph: its namespace (``own``, else built from the parts' contributions), then
+    the parts' namespaces and devices in part order."""
+    parts = tuple(parts)
+    namespaces = tuple(chain.from_iterable(map(NAMESPACES, parts)))
+    names = set(map(NAME, namespaces))
+    if len(names) != len(namespaces) or host in names:
+        raise clash(host, namespaces)
+    if own is None:
+        own = host_namespace(host, [part for part in parts if part.shares])
+    return HostGraph(host=host, namespaces=(own, *namespaces), devices=tuple(chain.from_iterable(map(DEVICES, parts))))
+
+
+NAMESPACES, DEVICES, NAME = attrgetter("namespaces"), attrgetter("devices"), attrgetter("name")
+
+
+def host_namespace(host: str, parts: list[Part]) -> Namespace:
+    """The host namespace, from what ``parts`` add to it (routes: the first of equal prefixes)."""
     nat = []
     for hook, rules in (
         (NetfilterHook.OUTPUT, unique(r for part in parts for r in part.nat_output)),
@@ -411,23 +424,28 @@ def assemble(host: str, parts: Iterable[Part]) -> HostGraph:
     for part in parts:
         for route in part.routes:
             routes.setdefault((route.dst, route.metric), route)
-    own = Namespace(
+    return Namespace(
         name=host,
         kind=NamespaceKind.HOST,
         routes=tuple(routes.values()),
         neighbours=tuple(n for part in parts for n in part.neighbours),
         ip_forward=True,
         ipv6_forward=True,
-        filter=filter_chains(
-            (r for part in parts for r in part.input), (r for part in parts for r in part.output)
-        ),
+        filter=filter_chains((r for part in parts for r in part.input), (r for part in parts for r in part.output)),
         nat=tuple(nat),
         origin=f"host/{host}",
     )
-    return HostGraph(
-        host=host,
-        namespaces=(own, *namespaces),
-        devices=tuple(device for part in parts for device in part.devices),
+
+
+def clash(host: str, namespaces: tuple[Namespace, ...]) -> CompileError:
+    seen: dict[str, str] = {host: f"host/{host}"}
+    for ns in namespaces:
+        other = seen.setdefault(ns.name, ns.origin)
+        if other != ns.origin:
+            break
+    return CompileError(
+        f"host {host}: {other} and {ns.origin} would both be namespace {ns.name!r}; "
+        "rename one (hosts, routers and non-host endpoints on one host need distinct names)"
     )
 
 

@@ -1,0 +1,96 @@
+"""Control-plane compile benchmark: one JSON line.
+
+An OVN-shaped topology (``netvirt generate``: default 500 hosts x 50 ports, networks of 10 hosts,
+two tenants, one distributed router per tenant, a policy per network, services): the time of a
+full compile (``compile_network``), and of the incremental engine (``Engine.update``) for one port
+add and one port delete, each the best of ``--runs``. The goal (issue 5) is incremental at least
+100x faster than full and under 10 ms; the anchor is ovn-northd, whose incremental processing took
+a VIF add on this shape from 773 ms to 30 ms. Times are CPU seconds of this process (the machine
+may be shared; ``load_average`` says how busy it was), wall times beside them.
+
+    .venv/bin/python bench/control.py [--hosts N] [--ports-per-host M] [--runs R]
+"""
+
+import argparse
+import ipaddress
+import json
+import os
+import platform
+import time
+
+from netvirt.control.compile import Engine, compile_network
+from netvirt.management.spec import Endpoint, Spec, generate
+
+GOAL_RATIO = 100
+GOAL_MS = 10.0
+
+
+def timed(run) -> tuple[float, float, object]:
+    """(CPU seconds, wall seconds, result) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run()
+    return time.process_time() - cpu, time.perf_counter() - wall, result
+
+
+def new_port(spec: Spec, number: int) -> Endpoint:
+    """A resolved port on host-1's network with addresses and a MAC no one else has."""
+    template = spec.endpoints[1]
+    network = spec.network(template.attachments[0].network)
+    used = {a.ip for e in spec.endpoints for a in e.attachments if a.network == network.name}
+    used6 = {a.ip6 for e in spec.endpoints for a in e.attachments if a.network == network.name}
+    ip = next(a for a in network.subnet.hosts() if a not in used and a != network.gateway)  # type: ignore[union-attr]
+    ip6 = next(a for a in network.subnet6.hosts() if a not in used6 and a != network.gateway6)  # type: ignore[union-attr]
+    mac = ":".join(f"{b:02x}" for b in (0x02, 0xBE, 0x4C, 0, number >> 8 & 0xFF, number & 0xFF))
+    attachment = template.attachments[0].model_copy(update={"ip": ip, "ip6": ip6, "mac": mac})
+    return template.model_copy(update={"name": f"bench-port-{number}", "attachments": (attachment,)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=500)
+    parser.add_argument("--ports-per-host", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    spec = generate(args.hosts, args.ports_per_host)
+    full_cpu, full_wall, network = timed(lambda: compile_network(spec))
+    build_cpu, _, engine = timed(lambda: Engine(spec))
+    assert engine.graphs == {g.host: g for g in network.hosts}  # type: ignore[union-attr]
+    del network
+    adds, deletes, changed = [], [], 0
+    for number in range(args.runs):
+        port = new_port(spec, number)
+        grown = spec.model_copy(update={"endpoints": (*spec.endpoints, port)})
+        cpu, wall, result = timed(lambda: engine.update(grown))
+        adds.append((cpu, wall))
+        changed = len(result)  # type: ignore[arg-type]
+        cpu, wall, _ = timed(lambda: engine.update(spec))
+        deletes.append((cpu, wall))
+    add_cpu, add_wall = min(adds)
+    delete_cpu, delete_wall = min(deletes)
+    result = {
+        "bench": "control",
+        "hosts": args.hosts,
+        "ports": len(spec.endpoints),
+        "networks": len(spec.networks),
+        "full_compile_s": round(full_cpu, 3),
+        "full_compile_wall_s": round(full_wall, 3),
+        "engine_build_s": round(build_cpu, 3),
+        "port_add_ms": round(add_cpu * 1000, 3),
+        "port_add_wall_ms": round(add_wall * 1000, 3),
+        "port_delete_ms": round(delete_cpu * 1000, 3),
+        "port_delete_wall_ms": round(delete_wall * 1000, 3),
+        "hosts_changed_per_port": changed,
+        "speedup_add": round(full_cpu / add_cpu, 1),
+        "speedup_delete": round(full_cpu / delete_cpu, 1),
+        "goal": f">= {GOAL_RATIO}x and < {GOAL_MS} ms",
+        "goal_met": min(full_cpu / add_cpu, full_cpu / delete_cpu) >= GOAL_RATIO
+        and max(add_cpu, delete_cpu) * 1000 < GOAL_MS,
+        "anchor_ovn_northd_ms": {"full": 773, "incremental": 30},
+        "load_average": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
