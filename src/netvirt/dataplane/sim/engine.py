@@ -136,6 +136,14 @@ class Simulator:
         return self._walk(run)
 
     def _walk(self, run: Run) -> Walk:
+        if run.result is None and run.events:
+            last = run.events[-1]
+            place = (last.host, last.namespace, last.device)
+            reason = "no device took the frame: it is addressed to another MAC (MAC filter)"
+            if last.device is not None:
+                self.drop(run, place, last.packet, reason, "mac")
+            else:
+                run.finish(Disposition.DROPPED, reason)
         disposition, reason = run.result or (Disposition.DROPPED, "the packet went nowhere")
         return Walk(disposition, reason, tuple(run.events), run.where)
 

@@ -256,7 +256,7 @@ def arp_reply(request: arp.Repr, mac: bytes) -> bytes:
 
 def solicited_node(address: bytes) -> tuple[bytes, bytes]:
     """The solicited-node multicast address of an IPv6 address, and its multicast MAC (RFC 4291)."""
-    group = bytes.fromhex("ff020000000000000000000001ff") + address[13:]
+    group = bytes.fromhex("ff0200000000000000000001ff") + address[13:]
     return group, b"\x33\x33" + group[12:]
 
 

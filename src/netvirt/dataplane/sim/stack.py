@@ -250,16 +250,23 @@ class Stack:
                        f"for the MTU {device.mtu} of {out_dev}", mtu=device.mtu)
             taken = False
             for piece in pieces:
-                taken = self._to_neighbour(run, space, out_place, bytearray(frame[:ETHERNET] + piece), nexthop) or taken
+                piece_frame = bytearray(frame[:ETHERNET] + piece)
+                taken = self._to_neighbour(run, space, out_place, piece_frame, nexthop, came_from is not None) or taken
             return taken
-        return self._to_neighbour(run, space, out_place, frame, nexthop)
+        return self._to_neighbour(run, space, out_place, frame, nexthop, came_from is not None)
 
-    def _to_neighbour(self, run, space, out_place: Place, frame: bytearray, nexthop: bytes) -> bool:
+    def _to_neighbour(self, run, space, out_place: Place, frame: bytearray, nexthop: bytes, forwarded: bool) -> bool:
         mac = self.resolve(run, space, out_place, nexthop, frame)
         if mac is None:
-            self._drop(run, space, frame, f"no answer to {'ARP' if len(nexthop) == 4 else 'neighbour solicitation'}"
-                       f" for {ip_to_text(nexthop)} on {out_place[2]}: neighbour unresolved", "neighbour")
-            return self._answer(run, space, frame, headers(frame), "host", None)
+            what = "ARP" if len(nexthop) == 4 else "neighbour solicitation"
+            if not forwarded:  # the sender's own kernel: the application gets EHOSTUNREACH
+                return self._drop(run, space, frame, f"no answer to {what} for {ip_to_text(nexthop)} on "
+                                  f"{out_place[2]}: neighbour unresolved (the send fails: host unreachable)",
+                                  "neighbour")
+            self._drop(run, space, frame, f"no answer to {what} for {ip_to_text(nexthop)} on {out_place[2]}: "
+                       "neighbour unresolved (ICMP host unreachable to the sender)", "neighbour", Disposition.REJECTED)
+            return self._answer(run, space, frame, headers(frame), "host", self._address_on(space, out_place[2], 4
+                                                                                           if len(nexthop) == 4 else 6))
         own = self.topology.macs.get(out_place, packets.ZERO_MAC)
         frame[0:12] = mac + own
         return self.sim.transmit(run, out_place, frame)
