@@ -1,15 +1,17 @@
-"""The controller's REST API (in process, over ASGI) and the CLI against a real controller process."""
+"""The controller's REST API, served by uvicorn on a loopback port in a thread of the test (the
+`netvirt controller` process itself runs in test_multihost.py), and the CLI against it."""
 
 import json
-import subprocess
-import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from control_helpers import eventually
 from etcd_server import free_port
-from fastapi.testclient import TestClient
 from test_controller import SPEC, edited
 from typer.testing import CliRunner
 
@@ -30,23 +32,40 @@ def controller(tmp_path: Path) -> Controller:
         yield Controller(store)
 
 
+@contextmanager
+def served(controller: Controller, token: str | None = None) -> Iterator[httpx.Client]:
+    """The API over ``controller`` on a free loopback port; a client of it."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(controller, token), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: server.started, what="uvicorn started")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture
-def client(controller: Controller) -> TestClient:
-    return TestClient(create_app(controller))
+def client(controller: Controller) -> Iterator[httpx.Client]:
+    with served(controller) as client:
+        yield client
 
 
-def put_spec(client: TestClient, text: str = SPEC, **extra) -> httpx.Response:
+def put_spec(client: httpx.Client, text: str = SPEC, **extra) -> httpx.Response:
     return client.put("/v1/spec", json={"text": text, "filename": "three.yaml", **extra})
 
 
-def test_healthz_and_openapi(client: TestClient, controller: Controller):
+def test_healthz_and_openapi(client: httpx.Client, controller: Controller):
     assert client.get("/healthz").json() == {"status": "ok", "store": controller.store.url, "revision": 0}
     document = client.get("/openapi.json").json()
     assert {"/healthz", "/v1/spec", "/v1/hosts", "/v1/hosts/{host}", "/v1/trace", "/v1/reach"} <= document["paths"].keys()
     assert {"put", "get", "delete"} <= document["paths"]["/v1/spec"].keys()
 
 
-def test_apply_get_delete(client: TestClient):
+def test_apply_get_delete(client: httpx.Client):
     reply = put_spec(client)
     assert reply.status_code == 200, reply.text
     result = reply.json()
@@ -61,7 +80,7 @@ def test_apply_get_delete(client: TestClient):
     assert (missing.status_code, missing.json()) == (404, {"detail": "no spec is applied"})
 
 
-def test_invalid_spec_gives_422_with_the_same_located_problems_and_changes_nothing(client: TestClient):
+def test_invalid_spec_gives_422_with_the_same_located_problems_and_changes_nothing(client: httpx.Client):
     put_spec(client)
     before = client.get("/v1/spec").json()
     bad = edited("host: h3, network: red", "host: h9, network: reed")
@@ -79,7 +98,7 @@ def test_invalid_spec_gives_422_with_the_same_located_problems_and_changes_nothi
     assert client.put("/v1/spec", json={"filename": "x.yaml"}).status_code == 422  # no text at all
 
 
-def test_stale_revision_gives_409(client: TestClient):
+def test_stale_revision_gives_409(client: httpx.Client):
     first = put_spec(client).json()["revision"]
     second = put_spec(client, edited("tcp/80", "tcp/81")).json()["revision"]
     reply = put_spec(client, edited("tcp/80", "tcp/82"), expected_revision=first)
@@ -88,7 +107,7 @@ def test_stale_revision_gives_409(client: TestClient):
     assert client.delete("/v1/spec", params={"expected_revision": first}).status_code == 409
 
 
-def test_hosts_desired_versus_realized(client: TestClient, controller: Controller):
+def test_hosts_desired_versus_realized(client: httpx.Client, controller: Controller):
     put_spec(client)
     assert [h["state"] for h in client.get("/v1/hosts").json()["hosts"]] == ["no agent"] * 3
     agents = [AgentThread(Agent(h, controller.store, SimBackend(h))).start() for h in ("h1", "h2")]
@@ -110,7 +129,7 @@ def test_hosts_desired_versus_realized(client: TestClient, controller: Controlle
             agent.stop()
 
 
-def test_trace_and_reach_give_the_same_json_as_the_cli(client: TestClient, tmp_path: Path):
+def test_trace_and_reach_give_the_same_json_as_the_cli(client: httpx.Client, tmp_path: Path):
     assert client.post("/v1/trace", json={"from": "db-1", "to": "web-1"}).status_code == 404
     assert client.get("/v1/reach").status_code == 404
     spec_file = tmp_path / "three.yaml"
@@ -131,18 +150,19 @@ def test_trace_and_reach_give_the_same_json_as_the_cli(client: TestClient, tmp_p
 
 
 def test_token_is_required_when_configured(controller: Controller):
-    client = TestClient(create_app(controller, token="s3cret"))
-    assert client.get("/v1/hosts").status_code == 401
-    assert client.get("/v1/hosts", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/v1/hosts", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    assert client.get("/healthz").status_code == 200
+    with served(controller, token="s3cret") as client:
+        assert client.get("/v1/hosts").status_code == 401
+        assert client.get("/v1/hosts", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/v1/hosts", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert client.get("/healthz").status_code == 200
 
 
 def test_unreachable_store_gives_503_naming_it():
     url = f"etcd://127.0.0.1:{free_port()}"
     with open_store(url) as store:
-        client = TestClient(create_app(Controller(store)))
-        for reply in (client.get("/healthz"), client.get("/v1/hosts"), put_spec(client)):
+        with served(Controller(store)) as client:
+            replies = [client.get("/healthz"), client.get("/v1/hosts"), put_spec(client)]
+        for reply in replies:
             assert reply.status_code == 503 and f"store {url} is unreachable" in reply.json()["detail"]
 
 
@@ -157,7 +177,7 @@ def test_listen_rules():
         serve(None, "0.0.0.0:8470", None)
 
 
-# --- the CLI against a real controller process --------------------------------------------------
+# --- the CLI against the served API ---------------------------------------------------------------
 
 
 def netvirt(*args: str, env: dict[str, str] | None = None):
@@ -166,33 +186,16 @@ def netvirt(*args: str, env: dict[str, str] | None = None):
 
 
 @pytest.fixture
-def served(tmp_path: Path):
-    """`netvirt controller` as a process on a free loopback port (stopped by its PID)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+def with_token(controller: Controller, tmp_path: Path):
+    """The API served with a token, and the file holding it."""
     token = tmp_path / "token"
     token.write_text("tok-123\n")
-    command = [sys.executable, "-m", "netvirt", "controller", "--store", f"sqlite://{tmp_path / 'store.db'}",
-               "--listen", f"127.0.0.1:{port}", "--token-file", str(token)]
-    with open(tmp_path / "controller.log", "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log)
-    try:
-        eventually(lambda: _healthy(url), timeout=20, what="controller up")
-        yield url, token
-    finally:
-        process.terminate()
-        process.wait(10)
+    with served(controller, token="tok-123") as client:
+        yield str(client.base_url).rstrip("/"), token
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def test_cli_apply_get_status_delete(served, tmp_path: Path):
-    url, token = served
+def test_cli_apply_get_status_delete(with_token, tmp_path: Path):
+    url, token = with_token
     spec = tmp_path / "three.yaml"
     spec.write_text(SPEC)
     auth = ["--controller", url, "--token-file", str(token)]

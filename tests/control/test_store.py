@@ -190,7 +190,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(operations, min_size=1, max_size=6))
 def test_model_state_and_watch_replay(store: Store, transactions):
     """Random transactions: the store matches a dict, and replaying its watch rebuilds the same dict."""
