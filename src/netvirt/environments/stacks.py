@@ -32,6 +32,7 @@ from netvirt.graph import (
     HookKind,
     Hypervisor,
     HypervisorSwitch,
+    Macvlan,
     Masquerade,
     Match,
     Mode,
@@ -612,7 +613,7 @@ class _Stack:
             raise EnvironmentError(f"stack {self.stack.name}: network macvlan needs the NIC on the LAN; the container "
                                    f"sits in {below.ns}, behind {nic.kind.value} {nic.name}. Use network: bridge")
         address = self._tied(layer.endpoint, below.address.network) or host_address(below.address, 40)
-        child = b.device(DeviceKind.MACVLAN, "eth0", "container", addresses=[str(address)])
+        child = b.device(DeviceKind.MACVLAN, "eth0", "container", config=Macvlan(), addresses=[str(address)])
         b.link(nic, child, "macvlan (bridge mode)")
         b.stage("Macvlan", Mode.KERNEL, "Linux Kernel", "Macvlan Sub-interface (own MAC on the LAN)", "container/eth0")
         b.stage(self.name("Container Access", "Container Namespace"), Mode.KERNEL, "Namespace",

@@ -187,16 +187,24 @@ class Simulator:
         if eswitch is not None:
             self.event(run, Action.RECEIVE, place, frame, "signal received")
             eswitch_place = (place[0], place[1], eswitch.name)
-            port = self._lookup(eswitch_place, frame[0:6])
-            if port is not None:
-                self.event(run, Action.FORWARD, eswitch_place, frame,
-                           f"embedded switch: {mac_to_text(bytes(frame[0:6]))} is virtual function "
-                           f"{port[1]}/{port[2]}; the host kernel never sees this frame")
-                return self.port_out(run, eswitch_place, port, frame)
+            if frame[0] & 1:  # broadcast: every virtual function gets a copy, and the PF
+                for port in self.ports(eswitch_place):
+                    mark = len(run.events)
+                    if not self.port_out(run, eswitch_place, port, bytearray(frame)):
+                        del run.events[mark:]
+            else:
+                port = self._lookup(eswitch_place, bytes(frame[0:6]))
+                if port is not None:
+                    self.event(run, Action.FORWARD, eswitch_place, frame,
+                               f"embedded switch: {mac_to_text(bytes(frame[0:6]))} is virtual function "
+                               f"{port[1]}/{port[2]}; the host kernel never sees this frame")
+                    return self.port_out(run, eswitch_place, port, frame)
         else:
             self.event(run, Action.RECEIVE, place, frame, "signal received" if kind is DeviceKind.NIC else "frame received")
         pmd = topology.binding.get((place, DeviceKind.DPDK_PMD)) if bound else None
         if pmd is not None:
+            if frame[12:14] == b"\x08\x06":  # the DPDK application answers ARP for its NIC itself
+                return self.stack.stack_in(run, place, frame)
             return self._user_space(run, (place[0], place[1], pmd.name), frame, Action.BYPASS,
                                     "poll-mode driver takes the frame from the NIC ring (zero copy, no kernel)")
         peer = topology.wire.get(place)
@@ -263,7 +271,7 @@ class Simulator:
         dev = self.topology.devices[place]
         hook = self.topology.hooks.get((place, kind))
         xsk = self.topology.binding.get((place, DeviceKind.AF_XDP_SOCKET))
-        if kind is HookKind.XDP and xsk is not None and hook is None:
+        if kind is HookKind.XDP and xsk is not None and hook is None and frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
             return self._user_space(run, (place[0], place[1], xsk.name), frame, Action.REDIRECT,
                                     "XDP redirects the frame to the AF_XDP socket (user space, no sk_buff)")
         if hook is None:
