@@ -6,6 +6,7 @@ returned by ``load``/``loads`` is *resolved*: every such field is set. ``docs/sp
 every key and the allocation rules.
 """
 
+import ipaddress
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -354,7 +355,7 @@ class Spec(Model):
     name: Name
     """Spec name; default: the file (or directory) name. It seeds the derived MACs."""
     description: str = ""
-    service_subnet: AnyNetwork = Field(default="10.96.0.0/16", validate_default=True)
+    service_subnet: AnyNetwork = ipaddress.ip_network("10.96.0.0/16")
     """Where service VIPs are allocated from."""
     hosts: tuple[Host, ...] = ()
     networks: tuple[Network, ...] = ()

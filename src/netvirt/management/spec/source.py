@@ -127,11 +127,12 @@ class Source:
 
 
 def read(path: str | FilePath) -> Source:
-    """Read a spec file, or every ``*.yaml``/``*.yml``/``*.json`` file of a directory (merged)."""
+    """Read a spec file, or every ``*.yaml``/``*.yml``/``*.json`` file of a directory (merged;
+    hidden files such as editors' ``.#name.yaml`` are skipped)."""
     path = FilePath(path)
     name = path.stem if path.is_file() else path.name
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUFFIXES and p.name[0] != ".")
         if not files:
             return Source({}, [Problem(str(path), 0, 0, "", "no spec files (*.yaml, *.yml, *.json) here")], name)
     elif not path.exists():
@@ -141,7 +142,7 @@ def read(path: str | FilePath) -> Source:
     documents, problems = [], []
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
+            text = file.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not content
         except UnicodeDecodeError as error:
             problems.append(Problem(str(file), 0, 0, "", f"not UTF-8 text ({error.reason} at byte {error.start})"))
             continue
