@@ -106,6 +106,10 @@ def test_up_converges_from_a_killed_up_then_status_exec_capture_drift(spec, env,
     frames = [dissect(frame.data) for frame in pcap.read(out)]
     assert len(frames) == 2
     assert all(any(layer.to_dict()["layer"] == "vxlan" for layer in layers) for layers in frames)
+    verify = netvirt(env, "verify", str(spec), "--all", "--format", "json")
+    assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr
+    report = json.loads(verify.stdout)
+    assert report["agree"] is True and len(report["flows"]) == 36
     # drift: a deleted veth is reported (exit 1), the next up repairs it
     kernel = f"{TEST_PREFIX}-{deployment_name(spec.stem)}-host-b"
     netns.run(kernel, ["ip", "link", "del", "ve-web-2-0"])

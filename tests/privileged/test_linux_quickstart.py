@@ -155,3 +155,29 @@ def test_drift_is_reported_and_repaired(network):
     assert [c for c in diff(backend.read(graph), graph).changes if "tcp-" not in c.key] == []
     assert backend.drift(graph) == []
     assert probe(network.namespace("client-1"), network.addresses("web-1")[0], "icmp") == "ok"
+
+
+def test_verify_all_agrees_with_the_simulator_and_catches_a_flushed_policy(network):
+    from dataclasses import replace
+
+    from netvirt.management.cli.trace import reach_probes
+    from netvirt.trace.verify import Verifier
+
+    probes = reach_probes(SPEC)
+    flows = [replace(p.flow, src_port=21000 + i) for i, p in enumerate(probes)]
+    with Verifier(network.graph, network.names) as verifier:
+        results = verifier.verify_all(flows)
+        assert [(p.source, p.target, r.problems) for p, r in zip(probes, results) if not r.agrees] == []
+        assert len(results) == 36
+        kinds = {r.observed.disposition for r in results}
+        assert kinds == {"delivered", "dropped", "rejected"}
+        cross_host = next(r for p, r in zip(probes, results) if (p.source, p.target) == ("client-1", "web-2"))
+        assert "host-b:host-b/eth0" in cross_host.observed.places
+        assert cross_host.observed.packets["host-a:host-a/eth0"].tunnel[2:] == (4789, SPEC.network("blue").vni)
+        # the kernel stops agreeing once its policy is gone: client-1 reaches the database
+        netns.run(network.namespace("db-1"), ["nft", "flush", "chain", "inet", network.names.nft_table, "filter_input"])
+        index = next(i for i, p in enumerate(probes) if (p.source, p.target) == ("client-1", "db-1"))
+        broken = verifier.verify(replace(flows[index], src_port=29000))
+    network.apply("nftables")
+    assert broken.problems == ("disposition: predicted dropped, observed delivered",)
+    assert broken.predicted.places[-1] == "host-b:db-1/eth0"  # the predicted drop point

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -37,7 +38,7 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="text
 
 
 def register(app: typer.Typer) -> None:
-    for command in (up, down, status, capture):
+    for command in (up, down, status, capture, verify):
         app.command()(command)
     app.command(name="exec", context_settings={"allow_interspersed_args": False})(exec_)
 
@@ -486,3 +487,95 @@ def capture(
     else:
         typer.echo(f"{seen[0]} frames written to {write}", err=True)
 
+
+
+# --- verify ---------------------------------------------------------------------------------------
+
+
+def verify(
+    spec: SpecArgument,
+    source: Annotated[str | None, typer.Option("--from", help="Endpoint or address sending the probe.")] = None,
+    target: Annotated[str | None, typer.Option("--to", help="Endpoint, address, IP:PORT or service.")] = None,
+    proto: Annotated[str | None, typer.Option("--proto", help="tcp, udp or icmp (default: the target's).")] = None,
+    dport: Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every endpoint pair and service, as `netvirt reach`.")] = False,
+    detail: Annotated[bool, typer.Option("--detail", help="The packet at every place, side by side.")] = False,
+    format: FormatOption = OutputFormat.text,
+) -> None:
+    """Send real probes through the kernel and compare with the simulator's prediction.
+
+    For each flow (TCP connect, UDP request or ICMP echo): the disposition and where it was
+    delivered, the devices the request crossed in order (the drop point is the last), the packet
+    at each (addresses, ports, NAT rewrites) and the encapsulation on the underlay (VNI, outer
+    addresses and port). Needs the network up (`netvirt up SPEC`). Exit 1 on any disagreement.
+    """
+    import random
+
+    from netvirt.dataplane.linux import netns
+    from netvirt.management.cli.trace import BadInput, plan_trace, reach_probes
+    from netvirt.trace.verify import Verifier
+
+    loaded, network, deployment = compiled(spec, "verify")
+    if all_ == (source is not None or target is not None):
+        fail("verify", "give --from and --to (with --proto/--dport), or --all", 2)
+    if proto is not None and proto not in ("tcp", "udp", "icmp"):
+        fail("verify", f"--proto {proto}: choose tcp, udp or icmp", 2)
+    base = random.randrange(20000, 50000)  # fresh source ports: no conntrack state from earlier runs
+    if all_:
+        probes = reach_probes(loaded)
+        labelled = [(p.source, p.target, replace(p.flow, src_port=base + i)) for i, p in enumerate(probes)]
+    else:
+        if "external" in (source, target):
+            fail("verify", "the outside world is not built in the kernel; verify flows between endpoints", 2)
+        try:
+            _, flow, _ = plan_trace(loaded, source, target, proto, dport, base, None)
+        except BadInput as error:
+            fail("verify", str(error), 2)
+        labelled = [(source, target, flow)]
+    require_net_admin("verify")
+    kernel_names = names(deployment)
+    missing = [g.host for g in network.hosts if not netns.exists(kernel_names.graph_namespace(g.host, g.host))]
+    if missing:
+        fail("verify", f"hosts {', '.join(missing)} are not up; run `netvirt up {spec}` first", 1)
+    with Console(stderr=True).status(f"probing {len(labelled)} flows in the kernel"), Verifier(network, kernel_names) as verifier:
+        results = verifier.verify_all([flow for _, _, flow in labelled])
+    agree = all(r.agrees for r in results)
+    if format is OutputFormat.json:
+        typer.echo(json.dumps({"spec": loaded.name, "agree": agree, "flows": [
+            {"from": a, "to": b, **r.to_json()} for (a, b, _), r in zip(labelled, results, strict=True)]}, indent=2))
+    else:
+        _verify_table(labelled, results, detail or not all_)
+    if not agree:
+        raise typer.Exit(1)
+
+
+def _verify_table(labelled: list, results: list, detail: bool) -> None:
+    console = Console(width=200, highlight=False)
+    table = Table("FROM", "TO", "FLOW", "PREDICTED (simulator)", "OBSERVED (kernel)", "AGREE", box=None)
+    for (source, target, flow), result in zip(labelled, results, strict=True):
+        what = f"{flow.proto}/{flow.dst_port}" if flow.proto != "icmp" else "icmp"
+        table.add_row(source, target, what, _outcome(result.predicted), _outcome(result.observed),
+                      "yes" if result.agrees else "[bold red]NO[/]")
+    console.print(table)
+    for (source, target, flow), result in zip(labelled, results, strict=True):
+        if result.agrees and not detail:
+            continue
+        console.print(f"\n[bold]{source} -> {target}[/] ({flow.proto} {flow.src}:{flow.src_port} > {flow.dst}:{flow.dst_port})")
+        places = list(result.predicted.places) + [p for p in result.observed.places if p not in result.predicted.places]
+        rows = Table("PLACE", "PREDICTED", "OBSERVED", box=None)
+        for place in places:
+            want, got = result.predicted.packets.get(place), result.observed.packets.get(place)
+            rows.add_row(place, str(want) if place in result.predicted.places else "-",
+                         str(got) if got is not None else "[red]not seen[/]")
+        console.print(rows)
+        console.print(f"  simulator: {result.predicted.detail}\n  kernel:    {result.observed.detail}")
+        for problem in result.problems:
+            console.print(f"  [red]disagrees:[/] {problem}")
+    total, agreeing = len(results), sum(r.agrees for r in results)
+    console.print(f"\n{agreeing} of {total} flows: the kernel did what the simulator predicted"
+                  + ("" if agreeing == total else f"; {total - agreeing} disagree"))
+
+
+def _outcome(side) -> str:
+    where = side.delivered_to or (side.places[-1] if side.places else "at the sender")
+    return f"{side.disposition} ({where})" if side.disposition != "delivered" else f"delivered to {where}"

@@ -1,0 +1,436 @@
+"""Predict vs observe: the simulator's trace of a flow, checked against the real kernel.
+
+Contract: ``Verifier(network, names)`` is used as a context manager around a network that the
+``linux`` backend has built (deployment ``names``). Inside it, an AF_PACKET capture runs on every
+veth, NIC and VXLAN device of every host, and a server listens on every socket device of the
+graph (TCP accepts, UDP answers; both reply with their namespace's name). ``verify(flow)`` then:
+
+1. predicts: ``Tracer(network).trace(flow)`` — disposition, the observable places of the request
+   (veth, NIC and VXLAN devices, in order; bridges forward without handing unicast frames to a
+   packet socket, sockets and IP stacks have no wire), and the packet at each place;
+2. observes: sends the flow for real from its namespace (TCP connect, UDP request, ICMP echo
+   from a raw socket; source port / echo identifier as in the flow) and collects the request's
+   frames from the capture;
+3. compares: disposition and where it was delivered; the places the request crossed, in order
+   (the drop point is the last of them); the packet at every place: inner addresses, protocol and
+   ports (so every NAT rewrite), and on the underlay the encapsulation (outer addresses, UDP
+   destination port, VNI). The outer UDP source port is a flow hash in both: not compared.
+
+A load-balanced service may pick another backend than the simulator: the flow is sent again from
+the next source ports (re-predicted each time) until both pick the same one (``SERVICE_TRIES``),
+so the comparison is always like for like.
+"""
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from ipaddress import ip_address
+
+from netvirt.dataplane.linux import netns
+from netvirt.dataplane.linux.capture import Capture, Frame
+from netvirt.dataplane.linux.naming import Names
+from netvirt.dataplane.linux.readback import graph_place
+from netvirt.dataplane.sim import Action, Disposition, packets
+from netvirt.graph import DeviceKind, NetworkGraph, Socket
+from netvirt.trace.run import Flow, Tracer
+from netvirt.wire import ParseError, dissect
+from netvirt.wire import checksum
+from netvirt.wire.addresses import ip_to_text
+
+OBSERVABLE = frozenset({DeviceKind.VETH, DeviceKind.NIC, DeviceKind.VXLAN})
+TIMEOUT = 3.5  # seconds a probe waits: longer than ARP gives up (3 tries, 1 s apart) and a router answers
+SETTLE = 0.05  # seconds for the capture thread to catch up after an answer
+ORDER_TOLERANCE = 0.0002  # timestamps of one packet on adjacent places may be this much out of order
+SERVICE_TRIES = 12
+SIOCGIFHWADDR = 0x8927
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """What a packet looks like at one place: the inner IP flow and, on the underlay, its tunnel."""
+
+    inner: tuple[str, str, str, int, int]  # src, dst, proto, src port, dst port (0 for ICMP)
+    tunnel: tuple[str, str, int, int] | None = None  # outer src, outer dst, UDP dst port, VNI
+
+    def __str__(self) -> str:
+        src, dst, proto, sport, dport = self.inner
+        text = f"{proto} {src}:{sport} > {dst}:{dport}" if proto != "icmp" else f"icmp {src} > {dst}"
+        if self.tunnel:
+            text += f" in vxlan {self.tunnel[3]} {self.tunnel[0]} > {self.tunnel[1]}:{self.tunnel[2]}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One side of the comparison: the outcome, where it ended, and the request's places in
+    order (``host:namespace/device``) with the packet at each."""
+
+    disposition: str
+    delivered_to: str | None
+    places: tuple[str, ...]
+    packets: dict[str, Signature] = field(default_factory=dict)
+    detail: str = ""
+    times: dict[str, float] = field(default_factory=dict)
+    """When the request was first seen at each place (observed side only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """A flow, what was predicted and observed, and every disagreement (empty: they agree)."""
+
+    flow: Flow
+    predicted: Side
+    observed: Side
+    problems: tuple[str, ...]
+
+    @property
+    def agrees(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        def side(s: Side) -> dict:
+            return {"disposition": s.disposition, "delivered_to": s.delivered_to, "detail": s.detail,
+                    "places": [{"place": p, "packet": str(s.packets[p]) if p in s.packets else None} for p in s.places]}
+
+        f = self.flow
+        return {"flow": {"host": f.host, "namespace": f.namespace, "src": str(f.src), "dst": str(f.dst),
+                         "proto": f.proto, "src_port": f.src_port, "dst_port": f.dst_port},
+                "agrees": self.agrees, "problems": list(self.problems),
+                "predicted": side(self.predicted), "observed": side(self.observed)}
+
+
+def signature(frame: bytes) -> Signature | None:
+    """The signature of an Ethernet frame carrying IP (None for anything else)."""
+    try:
+        layers = dissect(frame)
+    except ParseError:
+        return None
+    tunnel = None
+    ips = [i for i, layer in enumerate(layers) if layer.layer in ("ipv4", "ipv6")]
+    if not ips:
+        return None
+    vxlan = next((i for i, layer in enumerate(layers) if layer.layer == "vxlan"), None)
+    if vxlan is not None and len(ips) > 1:
+        outer = layers[ips[0]]
+        tunnel = (ip_to_text(outer.src), ip_to_text(outer.dst), layers[ips[0] + 1].dst_port, layers[vxlan].vni)
+    ip = layers[ips[-1]]
+    rest = layers[ips[-1] + 1] if ips[-1] + 1 < len(layers) else None
+    proto = rest.layer if rest is not None else "ip"
+    if proto in ("tcp", "udp"):
+        ports = (rest.src_port, rest.dst_port)
+    else:
+        proto, ports = ("icmp", (0, 0)) if proto in ("icmpv4", "icmpv6") else (proto, (0, 0))
+    return Signature((ip_to_text(ip.src), ip_to_text(ip.dst), proto, *ports), tunnel)
+
+
+def request_key(frame: bytes) -> tuple[str, str, int] | None:
+    """(source address, proto, source port or echo identifier) when ``frame`` (possibly
+    encapsulated) is the first packet of a flow: a TCP SYN, a UDP datagram or an echo request."""
+    try:
+        layers = dissect(frame)
+    except ParseError:
+        return None
+    ips = [i for i, layer in enumerate(layers) if layer.layer in ("ipv4", "ipv6")]
+    if not ips or ips[-1] + 1 >= len(layers):
+        return None
+    source, rest = ip_to_text(layers[ips[-1]].src), layers[ips[-1] + 1]
+    if rest.layer == "tcp" and rest.flags & 0x12 == 0x02:
+        return (source, "tcp", rest.src_port)
+    if rest.layer == "udp" and not (vxlan_port(layers, ips[-1])):
+        return (source, "udp", rest.src_port)
+    if rest.layer in ("icmpv4", "icmpv6") and rest.type in (8, 128):
+        return (source, "icmp", rest.identifier)
+    return None
+
+
+def vxlan_port(layers: list, ip_index: int) -> bool:
+    """Whether the UDP after layer ``ip_index`` carries a tunnel (it is no flow of its own)."""
+    return ip_index + 2 < len(layers) and layers[ip_index + 2].layer == "vxlan"
+
+
+class Verifier:
+    """Captures and servers for a built network; ``verify`` checks one flow (see the module)."""
+
+    def __init__(self, network: NetworkGraph, names: Names) -> None:
+        self.network, self.names = network, names
+        self.tracer = Tracer(network)
+        self.kinds = {(g.host, d.namespace, d.name): d.kind for g in network.hosts for d in g.devices}
+        points = [(names.graph_namespace(host, ns), dev) for (host, ns, dev), kind in self.kinds.items()
+                  if kind in OBSERVABLE]
+        self.capture = Capture(points)
+        self._servers: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._keys: dict[int, tuple[str, str, int] | None] = {}  # frames stay alive in the capture
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "Verifier":
+        self._announce()
+        self.capture.__enter__()
+        try:
+            self._serve()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sock in self._servers:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self.capture.__exit__(None, None, None)
+
+    def _announce(self) -> None:
+        """Every addressed device sends a gratuitous ARP, as the simulator's warm state assumes
+        (``Simulator.announce``): afterwards every bridge has learned every MAC, so a unicast
+        frame is forwarded, not flooded, as in a network that has been running."""
+        for graph in self.network.hosts:
+            for dev in graph.devices:
+                address = next((a.ip for a in dev.addresses if a.version == 4), None)
+                if address is None or dev.kind not in OBSERVABLE:
+                    continue
+                kernel = self.names.graph_namespace(graph.host, dev.namespace)
+                with netns.socket_in(kernel, socket.AF_PACKET, socket.SOCK_RAW) as sock:
+                    sock.bind((dev.name, 0))
+                    mac = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", dev.name.encode()))[18:24]
+                    sock.send(packets.arp_request(mac, address.packed, address.packed))
+        time.sleep(SETTLE)
+
+    def _serve(self) -> None:
+        for graph in self.network.hosts:
+            for dev in graph.devices:
+                if not isinstance(dev.config, Socket):
+                    continue
+                kernel = self.names.graph_namespace(graph.host, dev.namespace)
+                name = f"{graph.host}:{dev.namespace}".encode()
+                for family, anywhere in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+                    kind = socket.SOCK_STREAM if dev.config.proto.value == "tcp" else socket.SOCK_DGRAM
+                    sock = netns.socket_in(kernel, family, kind)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    address = str(dev.config.address) if dev.config.address is not None else anywhere
+                    try:
+                        sock.bind((address, dev.config.port))
+                    except OSError:  # an address of the other family
+                        sock.close()
+                        continue
+                    if kind == socket.SOCK_STREAM:
+                        sock.listen(64)
+                    thread = threading.Thread(target=_answer, args=(sock, name), daemon=True)
+                    thread.start()
+                    self._servers.append(sock)
+                    self._threads.append(thread)
+
+    # --- one flow -------------------------------------------------------------------------------
+
+    def verify(self, flow: Flow) -> Verification:
+        """Predict, observe and compare ``flow`` (see the module docstring)."""
+        for attempt in range(SERVICE_TRIES):
+            tried = replace(flow, src_port=(flow.src_port + attempt * 7919 - 1024) % 64000 + 1024)
+            predicted = self.predict(tried)
+            observed = self.observe(tried)
+            if not _other_backend(predicted, observed):
+                break
+        return Verification(tried, predicted, observed, tuple(compare(predicted, observed)))
+
+    def verify_all(self, flows: list[Flow], workers: int = 16) -> list[Verification]:
+        """``verify`` for every flow: predictions one by one (the simulator is not shared), the
+        real probes ``workers`` at a time (distinct source ports keep them apart)."""
+        predicted = [self.predict(flow) for flow in flows]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            observed = list(pool.map(self.observe, flows))
+        return [
+            self.verify(flow) if _other_backend(want, got) else Verification(flow, want, got, tuple(compare(want, got)))
+            for flow, want, got in zip(flows, predicted, observed, strict=True)
+        ]
+
+    def predict(self, flow: Flow) -> Side:
+        trace = self.tracer.trace(flow, anomalies=False)
+        places: list[str] = []
+        packets: dict[str, Signature] = {}
+        delivered = None
+        wanted = (str(flow.src), flow.proto)
+        for hop in trace.hops:
+            host, _, namespace = hop.namespace.partition(":")
+            if hop.action is Action.DELIVER and not hop.reply and trace.disposition is Disposition.DELIVERED:
+                delivered = hop.namespace
+            if hop.reply or hop.device is None or self.kinds.get((host, namespace, hop.device)) not in OBSERVABLE:
+                continue
+            key = request_key(hop.packet)  # only hops carrying the request (not ARP, not answers)
+            if key is None or key[:2] != wanted or flow.proto != "icmp" and key[2] != flow.src_port:
+                continue
+            place = f"{hop.namespace}/{hop.device}"
+            if not places or places[-1] != place:
+                places.append(place)
+            if place not in packets and (found := signature(hop.packet)) is not None:
+                if self.kinds[(host, namespace, hop.device)] is DeviceKind.VXLAN:
+                    found = Signature(found.inner)  # a packet socket on a tunnel sees the inner frame
+                packets[place] = found
+        return Side(trace.disposition.value, delivered, tuple(places), packets, trace.reason)
+
+    def observe(self, flow: Flow) -> Side:
+        kernel = self.names.graph_namespace(flow.host, flow.namespace)
+        echo_id = flow.src_port & 0xFFFF
+        started = time.time()
+        disposition, answered_by, detail = _send(kernel, flow, echo_id)
+        time.sleep(SETTLE)
+        seen: dict[str, tuple[float, Signature]] = {}
+        wanted = (str(flow.src), flow.proto, echo_id if flow.proto == "icmp" else flow.src_port)
+        for frame in self.capture.frames():
+            if frame.timestamp < started - 0.01 or self._key(frame) != wanted:
+                continue
+            place = self._place(frame)
+            if place is not None and place not in seen:
+                found = signature(frame.data)
+                if found is not None:
+                    seen[place] = (frame.timestamp, found)
+        order = sorted(seen, key=lambda p: seen[p][0])
+        if disposition == "unreachable":
+            disposition = "rejected" if order else "dropped"  # the network said so, or the sender's own stack
+        if answered_by is None and disposition == "delivered" and order:
+            answered_by = order[-1].rpartition("/")[0]  # an echo: answered by the last namespace it reached
+        return Side(disposition, answered_by, tuple(order), {p: seen[p][1] for p in order}, detail,
+                    {p: seen[p][0] for p in order})
+
+    def _key(self, frame: Frame) -> tuple[str, str, int] | None:
+        with self._lock:
+            if id(frame) not in self._keys:
+                self._keys[id(frame)] = request_key(frame.data)
+            return self._keys[id(frame)]
+
+    def _place(self, frame: Frame) -> str | None:
+        where = graph_place(self.names, frame.namespace)
+        return None if where is None else f"{where[0]}:{where[1]}/{frame.device}"
+
+
+def _other_backend(predicted: Side, observed: Side) -> bool:
+    """Both delivered, to different places: a load balancer chose differently."""
+    return (predicted.disposition == observed.disposition == "delivered"
+            and predicted.delivered_to != observed.delivered_to)
+
+
+def compare(predicted: Side, observed: Side) -> list[str]:
+    """Every way ``observed`` differs from ``predicted``."""
+    problems = []
+    if predicted.disposition != observed.disposition:
+        problems.append(f"disposition: predicted {predicted.disposition}, observed {observed.disposition}")
+    elif predicted.delivered_to != observed.delivered_to:
+        problems.append(f"delivered to: predicted {predicted.delivered_to}, observed {observed.delivered_to}")
+    if set(predicted.places) != set(observed.places):
+        missing = [p for p in predicted.places if p not in observed.places]
+        extra = [p for p in observed.places if p not in predicted.places]
+        if missing:
+            problems.append(f"path: never seen at {', '.join(missing)} (predicted)")
+        if extra:
+            problems.append(f"path: seen at {', '.join(extra)} (not predicted)")
+    elif predicted.places != observed.places and not _consistent(predicted.places, observed.times):
+        problems.append(f"path order: predicted {' -> '.join(predicted.places)}, observed {' -> '.join(observed.places)}")
+    for place in predicted.places:
+        want, got = predicted.packets.get(place), observed.packets.get(place)
+        if want is None or got is None:
+            continue
+        if want.inner != got.inner:
+            problems.append(f"packet at {place}: predicted {want}, observed {got}")
+        elif (want.tunnel is None) != (got.tunnel is None) or want.tunnel and want.tunnel != got.tunnel:
+            problems.append(f"encapsulation at {place}: predicted {want}, observed {got}")
+    return problems
+
+
+def _consistent(order: tuple[str, ...], times: dict[str, float]) -> bool:
+    """Whether the timestamps allow ``order`` (adjacent places within ``ORDER_TOLERANCE``)."""
+    return all(times[b] >= times[a] - ORDER_TOLERANCE for a, b in zip(order, order[1:]))
+
+
+# --- the real probes ------------------------------------------------------------------------------
+
+
+def _answer(sock: socket.socket, name: bytes) -> None:
+    """Serve until the socket is shut down: TCP sends ``name`` on accept, UDP answers it."""
+    while True:
+        try:
+            if sock.type == socket.SOCK_STREAM:
+                conn, _ = sock.accept()
+                with conn:
+                    conn.sendall(name)
+            else:
+                _, peer = sock.recvfrom(2048)
+                if peer is None:
+                    return
+                sock.sendto(name, peer)
+        except OSError:
+            return
+
+
+def _send(namespace: str, flow: Flow, echo_id: int) -> tuple[str, str | None, str]:
+    """Send ``flow`` from ``namespace``: (disposition, who answered, what happened)."""
+    family = socket.AF_INET6 if flow.dst.version == 6 else socket.AF_INET
+    try:
+        if flow.proto == "icmp":
+            return _echo(namespace, family, flow, echo_id)
+        kind = socket.SOCK_STREAM if flow.proto == "tcp" else socket.SOCK_DGRAM
+        with netns.socket_in(namespace, family, kind) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if kind == socket.SOCK_STREAM:  # close with RST: no TIME_WAIT holding the port
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.bind((str(flow.src), flow.src_port))
+            sock.connect((str(flow.dst), flow.dst_port))
+            if kind == socket.SOCK_DGRAM:
+                sock.send(b"netvirt verify")
+            name = sock.recv(256).decode(errors="replace")
+            return "delivered", name, f"answered by {name}"
+    except ConnectionRefusedError:
+        return "rejected", None, "refused (TCP reset or ICMP port unreachable)"
+    except TimeoutError:
+        return "dropped", None, f"no answer within {TIMEOUT}s"
+    except OSError as error:
+        if error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.EPERM):
+            return "unreachable", None, os.strerror(error.errno)
+        raise
+
+
+def _echo(namespace: str, family: int, flow: Flow, echo_id: int) -> tuple[str, str | None, str]:
+    """One ICMP echo from a raw socket: answered, told off (an ICMP error quoting it), or nothing."""
+    v6 = family == socket.AF_INET6
+    proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
+    request = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, echo_id, 1) + b"netvirt verify"
+    if not v6:
+        request = request[:2] + struct.pack("!H", checksum.compute(request)) + request[4:]
+    with netns.socket_in(namespace, family, socket.SOCK_RAW, proto) as sock:
+        sock.bind((str(flow.src), 0))
+        sock.sendto(request, (str(flow.dst), 0))
+        deadline = time.monotonic() + TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data, peer = sock.recvfrom(65535)
+            except TimeoutError:
+                break
+            message = data if v6 else data[(data[0] & 15) * 4:]
+            kind = message[0]
+            if kind == (129 if v6 else 0) and struct.unpack_from("!H", message, 4)[0] == echo_id:
+                return "delivered", None, f"echo reply from {peer[0]}"
+            if kind in ((1, 2, 3) if v6 else (3, 11)) and _quotes(message, echo_id, v6):
+                if ip_address(peer[0].split("%")[0]) == flow.src:  # from the sender's own stack
+                    return "unreachable", None, f"ICMP type {kind} code {message[1]} from the sender's own stack"
+                return "rejected", None, f"ICMP type {kind} code {message[1]} from {peer[0]}"
+    return "dropped", None, f"no answer within {TIMEOUT}s"
+
+
+def _quotes(message: bytes, echo_id: int, v6: bool) -> bool:
+    """Whether an ICMP error quotes our echo request."""
+    inner = message[8:]
+    offset = 40 if v6 else (inner[0] & 15) * 4 if inner else 0
+    quoted = inner[offset:offset + 8]
+    return len(quoted) >= 6 and quoted[0] in (8, 128) and struct.unpack_from("!H", quoted, 4)[0] == echo_id
