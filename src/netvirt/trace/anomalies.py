@@ -182,9 +182,6 @@ def _environment(hops: list[Hop], topology: Topology):
         config = dev.config
         if isinstance(config, HypervisorSwitch):
             hypervisors.add(config.hypervisor)
-            if config.mode is SwitchMode.INTERNAL and hop.action is Action.DROP:
-                yield Anomaly("isolated_network", hop.step, f"{_place(hop)} is an internal network: nothing outside "
-                              "the host reaches it", "use bridged networking, or NAT with a port forward")
         if isinstance(config, Wsl2Gateway) and config.mode is Wsl2Mode.NAT:
             yield Anomaly("wsl2_nat", hop.step,
                           "WSL2 in NAT mode: the LAN reaches WSL2 only through a port proxy on Windows (assumed "
@@ -198,6 +195,14 @@ def _environment(hops: list[Hop], topology: Topology):
                           "WSL2 in mirrored mode: Windows and Linux share the host's addresses and ports; a Windows "
                           "process on the same port wins, and the Hyper-V firewall blocks inbound by default",
                           "allow the port with New-NetFirewallHyperVRule and keep Windows services off the app's port")
+    if hops and not any(hop.action is Action.DELIVER for hop in hops):
+        for (host, namespace, name), dev in topology.devices.items():
+            config = dev.config
+            if isinstance(config, HypervisorSwitch) and config.mode in (SwitchMode.INTERNAL, SwitchMode.HOST_ONLY):
+                yield Anomaly("isolated_network", hops[-1].step,
+                              f"{host}:{namespace}/{name} is a {config.hypervisor.value} {config.mode.value} network: "
+                              "no route leads there from outside the host",
+                              "use bridged networking, or NAT with a port forward, to reach the guest from outside")
     guests = {}
     for hop in hops:
         host, namespace = hop.namespace.split(":", 1)

@@ -128,7 +128,7 @@ class Trace:
 def build(walk: Walk, stages: dict[tuple[str, str], Stage], *, skip: frozenset[tuple[str, str]] = frozenset()) -> Trace:
     """The ``Trace`` of a simulator walk. ``stages`` maps ``(host, place)`` to its stage (the
     simulator's ``Topology.stages``); leading events in the ``(host, namespace)``s of ``skip``
-    (the outside world a walkthrough starts from) are left out.
+    (the outside world a walkthrough starts from) are left out, unless nothing else happened.
 
     Rows: a hop belongs to the stage of its place; unstaged hops group by what they happen at
     (the sender, a namespace's IP stack, a device; a veth's two ends are one row). Two hops are
@@ -136,8 +136,8 @@ def build(walk: Walk, stages: dict[tuple[str, str], Stage], *, skip: frozenset[t
     the underlay routing of a tunnel packet with the tunnel's encapsulation or decapsulation.
     """
     events = list(walk.events)
-    while events and (events[0].host, events[0].namespace) in skip:
-        events.pop(0)
+    start = next((i for i, event in enumerate(events) if (event.host, event.namespace) not in skip), 0)
+    events = events[start:]  # everything stays when the packet never left the outside world
     groups = [_group_of(event, stages) for event in events]
     _attach(events, groups)
     hops: list[Hop] = []
