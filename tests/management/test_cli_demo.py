@@ -1,4 +1,5 @@
-"""``netvirt demo`` (the codec demo): the frames, the known overheads, the pcap round trip."""
+"""``netvirt demo --codecs`` (the codec tour): the frames, the known overheads, the pcap round trip.
+The main demo (simulator, kernel, verify, applications) is tested in tests/privileged/test_linux_cli.py."""
 
 import re
 
@@ -14,7 +15,7 @@ def test_demo_tells_the_overheads_and_writes_a_readable_pcap(tmp_path):
     app.callback()(lambda: None)
     demo_cli.register(app)
     path = tmp_path / "demo.pcap"
-    result = CliRunner().invoke(app, ["demo", "--pcap", str(path)])
+    result = CliRunner().invoke(app, ["demo", "--codecs", "--pcap", str(path)])
     assert result.exit_code == 0, result.output
     out = result.stdout
     # well-known header costs: VXLAN over IPv4 adds 50 bytes (inner MTU 1450 on a 1500 underlay),

@@ -173,10 +173,10 @@ def _read_space(name: str) -> _Space:
         ipr.close()
     keys = ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.ipv4.conf.all.rp_filter"]
     return _Space(name, found, routes, neighbours, bridge_fdb, vxlan_fdb, netns.read_sysctls(name, keys),
-                  _listening(name))
+                  listening(name))
 
 
-def _listening(name: str) -> set[tuple[str, int]]:
+def listening(name: str) -> set[tuple[str, int]]:
     """(proto, port) of the TCP sockets listening and UDP sockets bound in namespace ``name``."""
 
     def scan() -> set[tuple[str, int]]:

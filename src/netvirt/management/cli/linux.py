@@ -120,8 +120,6 @@ def up(
     format: FormatOption = OutputFormat.text,
 ) -> None:
     """Build SPEC's network (idempotent: converges from any state, repairs drift)."""
-    from netvirt.control.controller import Embedded
-    from netvirt.control.store import open_store
     from netvirt.dataplane.linux.backend import check_network, network_backends
     from netvirt.dataplane.sim.backend import SimBackend
 
@@ -130,15 +128,7 @@ def up(
     filters = parse_filters(filter or [], hosts, "up")
     if backend is UpBackend.linux:
         require_net_admin("up")
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=True)
-    tasks = {host: progress.add_task(f"{host}: waiting", total=None) for host in hosts}
-
-    def report(host: str, what: str) -> None:
-        progress.update(tasks[host], description=f"{host}: {what}")
-
-    if backend is UpBackend.linux:
-        backends: dict[str, Any] = network_backends(network, deployment, filters, progress=report, **kernel_settings())
+        backends: dict[str, Any] = network_backends(network, deployment, filters, **kernel_settings())
         problems = check_network(backends, network)
         if problems:
             for problem in problems:
@@ -150,9 +140,7 @@ def up(
     # SIGTERM ends like Ctrl-C: agents stop, what is built stays (``netvirt down`` removes it)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with progress, Embedded(open_store("sqlite://:memory:"), lambda host: backends[host]) as embedded:
-            embedded.apply(loaded)
-            states = _wait(embedded, backends, timeout, report)
+        states = converge(loaded, backends, timeout, Console(stderr=True))
     except KeyboardInterrupt:
         fail("up", "interrupted; what was built stays (run `netvirt down` to remove it)", 1)
     finally:
@@ -184,11 +172,34 @@ def up(
     typer.echo(f"{loaded.name}: {len(rows)} hosts up with backend {backend.value} in {elapsed:.1f}s{where}")
 
 
+def converge(loaded: Any, backends: dict[str, Any], timeout: float, console: Console) -> dict[str, str]:
+    """Publish ``loaded`` through an embedded controller (in-memory store) with one in-process
+    agent per host driving ``backends`` — the controller's machinery on one machine — showing
+    each host's progress on ``console``; the hosts' states once all converged (exit 1 when a
+    host fails or ``timeout`` passes)."""
+    from netvirt.control.controller import Embedded
+    from netvirt.control.store import open_store
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                        console=console, transient=True)
+    tasks = {host: progress.add_task(f"{host}: waiting", total=None) for host in backends}
+
+    def report(host: str, what: str) -> None:
+        progress.update(tasks[host], description=f"{host}: {what}")
+
+    for backend in backends.values():
+        if hasattr(backend, "progress"):
+            backend.progress = report
+    with progress, Embedded(open_store("sqlite://:memory:"), lambda host: backends[host]) as embedded:
+        embedded.apply(loaded)
+        return _wait(embedded, timeout, report)
+
+
 def _interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
-def _wait(embedded, backends: dict, timeout: float, report) -> dict[str, str]:
+def _wait(embedded, timeout: float, report) -> dict[str, str]:
     """Poll until every host converged; fail (exit 1) as soon as one reports a failure."""
     deadline = time.monotonic() + timeout
     while True:
