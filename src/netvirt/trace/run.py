@@ -2,7 +2,7 @@
 
 Contract: a ``Tracer`` owns one simulator with a flow cache (``dataplane.sim.FlowCache``): each
 trace is a walk from fresh state — the same packet from the same place always gives the same
-trace — and a repeated one costs a cache hit. After a delivered packet the destination's
+trace — and a repeated one costs a cache hit (of the finished trace). After a delivered packet the destination's
 answer (SYN|ACK, UDP reply, echo reply) is walked too, in the state the request left; the
 anomaly checks compare the two paths. ``with_internet`` adds the outside world to a compiled
 network: one namespace on its underlay that owns ``INTERNET`` and answers on any port.
@@ -53,21 +53,42 @@ class Flow:
 
 
 class Tracer:
-    """See the module docstring. ``compiled`` picks the tuple-space classifier (else linear)."""
+    """See the module docstring. ``compiled`` picks the tuple-space classifier (else linear).
+    Finished traces are memoised too (``hits``/``misses``), so a repeated trace is one lookup;
+    ``capacity`` 0 turns both caches off."""
 
-    def __init__(self, network: NetworkGraph, *, compiled: bool = True) -> None:
-        self.cache = FlowCache(network, compiled=compiled)
+    def __init__(self, network: NetworkGraph, *, compiled: bool = True, capacity: int = 65536) -> None:
+        self.cache = FlowCache(network, compiled=compiled, capacity=capacity)
         self.topology = self.cache.simulator.topology
+        self.capacity = capacity
+        self.hits = 0
+        self.misses = 0
+        self._traces: dict[tuple[Flow, frozenset, bool], Trace] = {}
         self._warm = False
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
 
     def trace(self, flow: Flow, *, skip: frozenset[tuple[str, str]] = frozenset(), anomalies: bool = True) -> Trace:
         """The trace of ``flow``; events in the ``skip`` (host, namespace)s before the first other
         one are left out (the outside world of a walkthrough)."""
+        key = (flow, skip, anomalies)
+        found = self._traces.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
         self._warm = False  # the cache starts every walk from fresh state
         walk, answer = self.cache.exchange(flow.host, flow.namespace, flow.packet(), answer=anomalies)
         trace = build(walk, self.topology.stages, skip=skip)
         if anomalies:
             trace = trace.with_anomalies(check(trace, walk, answer, self.topology))
+        if self.capacity:
+            if len(self._traces) >= self.capacity:
+                del self._traces[next(iter(self._traces))]
+            self._traces[key] = trace
         return trace
 
     def verdict(self, flow: Flow):

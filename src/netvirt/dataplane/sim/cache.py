@@ -5,7 +5,8 @@ Contract: ``FlowCache(network).send(host, namespace, packet)`` equals
 entries, nothing learned) — and is a dictionary lookup when the same packet was sent from the
 same place before. Sound because the graph is immutable and a fresh walk is a function of
 (graph, place, packet bytes); the key is the exact bytes, so different flows never share an entry.
-``hits``/``misses`` give the hit ratio; the oldest entry goes when ``capacity`` is reached.
+``hits``/``misses`` give the hit ratio; the oldest entry goes when ``capacity`` is reached
+(``capacity`` 0: nothing is kept, every call walks).
 """
 
 from netvirt.dataplane.sim.engine import Simulator
@@ -40,9 +41,10 @@ class FlowCache:
         self.simulator.reset()
         walk = self.simulator.send(host, namespace, packet, record=record)
         reply = self.simulator.answer(walk, record=record) if answer else None
-        if len(self._walks) >= self.capacity:
-            del self._walks[next(iter(self._walks))]
-        self._walks[key] = (walk, reply)
+        if self.capacity:
+            if len(self._walks) >= self.capacity:
+                del self._walks[next(iter(self._walks))]
+            self._walks[key] = (walk, reply)
         return walk, reply
 
     @property
