@@ -72,6 +72,8 @@ class Pending:
     tenants: set[str] = field(default_factory=set)  # tenants whose service rules changed
     dirty: dict[str, set[PartKey]] = field(default_factory=dict)  # host -> parts to rebuild
     structural: set[str] = field(default_factory=set)  # hosts with a namespace or device changed
+    rekeyed: set[str] = field(default_factory=set)  # hosts that gained or lost a part
+    replaced: dict[str, list[tuple[PartKey, Part]]] = field(default_factory=dict)  # host -> (key, old part)
     contributions: set[str] = field(default_factory=set)  # hosts whose host-namespace share changed
 
 
@@ -114,6 +116,7 @@ class Engine:
         self.stats = {name: NodeStats("recompute", 0) for name in NODES}
         self.stats["graphs"].touched = len(self.graphs)
         self._equal: dict[tuple[int, int], bool] = {}
+        self.offsets: dict[str, dict[PartKey, tuple[int, int]]] = {}  # host -> part -> (namespace, device) index
 
     # --- incremental -----------------------------------------------------------------------------
 
@@ -320,14 +323,16 @@ class Engine:
             parts = self.parts.get(host)
             for key in keys if parts is not None else ():
                 if key in parts:
-                    parts[key] = self._rebuilt(pending, host, parts[key], build_part(f, host, key))
+                    parts[key] = self._rebuilt(pending, host, key, parts[key], build_part(f, host, key))
                     rebuilt += 1
         self._stat("parts", rebuilt)
 
-    def _rebuilt(self, pending: Pending, host: str, old: Part | None, new: Part) -> Part:
+    def _rebuilt(self, pending: Pending, host: str, key: PartKey, old: Part | None, new: Part) -> Part:
         """The part to keep (the old object when equal) and what changed on ``host``."""
         if old is None or not (self._same(old.namespaces, new.namespaces) and self._same(old.devices, new.devices)):
             pending.structural.add(host)
+            if old is not None:
+                pending.replaced.setdefault(host, []).append((key, old))
             if new.shares or (old is not None and old.shares):
                 pending.contributions.add(host)
             return new
@@ -392,6 +397,7 @@ class Engine:
                     bisect.insort(self.keys[host], key)
                     self.parts[host][key] = None  # type: ignore[assignment]  # built by _parts
                     pending.dirty.setdefault(host, set()).add(key)
+                    pending.rekeyed.add(host)
 
     def _remove_keys(self, pending: Pending, host: str, keys: list[PartKey]) -> None:
         if host not in self.keys:
@@ -401,6 +407,7 @@ class Engine:
                 part = self.parts[host].pop(key)
                 self.keys[host].remove(key)
                 pending.structural.add(host)
+                pending.rekeyed.add(host)
                 if part is not None and part.shares:
                     pending.contributions.add(host)
 
@@ -488,24 +495,56 @@ class Engine:
     # --- graphs ----------------------------------------------------------------------------------
 
     def _graphs(self, pending: Pending) -> dict[str, HostGraph]:
-        """Handler: parts. Reassemble the hosts with a changed part (the host namespace only when
-        what the parts add to it changed); report a host whose only change is in that namespace
-        when the namespace really differs."""
+        """Handler: parts. Reassemble the hosts with a changed part — by splicing the changed
+        parts into the old graph when the host kept its parts and their sizes, else from all parts
+        (the host namespace only when what the parts add to it changed). A host whose only change
+        is in that namespace is reported when the namespace really differs."""
         changed = {}
         for host in sorted((pending.structural | pending.contributions) & self.keys.keys()):
-            parts = self.parts[host]
             old = self.graphs.get(host)
-            own = old.namespaces[0] if old is not None and host not in pending.contributions else None
-            graph = assemble(host, map(parts.__getitem__, self.keys[host]), own)
+            graph = None
+            if old is not None and host not in pending.contributions and host not in pending.rekeyed:
+                graph = self._splice(host, old, pending.replaced.get(host, []))
+            if graph is None:
+                own = old.namespaces[0] if old is not None and host not in pending.contributions else None
+                graph = assemble(host, map(self.parts[host].__getitem__, self.keys[host]), own)
+                self.offsets.pop(host, None)
             if host in pending.structural or old is None or old.namespaces[0] != graph.namespaces[0]:
                 changed[host] = graph
                 self.graphs[host] = graph
         self._stat("graphs", len(changed))
         return changed
 
+    def _splice(self, host: str, old: HostGraph, replaced: list[tuple[PartKey, Part]]) -> HostGraph | None:
+        """``old`` with each replaced part's namespaces and devices swapped for the new part's, or
+        None when a part changed size (then the host is assembled from all its parts)."""
+        offsets = self.offsets.get(host)
+        if offsets is None:
+            offsets = self.offsets[host] = part_offsets(self.parts[host], self.keys[host])
+        namespaces, devices = old.namespaces, old.devices
+        for key, before in replaced:
+            after = self.parts[host][key]
+            if len(after.namespaces) != len(before.namespaces) or len(after.devices) != len(before.devices):
+                return None
+            ns_at, dev_at = offsets[key]
+            if after.namespaces:
+                namespaces = (*namespaces[:ns_at], *after.namespaces, *namespaces[ns_at + len(after.namespaces) :])
+            devices = (*devices[:dev_at], *after.devices, *devices[dev_at + len(after.devices) :])
+        return HostGraph(host=host, namespaces=namespaces, devices=devices)
+
     def _stat(self, node: str, touched: int, recompute: bool = False) -> None:
         if touched or recompute:
             self.stats[node] = NodeStats("recompute" if recompute else "incremental", touched)
+
+
+def part_offsets(parts: dict[PartKey, Part], keys: list[PartKey]) -> dict[PartKey, tuple[int, int]]:
+    """Where each part's namespaces and devices start in its host graph (the host namespace is 0)."""
+    found, namespace, device = {}, 1, 0
+    for key in keys:
+        found[key] = (namespace, device)
+        namespace += len(parts[key].namespaces)
+        device += len(parts[key].devices)
+    return found
 
 
 def common_prefix(a: tuple, b: tuple) -> int:

@@ -15,7 +15,7 @@ endpoint (it routes locally, so it needs all its networks there).
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from itertools import chain
 from typing import Any
 
@@ -24,12 +24,14 @@ from netvirt.graph import (
     Affinity,
     Dnat,
     FdbEntry,
+    IPInterface,
     IPNetwork,
     Match,
     NatTarget,
     Neighbour,
     PortRange,
     Proto,
+    Route,
     Rule,
 )
 from netvirt.management.spec import Endpoint, Network, Policy, Service, Spec
@@ -102,6 +104,13 @@ class Facts:
     def forget(self, key: tuple) -> None:
         if key in self.memo:
             self.stale[key] = self.memo.pop(key)
+
+    def route(self, dst: IPNetwork, dev: str, via: IPv4Address | IPv6Address | None = None) -> Route:
+        """A route, shared by every namespace that has the same one (many endpoints do)."""
+        return self.cached(("route", dst, dev, via), lambda: Route(dst=dst, dev=dev, via=via))
+
+    def neighbour(self, address: IPv4Address | IPv6Address, mac: str, dev: str) -> Neighbour:
+        return self.cached(("neighbour", address, mac, dev), lambda: Neighbour(address, mac, dev))
 
     # --- members and placement -------------------------------------------------------------------
 
@@ -250,8 +259,13 @@ class Facts:
 
 
 def host_prefix(address: IPv4Address | IPv6Address) -> IPNetwork:
-    """The /32 or /128 of one address."""
-    return ip_network(address)
+    """The /32 or /128 of one address (built from the integer: ipaddress parses text slowly)."""
+    return (IPv4Network if address.version == 4 else IPv6Network)(int(address))
+
+
+def with_prefix(address: IPv4Address | IPv6Address, prefixlen: int) -> IPInterface:
+    """``address/prefixlen`` as an interface address."""
+    return (IPv4Interface if address.version == 4 else IPv6Interface)((int(address), prefixlen))
 
 
 def routers_by_network(routers: Iterable) -> dict[str, str]:

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from itertools import chain
 from operator import attrgetter
 from dataclasses import dataclass
-from ipaddress import ip_interface, ip_network
+from ipaddress import ip_network
 
 from netvirt.control.compile import naming
-from netvirt.control.compile.facts import CompileError, Facts, host_prefix
+from netvirt.control.compile.facts import CompileError, Facts, host_prefix, with_prefix
 from netvirt.control.compile.policy import ESTABLISHED, interface_rules
 from netvirt.graph import (
     Bridge,
@@ -235,9 +235,9 @@ def router_legs_part(facts: Facts, router: str, host: str) -> Part:
 
 def gateway_addresses(network: Network) -> tuple[IPInterface, ...]:
     return tuple(
-        ip_interface(f"{gateway}/{subnet.prefixlen}")
+        with_prefix(gateway, subnet.prefixlen)
         for gateway, subnet in ((network.gateway, network.subnet), (network.gateway6, network.subnet6))
-        if subnet is not None
+        if subnet is not None and gateway is not None
     )
 
 
@@ -270,7 +270,7 @@ def endpoint_part(facts: Facts, endpoint: str) -> Part:
         iface = naming.host_interface(endpoint, index) if in_host else naming.interface(index)
         port = naming.endpoint_port(endpoint, index)
         addresses = tuple(
-            ip_interface(f"{address}/{subnet.prefixlen}")
+            with_prefix(address, subnet.prefixlen)
             for address, subnet in ((attachment.ip, net.subnet), (attachment.ip6, net.subnet6))
             if address is not None and subnet is not None
         )
@@ -286,13 +286,13 @@ def endpoint_part(facts: Facts, endpoint: str) -> Part:
                 master=naming.bridge(net.name), origin=origin,
             )
         )
-        routes.extend(Route(dst=address.network, dev=iface) for address in addresses)
+        routes.extend(facts.route(address.network, iface) for address in addresses)
         router = facts.router_of.get(net.name)
         if router is not None:
             mac = naming.gateway_mac(router)
             for address in addresses:
                 gateway = net.gateway if address.version == 4 else net.gateway6
-                neighbours.append(Neighbour(gateway, mac, iface))  # type: ignore[arg-type]
+                neighbours.append(facts.neighbour(gateway, mac, iface))  # type: ignore[arg-type]
                 routes.extend(routed(facts, router, net, gateway, iface, in_host, address.version, defaulted))
         prefixes = tuple(host_prefix(address.ip) for address in addresses)
         ingress.extend(interface_rules(facts, spec_ep, net, iface, prefixes, "ingress"))
@@ -303,7 +303,7 @@ def endpoint_part(facts: Facts, endpoint: str) -> Part:
                 service_iface = iface
     nat_output = tuple(rule for tenant in sorted(tenants) for rule in facts.service_rules(tenant))
     if service_iface is not None:
-        routes.extend(Route(dst=prefix, dev=service_iface) for prefix in service_prefixes(facts, nat_output))
+        routes.extend(facts.route(prefix, service_iface) for prefix in service_prefixes(facts, nat_output))
     for listen in spec_ep.listen:
         name = naming.link_name(f"{listen.proto}-{listen.port}-", endpoint) if in_host else naming.socket(listen.proto, listen.port)
         socket = Socket(proto=Proto(listen.proto), port=listen.port, app=endpoint)
@@ -336,11 +336,11 @@ def routed(facts: Facts, router: str, net: Network, gateway, iface: str, in_host
         if version in defaulted:
             return []
         defaulted.add(version)
-        return [Route(dst=DEFAULT_ROUTE[version], via=gateway, dev=iface)]
+        return [facts.route(DEFAULT_ROUTE[version], iface, gateway)]
     spec_router = facts.routers[router]
     prefixes = [subnet_of(facts.networks[name], version) for name in spec_router.networks if name != net.name]
     prefixes += [route.to for route in spec_router.routes if route.to.version == version]
-    return [Route(dst=prefix, via=gateway, dev=iface) for prefix in prefixes if prefix != ()]
+    return [facts.route(prefix, iface, gateway) for prefix in prefixes if prefix != ()]
 
 
 def service_prefixes(facts: Facts, rules: tuple[Rule, ...]) -> list:
