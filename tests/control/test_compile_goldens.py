@@ -54,3 +54,9 @@ def test_goldens_decode_to_valid_graphs(name):
         else:
             graph = from_json(HostGraph, path.read_text())
             assert graph.host == path.stem and validate(graph) == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_compiles_to_a_valid_network(path):
+    net = compile_network(load(path))
+    assert net.hosts and validate(net) == []

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from netvirt.control.compile import CompileError, Engine, compile_network
 from netvirt.control.compile.engine import common_prefix, common_suffix
+from netvirt.graph import validate
 from netvirt.management.spec import SpecError, as_data, loads
 
 INPUT_KINDS = ("hosts", "networks", "routers", "endpoints", "policies", "services")
@@ -142,14 +143,16 @@ def test_incremental_equals_full_recompute(data):
         if data.draw(st.booleans(), label="share"):
             new = share_unchanged(spec, new)
         try:
-            full = {g.host: g for g in compile_network(new).hosts}
+            network = compile_network(new)
         except CompileError:
             continue
+        assert validate(network) == []
+        full = {g.host: g for g in network.hosts}
         changed = engine.update(new)
         assert engine.graphs == full
         assert set(changed) == {h for h, g in full.items() if before.get(h) != g}
         assert all(changed[h] == full[h] for h in changed)
-        assert engine.network == compile_network(new)
+        assert engine.network == network
         current, spec, before = edited, new, full
 
 

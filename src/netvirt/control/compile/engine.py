@@ -98,7 +98,7 @@ class Engine:
         previous = self.spec
         try:
             return self._update(spec)
-        except BaseException:
+        except Exception:
             self._rebuild(previous)  # a failed update leaves the engine as it was
             raise
 
@@ -263,7 +263,7 @@ class Engine:
     def _selections(self, pending: Pending) -> None:
         """Handler: endpoints (selectors matching the old or new endpoint); networks: recompute."""
         f = self.facts
-        keys = [key for key in f.memo if key[0] == "selection"]
+        keys = list(f.memo["selection"])
         if pending.inputs["networks"]:
             chosen = keys
         else:
@@ -277,7 +277,7 @@ class Engine:
     def _services(self, pending: Pending) -> None:
         """Handlers: services (their tenants), endpoints (services they back); networks: recompute."""
         f, inputs = self.facts, pending.inputs
-        cached = [key[1] for key in f.memo if key[0] == "services"]
+        cached = [key[1] for key in f.memo["services"]]
         if inputs["networks"]:
             tenants = set(cached)
         else:
@@ -285,7 +285,7 @@ class Engine:
             backends = set(inputs["endpoints"])
             tenants.update(s.tenant for s in f.services.values() if not backends.isdisjoint(s.backends))
         for tenant in tenants:
-            old = f.memo.get(("services", tenant))
+            old = f.memo["services"].get(("services", tenant))
             f.forget(("services", tenant))
             if f.service_rules(tenant) is not old:  # type: ignore[arg-type]
                 pending.tenants.add(tenant)  # type: ignore[arg-type]

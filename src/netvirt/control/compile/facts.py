@@ -13,6 +13,7 @@ router is present there; a router is present on every host where one of its netw
 endpoint (it routes locally, so it needs all its networks there).
 """
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
@@ -85,25 +86,28 @@ class Facts:
         self.net_hosts = {name: self.hosts_of_network(name) for name in self.networks}
         self.uplink_slot = uplink_slots(self.routers.values())
         self.network_policies, self.tenant_policies = policy_scopes(self.policies.values())
-        self.memo: dict[tuple, Any] = {}
+        self.memo: defaultdict[str, dict[tuple, Any]] = defaultdict(dict)  # kind -> key -> value
         self.stale: dict[tuple, Any] = {}
 
     # --- memo ------------------------------------------------------------------------------------
 
     def cached(self, key: tuple, build: Callable[[], Any]) -> Any:
-        """The memoised value of ``key``; an equal rebuild of a forgotten value returns the old object."""
-        found = self.memo.get(key, self)
+        """The memoised value of ``key`` (its first item names the kind of value); an equal
+        rebuild of a forgotten value returns the old object."""
+        table = self.memo[key[0]]
+        found = table.get(key, self)
         if found is self:
             found = build()
             old = self.stale.pop(key, self)
             if old is not self and old == found:
                 found = old
-            self.memo[key] = found
+            table[key] = found
         return found
 
     def forget(self, key: tuple) -> None:
-        if key in self.memo:
-            self.stale[key] = self.memo.pop(key)
+        table = self.memo[key[0]]
+        if key in table:
+            self.stale[key] = table.pop(key)
 
     def route(self, dst: IPNetwork, dev: str, via: IPv4Address | IPv6Address | None = None) -> Route:
         """A route, shared by every namespace that has the same one (many endpoints do)."""
