@@ -17,6 +17,7 @@ from etcd_server import etcd, free_port  # noqa: F401 - fixture
 from typer.testing import CliRunner
 
 from netvirt.control.compile import compile_host
+from netvirt.graph import to_json
 from netvirt.management.cli import _register, app
 from netvirt.management.spec import as_data, load, loads
 
@@ -94,13 +95,7 @@ class Processes:
     def realized_matches(self, spec, host: str) -> None:
         detail = self.get(f"/v1/hosts/{host}")
         assert detail["differences"] == [] and detail["realized"] == detail["desired"]
-        assert detail["desired"] == json.loads(json.dumps(as_json(compile_host(spec, host))))
-
-
-def as_json(graph):
-    from netvirt.graph import to_json
-
-    return json.loads(to_json(graph))
+        assert detail["desired"] == json.loads(to_json(compile_host(spec, host)))
 
 
 def with_third_host(data: dict) -> dict:
