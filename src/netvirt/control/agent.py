@@ -169,7 +169,7 @@ class Agent:
                 self.host, at, result.created, result.changed, result.deleted,
             )
         self._good_revision = at
-        return self.report(AgentState.CONVERGED, at, ())
+        return self.report(AgentState.CONVERGED, at, (), known=(graph, desired))
 
     def _guarded(self, action: Callable[[], T], at: int) -> T:
         try:
@@ -182,8 +182,15 @@ class Agent:
                 pass  # the retry will report again
             raise ApplyCrashed(message) from error
 
-    def report(self, state: AgentState, desired_revision: int, errors: tuple[str, ...]) -> AgentStatus:
-        """Write the realized graph and the status, in one transaction, if either changed."""
+    def report(
+        self,
+        state: AgentState,
+        desired_revision: int,
+        errors: tuple[str, ...],
+        known: tuple[HostGraph, bytes] | None = None,
+    ) -> AgentStatus:
+        """Write the realized graph and the status, in one transaction, if either changed.
+        ``known``: a graph and its JSON, reused when the backend reads back exactly that graph."""
         status = AgentStatus(
             host=self.host,
             backend=self.backend.name,
@@ -194,7 +201,8 @@ class Agent:
             agent=self.identity,
             since=time.time(),
         )
-        realized = to_json(self.backend.realized()).encode()
+        read_back = self.backend.realized()
+        realized = known[1] if known is not None and read_back == known[0] else to_json(read_back).encode()
         writes = []
         if realized != self._realized_written:
             writes.append(Put(realized_key(self.host), realized))
