@@ -21,10 +21,12 @@ from netvirt.graph import (
     Namespace,
     NamespaceKind,
     Neighbour,
+    NetfilterHook,
     NetworkGraph,
     Route,
     Segment,
     Stage,
+    Verdict,
     validate,
 )
 
@@ -104,8 +106,6 @@ class GraphBuilder:
     def finish(self) -> NetworkGraph:
         namespaces = []
         for plan in self.namespaces.values():
-            from netvirt.graph import NetfilterHook, Verdict
-
             nat = tuple(Chain(hook=NetfilterHook(hook), rules=tuple(rules), policy=Verdict.ACCEPT)
                         for hook, rules in plan.nat.items())
             namespaces.append(Namespace(name=plan.name, kind=plan.kind, routes=tuple(plan.routes),

@@ -274,7 +274,7 @@ class _Stack:
             vnic_fields["mode"] = Mode.KERNEL
         host_ns = below.ns
         if vm.vnic == "sriov-vf":
-            return self._sriov_vm(hypervisor, vm, below, guest, distro)
+            return self._sriov_vm(vm, below, guest, distro)
         if mode in ("bridged", "external"):
             address = self._tied(vm.endpoint, below.address.network) or host_address(below.address, 20)
             vnic = b.device(kind, "eth0", guest, addresses=[str(address)], **vnic_fields)
@@ -296,7 +296,7 @@ class _Stack:
                               level=product, technique=f"{product} Internal Network (no uplink)")
             b.link(switch, vnic, "VM NIC emulation")
             b.stage(self.name("Hypervisor Layer", "Hypervisor"), Mode.KERNEL_USER, product,
-                    f"Internal Network (no uplink)", f"{host_ns}/vswitch")
+                    "Internal Network (no uplink)", f"{host_ns}/vswitch")
             self.target = address.ip
         b.stage(self.name("VM Entrance", "Virtual NIC"), vnic.mode, f"Guest ({distro})", technique, f"{guest}/eth0")
         return _Level(guest, "eth0", address, "vm", vm.os)
@@ -378,7 +378,8 @@ class _Stack:
         plan.nat.setdefault("postrouting", []).append(
             Rule(match=Match(out_iface=out), action=Snat(gateway.ip), comment=f"{product} NAT: guest sees the gateway"))
 
-    def _sriov_vm(self, hypervisor: HypervisorLayer, vm: VmLayer, below: _Level, guest: str, distro: str) -> _Level:
+    def _sriov_vm(self, vm: VmLayer, below: _Level, guest: str, distro: str) -> _Level:
+        """An SR-IOV VF passed through to the guest: the host NIC's eswitch hands it the frames."""
         b = self.b
         address = self._tied(vm.endpoint, below.address.network) or host_address(below.address, 30)
         vf = b.device(DeviceKind.SRIOV_VF, "eth0", guest, config=SriovVf(0), addresses=[str(address)],
@@ -390,7 +391,6 @@ class _Stack:
         b.stage(self.name("VM Driver", "VF Driver"), Mode.KERNEL, f"Guest ({distro})",
                 "SR-IOV VF Driver (guest owns the VF, no hypervisor)", f"{guest}/eth0:driver")
         self.target = address.ip
-        del hypervisor
         return _Level(guest, "eth0", address, "vm", vm.os)
 
     # --- WSL2 ------------------------------------------------------------------------------------

@@ -8,13 +8,16 @@ fragments awaiting reassembly — so a reply sent after a request is ESTABLISHED
 ``Simulator`` starts empty. docs/trace.md lists the semantics of every device kind.
 
 Layering inside the package: ``engine`` (L2: devices, wires, switches, tunnels, hooks) uses
-``stack`` (L3: routing, netfilter, delivery, answers); both append events to a ``Run``.
+``stack`` (L3: routing, netfilter, delivery, answers); both append events to a ``Run``
+(``events``).
 """
 
 from netvirt.dataplane.sim import packets
-from netvirt.dataplane.sim.events import Action, Disposition, Event, Walk
+from netvirt.dataplane.sim.classify import CompiledClassifier
+from netvirt.dataplane.sim.events import Action, Disposition, Event, Run, Walk
 from netvirt.dataplane.sim.netfilter import packet_key
-from netvirt.dataplane.sim.packets import BROADCAST, ETHERNET, headers
+from netvirt.dataplane.sim.packets import ETHERNET, headers
+from netvirt.dataplane.sim.stack import Stack
 from netvirt.dataplane.sim.topology import Place, Topology
 from netvirt.graph import (
     SWITCH_KINDS,
@@ -29,10 +32,9 @@ from netvirt.graph import (
     SwitchMode,
     Tunnel,
 )
-from netvirt.wire import geneve, nvgre, udp, vxlan
-from netvirt.wire.addresses import mac_to_text
+from netvirt.wire import geneve, ipv4, ipv6, nvgre, udp, vxlan
+from netvirt.wire.addresses import ip_to_text, mac_to_text
 from netvirt.wire.builders import DYNAMIC_PORTS_START
-from netvirt.wire import ipv4, ipv6
 
 MAX_HOPS = 512
 DRIVER_KINDS = (DeviceKind.NIC, DeviceKind.SRIOV_VF)
@@ -41,37 +43,10 @@ BYPASS_KINDS = (DeviceKind.SRIOV_VF, DeviceKind.NIC_ESWITCH, DeviceKind.DPDK_PMD
 ZERO = b"\0" * 6
 
 
-class Run:
-    """One walk in progress: its events (unless silent), outcome, overhead and budgets."""
-
-    __slots__ = ("events", "record", "result", "hops", "overhead", "in_reply", "answers", "heard", "where")
-
-    def __init__(self, record: bool = True) -> None:
-        self.events: list[Event] = []
-        self.record = record
-        self.result: tuple[Disposition, str] | None = None
-        self.hops = 0
-        self.overhead = 0
-        self.in_reply = False
-        self.answers = 1  # at most one generated answer (RST / ICMP error) per walk
-        self.heard: dict[bytes, tuple] | None = None  # neighbour resolution: address -> (MAC, place) that answers
-        self.where: tuple[str, str] | None = None  # (host, namespace) the packet was delivered in
-
-    def finish(self, disposition: Disposition, reason: str, where: tuple[str, str] | None = None) -> None:
-        """Record how the sent packet ended (delivery, ``where``, wins over any other ending)."""
-        if self.in_reply:
-            return
-        if self.result is None or disposition is Disposition.DELIVERED and self.result[0] is not Disposition.DELIVERED:
-            self.result = (disposition, reason)
-            self.where = where
-
-
 class Simulator:
     """See the module docstring. ``compiled``: tuple-space classifiers (else linear first match)."""
 
     def __init__(self, network: NetworkGraph, *, compiled: bool = True) -> None:
-        from netvirt.dataplane.sim.stack import Stack
-
         self.topology = Topology(network, compiled)
         self._hook_classifiers: dict[tuple[Place, HookKind], object] = {}
         self.stack = Stack(self)
@@ -276,8 +251,6 @@ class Simulator:
                                     "XDP redirects the frame to the AF_XDP socket (user space, no sk_buff)")
         if hook is None:
             return None
-        from netvirt.dataplane.sim.classify import CompiledClassifier
-
         classifier = self._hook_classifiers.get((place, kind))
         if classifier is None:
             classifier = self._hook_classifiers[(place, kind)] = CompiledClassifier(hook.rules, hook.policy)
@@ -540,10 +513,4 @@ def _port_name(switch: Place, port: Place) -> str:
 
 
 def _ip_text(address: bytes) -> str:
-    from netvirt.wire.addresses import ip_to_text
-
     return ip_to_text(address)
-
-
-def is_broadcast(mac: bytes) -> bool:
-    return mac == BROADCAST

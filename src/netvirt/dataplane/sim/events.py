@@ -4,7 +4,8 @@ Contract: ``Action`` is closed; every event names where it happened (host, names
 or no device for the namespace's IP stack), the labels of that place (mode, system level,
 technique), and the packet as it is right after the event — an Ethernet frame, whose addresses
 are zero while a locally sent packet has not been routed yet. Traces (``netvirt.trace``) are built
-from events; the JSON names of actions and dispositions are part of the trace interface.
+from events; the JSON names of actions and dispositions are part of the trace interface. ``Run`` is
+a walk in progress (the simulator's scratch state), ``Walk`` the finished one.
 """
 
 from dataclasses import dataclass
@@ -141,3 +142,28 @@ class Walk:
     reason: str
     events: tuple[Event, ...]
     delivered_in: tuple[str, str] | None = None
+
+
+class Run:
+    """One walk in progress: its events (unless silent), outcome, overhead and budgets."""
+
+    __slots__ = ("events", "record", "result", "hops", "overhead", "in_reply", "answers", "heard", "where")
+
+    def __init__(self, record: bool = True) -> None:
+        self.events: list[Event] = []
+        self.record = record
+        self.result: tuple[Disposition, str] | None = None
+        self.hops = 0
+        self.overhead = 0
+        self.in_reply = False
+        self.answers = 1  # at most one generated answer (RST / ICMP error) per walk
+        self.heard: dict[bytes, tuple] | None = None  # neighbour resolution: address -> (MAC, place) that answers
+        self.where: tuple[str, str] | None = None  # (host, namespace) the packet was delivered in
+
+    def finish(self, disposition: Disposition, reason: str, where: tuple[str, str] | None = None) -> None:
+        """Record how the sent packet ended (delivery, ``where``, wins over any other ending)."""
+        if self.in_reply:
+            return
+        if self.result is None or disposition is Disposition.DELIVERED and self.result[0] is not Disposition.DELIVERED:
+            self.result = (disposition, reason)
+            self.where = where

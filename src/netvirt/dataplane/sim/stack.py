@@ -10,13 +10,16 @@ fragmented), neighbour resolution (ARP, IPv6 ND; unresolved: dropped) and the de
 Answers (TCP RST, ICMP errors) are walked back like any local packet, marked as replies.
 """
 
+import zlib
+
 from netvirt.dataplane.sim import packets
-from netvirt.dataplane.sim.events import Action, Disposition, Event
+from netvirt.dataplane.sim.events import Action, Disposition, Event, Run
 from netvirt.dataplane.sim.netfilter import Tracked, packet_key, rule_name, track
 from netvirt.dataplane.sim.packets import ETHERNET, ICMP, ICMPV6, TCP, UDP, Headers, headers
 from netvirt.dataplane.sim.topology import NamespaceIndex, Place
 from netvirt.graph import (
     Accept,
+    Affinity,
     Dnat,
     Masquerade,
     NamespaceKind,
@@ -306,8 +309,6 @@ class Stack:
             else:
                 request = packets.neighbor_solicitation(own, source, nexthop)
         if domain is None:
-            from netvirt.dataplane.sim.engine import Run
-
             silent = Run(record=False)
             silent.hops = run.hops
             silent.heard = domain = {}
@@ -523,10 +524,6 @@ class Stack:
 def _pick(action: Dnat, found: Headers):
     """The DNAT target for this flow: a stable hash of the flow (of the client address with
     client-IP affinity), so every packet of a flow — and every run — picks the same backend."""
-    import zlib
-
-    from netvirt.graph import Affinity
-
     key = found.src if action.affinity is Affinity.CLIENT_IP else found.src + found.dst + bytes(
         (found.proto,)) + found.src_port.to_bytes(2, "big") + found.dst_port.to_bytes(2, "big")
     return action.targets[zlib.crc32(key) % len(action.targets)]
