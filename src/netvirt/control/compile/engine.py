@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from netvirt.control.compile.compiler import placement, segments
+from netvirt.control.compile.compiler import paused_gc, placement, segments
 from netvirt.control.compile.facts import Facts, policy_scopes, routers_by_network, uplink_slots
 from netvirt.control.compile.parts import HOST_KEY, Part, PartKey, assemble, build_part, part_keys
 from netvirt.graph import HostGraph, NetworkGraph
@@ -80,6 +80,7 @@ class Pending:
 class Engine:
     """Per-host graphs of a spec, kept up to date incrementally (see the module docstring)."""
 
+    @paused_gc()
     def __init__(self, spec: Spec) -> None:
         self.stats: dict[str, NodeStats] = {}
         self._rebuild(spec)
@@ -91,6 +92,7 @@ class Engine:
         """All current host graphs and the underlay segments."""
         return NetworkGraph(hosts=tuple(self.graphs[h] for h in sorted(self.graphs)), segments=segments(self.facts))
 
+    @paused_gc()
     def update(self, spec: Spec) -> dict[str, HostGraph]:
         """Bring every graph to ``spec``; the hosts whose graph changed (added hosts included).
 
