@@ -1,6 +1,10 @@
 """Linux kernel data plane benchmark: one JSON line.
 
-- bring-up / converge / teardown of HOSTS x ENDPOINTS (VXLAN overlay, as in the privileged tests);
+- bring-up / converge / teardown of a generated spec of HOSTS x ENDPOINTS through the real path
+  (compile, one ``LinuxBackend`` per host: namespaces, veths, bridges, VXLAN with static FDB,
+  distributed router, nftables policies, service DNAT, read-back);
+- the same size built with the bare ``Builder`` (a VXLAN overlay without router or rules), whose
+  endpoints carry the traffic measurements below;
 - iperf3 TCP throughput and UDP request/response RTT endpoint-to-endpoint on the same host and
   across hosts over VXLAN, as ratios to a bare veth pair measured in the same run;
 - the same through a router namespace holding 10,000 non-matching rules: nftables (consecutive
@@ -20,7 +24,9 @@ import time
 from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 
+from netvirt.control.compile import compile_network
 from netvirt.dataplane.linux import netns
+from netvirt.dataplane.linux.backend import network_backends
 from netvirt.dataplane.linux.build import Builder
 from netvirt.dataplane.linux.cleanup import cleanup
 from netvirt.dataplane.linux.links import ZERO_MAC, VxlanSpec
@@ -28,6 +34,7 @@ from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
 from netvirt.dataplane.linux.rulesets import Ruleset
 from netvirt.graph.host import Neighbour, Route
 from netvirt.graph.rules import DROP, Chain, Match, NetfilterHook, PortRange, Proto, Rule
+from netvirt.management.spec import generate
 
 
 def overlay(build: Builder, hosts: int, endpoints: int) -> dict[str, tuple[str, str]]:
@@ -142,6 +149,29 @@ def non_matching_rules(count: int) -> Ruleset:
     return Ruleset(filter=[Chain(hook=NetfilterHook.FORWARD, rules=rules)])
 
 
+def spec_lifecycle(hosts: int, endpoints: int, state: Path) -> dict:
+    """Seconds to bring a generated spec up with LinuxBackend, converge again, and tear it down."""
+    spec = generate(hosts, endpoints)
+    network = compile_network(spec)
+    deployment = f"spec{int(time.time()) % 100000}"
+    backends = network_backends(network, deployment, prefix=TEST_PREFIX, state_dir=state)
+    out: dict = {"spec_namespaces": sum(len(g.namespaces) for g in network.hosts) + len(network.segments),
+                 "spec_devices": sum(len(g.devices) for g in network.hosts)}
+    try:
+        for label in ("spec_up_s", "spec_converge_noop_s"):
+            start = time.perf_counter()
+            for graph in network.hosts:
+                report = backends[graph.host].apply(graph)
+                if not report.ok:
+                    raise RuntimeError(f"{graph.host}: {report.errors}")
+            out[label] = round(time.perf_counter() - start, 3)
+    finally:
+        start = time.perf_counter()
+        cleanup(Names(deployment, TEST_PREFIX), state)
+        out["spec_down_s"] = round(time.perf_counter() - start, 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=10)
@@ -154,6 +184,7 @@ def main() -> None:
     names = Names(f"bench{int(time.time()) % 100000}", TEST_PREFIX)
     result: dict = {"bench": "linux", "hosts": args.hosts, "endpoints_per_host": args.endpoints}
     try:
+        result |= spec_lifecycle(args.hosts, args.endpoints, state)
         start = time.perf_counter()
         with Builder(names, state) as build:
             where = overlay(build, args.hosts, args.endpoints)

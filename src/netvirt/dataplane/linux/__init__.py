@@ -1,4 +1,5 @@
-"""The Linux kernel toolkit the ``linux`` backend realises device graphs with.
+"""The ``linux`` backend (``backend.LinuxBackend``: one host's device graph in the real kernel,
+read back by ``readback``) and the kernel toolkit it is built with.
 
 Contract: everything here talks to the real kernel, inside network namespaces only, and owns
 exactly what it creates. ``build.Builder`` is the one way to change the kernel: it records each

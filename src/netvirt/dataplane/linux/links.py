@@ -245,10 +245,13 @@ def _route_key(dst: str, prefixlen: int, metric: int) -> tuple:
 
 def ensure_routes(ipr: IPRoute, routes: Iterable[Route]) -> None:
     """Exactly ``routes`` as netvirt's routes (protocol RTPROT_NETVIRT) in the main table;
-    ``dev`` fields are kernel link names. Routes of other protocols are never touched."""
+    ``dev`` fields are kernel link names. Routes of other protocols are never touched; routes
+    already in place as requested are left alone (no netlink change)."""
     want = {}
     for route in routes:
         want[(str(route.dst), kernel_metric(route))] = route
+    links = {msg["index"]: msg.get("IFLA_IFNAME") for msg in ipr.get_links()}
+    have = {}
     for family in (socket.AF_INET, socket.AF_INET6):
         for msg in ipr.route("dump", family=family, proto=RTPROT_NETVIRT):
             if msg["proto"] != RTPROT_NETVIRT or msg.get("RTA_TABLE", 254) != 254:
@@ -258,7 +261,12 @@ def ensure_routes(ipr: IPRoute, routes: Iterable[Route]) -> None:
             if key not in want:
                 ipr.route("del", dst=f"{key[0]}", priority=key[1], proto=RTPROT_NETVIRT,
                           family=family, type=msg["type"])
-    for route in want.values():
+                continue
+            have[key] = (msg["type"], msg.get("RTA_GATEWAY"), links.get(msg.get("RTA_OIF")), msg.get("RTA_PREFSRC"))
+    for key, route in want.items():
+        kind = {RouteType.UNICAST: 1, RouteType.BLACKHOLE: 6, RouteType.UNREACHABLE: 7}[route.kind]
+        if have.get(key) == (kind, route.via and str(route.via), route.dev, route.src and str(route.src)):
+            continue
         request: dict = {"dst": str(route.dst), "proto": RTPROT_NETVIRT, "priority": kernel_metric(route),
                          "family": socket.AF_INET if route.dst.version == 4 else socket.AF_INET6}
         if route.kind is not RouteType.UNICAST:

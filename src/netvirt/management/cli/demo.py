@@ -199,7 +199,8 @@ def applications(console: Console, spec, kernel_names) -> list[subprocess.Popen]
                                                       "--directory", str(root)]))
     servers.append(_netns_popen(where("db-1"), [sys.executable, "-c", _LISTENER, "5432"]))
     _wait_listening([(where(e), 80) for e in ("web-1", "web-2")] + [(where("db-1"), 5432)])
-    table = Table("FROM", "REQUEST", "RESULT", box=box.SIMPLE_HEAD, show_edge=False)
+    table = Table("FROM", "REQUEST", box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("RESULT", no_wrap=True)
     service = spec.service("web")
     exchanges = [
         ("client-1", f"GET http://{address('web-2')}/", "web-2 across hosts (VXLAN)", lambda: _get(where("client-1"), address("web-2"))),
