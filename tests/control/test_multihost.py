@@ -48,9 +48,14 @@ class Processes:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.running.pop(name)
         os.kill(process.pid, sig)
-        process.wait(10)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
 
     def stop_all(self) -> None:
+        """SIGTERM (then SIGKILL after 10 s) to every process still running, whatever happens."""
         for name in list(self.running):
             self.kill(name, signal.SIGTERM)
 
