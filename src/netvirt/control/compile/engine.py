@@ -421,6 +421,8 @@ class Engine:
         """A host changed: all its parts; every host's part (on-link routes); the tunnels of its
         networks everywhere (their flood entries hold its underlay address)."""
         f = self.facts
+        for key in list(f.memo["underlay-peers"]):
+            f.forget(key)
         for other in self.keys:
             self._mark(pending, [other], HOST_KEY)
         for key in self.keys.get(host, ()):

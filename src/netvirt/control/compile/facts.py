@@ -116,6 +116,16 @@ class Facts:
     def neighbour(self, address: IPv4Address | IPv6Address, mac: str, dev: str) -> Neighbour:
         return self.cached(("neighbour", address, mac, dev), lambda: Neighbour(address, mac, dev))
 
+    def underlay_peers(self, network: IPNetwork) -> tuple[IPNetwork, ...]:
+        """/32 (/128) of the hosts of ``network``'s family outside it, by host name: the on-link
+        routes a host on ``network`` needs to reach them."""
+
+        def build() -> tuple[IPNetwork, ...]:
+            addresses = (self.hosts[name].underlay.ip for name in sorted(self.hosts))
+            return tuple(host_prefix(a) for a in addresses if a.version == network.version and a not in network)
+
+        return self.cached(("underlay-peers", network), build)
+
     # --- members and placement -------------------------------------------------------------------
 
     def member(self, endpoint: Endpoint, index: int) -> Member:

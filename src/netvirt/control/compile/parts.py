@@ -8,10 +8,10 @@ and devices in part order (host, networks, routers, endpoints; each by name). do
 """
 
 from collections.abc import Iterable
-from itertools import chain
-from operator import attrgetter
 from dataclasses import dataclass
 from ipaddress import ip_network
+from itertools import chain
+from operator import attrgetter
 
 from netvirt.control.compile import naming
 from netvirt.control.compile.facts import CompileError, Facts, host_prefix, with_prefix
@@ -82,14 +82,11 @@ def host_part(facts: Facts, host: str) -> Part:
         addresses=(underlay,),
         origin=origin,
     )
-    routes = [Route(dst=underlay.network, dev=naming.NIC)]
-    for other in sorted(facts.hosts):  # peers outside our underlay subnet: on-link host routes
-        address = facts.hosts[other].underlay.ip
-        if other != host and address.version == underlay.version and address not in underlay.network:
-            routes.append(Route(dst=host_prefix(address), dev=naming.NIC))
+    routes = [facts.route(underlay.network, naming.NIC)]
+    routes += [facts.route(prefix, naming.NIC) for prefix in facts.underlay_peers(underlay.network)]
     masquerade: tuple[Rule, ...] = ()
     if any(facts.routers[r].snat and host in facts.router_hosts[r] for r in facts.routers):
-        routes.append(Route(dst=DEFAULT_ROUTE[underlay.version], dev=naming.NIC))
+        routes.append(facts.route(DEFAULT_ROUTE[underlay.version], naming.NIC))
         uplinks = ip_network(naming.uplink_range(underlay.version))
         masquerade = (
             Rule(
