@@ -21,6 +21,7 @@ compares blob hashes with what is stored.
 """
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,9 @@ from netvirt.control.store import Compare, Conflict, Delete, Entry, Operation, P
 from netvirt.dataplane.api import Backend
 from netvirt.graph import HostGraph, diff, from_json, to_json
 from netvirt.management.spec import Spec, as_data, loads
+
+
+log = logging.getLogger("netvirt.controller")
 
 
 class StaleSpec(Exception):
@@ -223,18 +227,22 @@ class Controller:
 
     def _sweep(self, published: int, referenced: set[str]) -> None:
         """Delete the blobs no pointer names that were stored before ``published`` — each only if
-        untouched since listed, so a concurrent apply's fresh copy of it survives."""
-        stale = [
-            entry
-            for entry in self.store.list(BLOBS, keys_only=True).entries
-            if entry.key.removeprefix(BLOBS).split("/")[0] not in referenced and entry.mod_revision < published
-        ]
-        for at in range(0, len(stale), BATCH_OPERATIONS // 2):
-            batch = stale[at : at + BATCH_OPERATIONS // 2]
-            try:
-                self.store.txn([Delete(e.key) for e in batch], [Compare(e.key, e.mod_revision) for e in batch])
-            except Conflict:
-                pass  # rewritten meanwhile: still wanted, or swept by the next apply
+        untouched since listed, so a concurrent apply's fresh copy of it survives. Best effort:
+        what it cannot delete now, the next apply sweeps."""
+        try:
+            stale = [
+                entry
+                for entry in self.store.list(BLOBS, keys_only=True).entries
+                if entry.key.removeprefix(BLOBS).split("/")[0] not in referenced and entry.mod_revision < published
+            ]
+            for at in range(0, len(stale), BATCH_OPERATIONS // 2):
+                batch = stale[at : at + BATCH_OPERATIONS // 2]
+                try:
+                    self.store.txn([Delete(e.key) for e in batch], [Compare(e.key, e.mod_revision) for e in batch])
+                except Conflict:
+                    pass  # rewritten meanwhile: still wanted, or swept by the next apply
+        except StoreError as error:  # the version is published; only the clean-up waits
+            log.warning("controller: sweeping unused blobs failed (%s); the next apply retries", error)
 
     def current(self) -> Applied | None:
         """The applied spec and its revision, or None."""
