@@ -92,7 +92,6 @@ class Engine:
         """All current host graphs and the underlay segments."""
         return NetworkGraph(hosts=tuple(self.graphs[h] for h in sorted(self.graphs)), segments=segments(self.facts))
 
-    @paused_gc()
     def update(self, spec: Spec) -> dict[str, HostGraph]:
         """Bring every graph to ``spec``; the hosts whose graph changed (added hosts included).
 
