@@ -140,8 +140,9 @@ def test_forwarding_disabled_drops():
     lab.bridge()
     lab.pod("a", "10.0.0.2/24")
     walk = Simulator(lab.network()).send("h1", "a", probe(A, ip_address("192.0.2.1"), "tcp", dst_port=80))
-    assert walk.events[-1].cause == "no-route" or walk.events[-1].cause == "forwarding-off"
-    assert walk.disposition is not Disposition.DELIVERED
+    assert walk.disposition is Disposition.DROPPED
+    assert walk.events[-1].cause == "forwarding-off" and walk.events[-1].namespace == "host"
+    assert "does not forward IPv4 packets" in walk.reason
 
 
 def test_ipv6_neighbour_discovery_and_delivery():

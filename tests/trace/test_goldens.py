@@ -8,13 +8,17 @@ After an intended change, regenerate and review the diff (docs/trace.md, "Golden
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from netvirt.management.cli.trace import plan_trace
-from netvirt.management.spec import load
-from netvirt.trace import render
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
+from sim_graphs import assert_valid  # noqa: E402
+
+from netvirt.management.cli.trace import plan_trace  # noqa: E402
+from netvirt.management.spec import load  # noqa: E402
+from netvirt.trace import render  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDENS = Path(__file__).with_name("goldens")
@@ -49,7 +53,11 @@ def trace_of(case: str):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case):
-    text = render.json_text(trace_of(case))
+    trace = trace_of(case)
+    for hop in trace.hops:  # every hop's packet is a valid frame (scapy recomputes every checksum)
+        assert_valid(hop.packet)
+    assert trace_of(case) == trace  # deterministic
+    text = render.json_text(trace)
     path = GOLDENS / f"{case}.json"
     if REGENERATE:
         GOLDENS.mkdir(exist_ok=True)
