@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 from netvirt.control.compile import naming
@@ -58,9 +59,8 @@ class Member:
     fdb: FdbEntry
     neighbours: tuple[Neighbour, ...]
 
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.endpoint, self.index)
+
+MEMBER_ORDER = attrgetter("endpoint", "index")
 
 
 class Facts:
@@ -168,7 +168,7 @@ class Facts:
 
     def network_members(self, network: str) -> list[Member]:
         """The attachments on ``network``, ordered by endpoint name and attachment index."""
-        return sorted(chain.from_iterable(m.values() for m in self.members[network].values()), key=Member.key.fget)  # type: ignore[attr-defined]
+        return sorted(chain.from_iterable(m.values() for m in self.members[network].values()), key=MEMBER_ORDER)
 
     # --- tunnels ---------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from netvirt.graph import (
     Tunnel,
     Veth,
 )
-from netvirt.management.spec import Endpoint, Network
+from netvirt.management.spec import Network
 
 TUNNEL_KINDS = {"vxlan": DeviceKind.VXLAN, "geneve": DeviceKind.GENEVE, "nvgre": DeviceKind.NVGRE}
 TUNNEL_PORTS = {"vxlan": 4789, "geneve": 6081, "nvgre": 4789}  # NVGRE is GRE: the port is unused
