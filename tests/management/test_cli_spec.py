@@ -164,3 +164,9 @@ def test_the_real_entry_point(tmp_path):
         [sys.executable, "-m", "netvirt", "validate", str(INVALID / "enum-value.yaml")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "did you mean 'vxlan'?" in bad.stderr
+
+
+def test_init_into_a_missing_directory_is_a_runtime_failure(app, tmp_path):
+    result = run(app, "init", tmp_path / "no-such-dir" / "netvirt.yaml")
+    assert result.exit_code == 1
+    assert "cannot write" in result.stderr
