@@ -159,23 +159,9 @@ class Simulator:
         mine = self._accepts(place, frame)
         bound = topology.bound.get(place, ())
         eswitch = topology.binding.get((place, DeviceKind.NIC_ESWITCH)) if bound else None
-        if eswitch is not None:
-            self.event(run, Action.RECEIVE, place, frame, "signal received")
-            eswitch_place = (place[0], place[1], eswitch.name)
-            if frame[0] & 1:  # broadcast: every virtual function gets a copy, and the PF
-                for port in self.ports(eswitch_place):
-                    mark = len(run.events)
-                    if not self.port_out(run, eswitch_place, port, bytearray(frame)):
-                        del run.events[mark:]
-            else:
-                port = self._lookup(eswitch_place, bytes(frame[0:6]))
-                if port is not None:
-                    self.event(run, Action.FORWARD, eswitch_place, frame,
-                               f"embedded switch: {mac_to_text(bytes(frame[0:6]))} is virtual function "
-                               f"{port[1]}/{port[2]}; the host kernel never sees this frame")
-                    return self.port_out(run, eswitch_place, port, frame)
-        else:
-            self.event(run, Action.RECEIVE, place, frame, "signal received" if kind is DeviceKind.NIC else "frame received")
+        self.event(run, Action.RECEIVE, place, frame, "signal received" if kind is DeviceKind.NIC else "frame received")
+        if eswitch is not None and self._eswitch(run, (place[0], place[1], eswitch.name), frame):
+            return True
         pmd = topology.binding.get((place, DeviceKind.DPDK_PMD)) if bound else None
         if pmd is not None:
             if frame[12:14] == b"\x08\x06":  # the DPDK application answers ARP for its NIC itself
@@ -215,6 +201,22 @@ class Simulator:
             return False
         return self.stack.stack_in(run, place, frame)
 
+    def _eswitch(self, run: Run, eswitch: Place, frame: bytearray) -> bool:
+        """The NIC's embedded switch sees the frame first: a VF's MAC goes to that VF (True);
+        a broadcast goes to every VF and on to the PF; anything else goes on to the PF (False)."""
+        if frame[0] & 1:
+            for port in self.ports(eswitch):
+                mark = len(run.events)
+                if not self.port_out(run, eswitch, port, bytearray(frame)):
+                    del run.events[mark:]
+            return False
+        port = self._lookup(eswitch, bytes(frame[0:6]))
+        if port is None:
+            return False
+        self.event(run, Action.FORWARD, eswitch, frame, f"embedded switch: {mac_to_text(bytes(frame[0:6]))} is "
+                   f"virtual function {port[1]}/{port[2]}; the host kernel never sees this frame")
+        return self.port_out(run, eswitch, port, frame)
+
     def _routed_switch(self, dev) -> bool:
         """A hypervisor switch in NAT mode is the NAT engine's router interface, not a switch."""
         return isinstance(dev.config, HypervisorSwitch) and dev.config.mode is SwitchMode.NAT
@@ -227,7 +229,7 @@ class Simulator:
         """Hand a frame to a user-space receiver (DPDK PMD, AF_XDP socket) and its application."""
         self.event(run, action, place, frame, message, bypass=True)
         found = headers(frame)
-        for dev in self.topology.devices.values():
+        for dev in self.topology.members[place[:2]]:
             if dev.kind is DeviceKind.SOCKET and dev.parent == place[2] and found is not None:
                 socket_place = (place[0], dev.namespace, dev.name)
                 if self.stack.socket_matches(dev, found):
