@@ -70,6 +70,7 @@ class Analysis:
         self.used: dict[tuple[str, int], set[int]] = {}  # (network, family) -> its endpoint addresses
         self.vip: dict[str, IPAddress] = {}
         self.service_tenant: dict[str, str] = {}
+        self.vip_owners: dict[tuple[str, IPAddress], str] = {}  # pinned VIPs: (tenant, vip) -> service
         self.network_endpoints: dict[str, list[Endpoint]] = defaultdict(list)
         for check in (
             self.names,
@@ -424,10 +425,9 @@ class Analysis:
             if service.vip is not None:
                 owner = self.vip_owner(tenant, service.vip)
                 if owner is not None:
-                    self.report(
-                        ("services", index, "vip"), f"vip {service.vip} is already {owner} in tenant {tenant!r}"
-                    )
+                    self.report(("services", index, "vip"), f"vip {service.vip} is already {owner} (tenant {tenant!r})")
                 self.vip[service.name] = service.vip
+                self.vip_owners.setdefault((tenant, service.vip), service.name)
         taken = {int(vip) for vip in self.vip.values()}
         for (name, family), addresses in self.used.items():
             network = self.named["networks"][name][1]
@@ -457,18 +457,18 @@ class Analysis:
                     )
 
     def vip_owner(self, tenant: str, vip: IPAddress) -> str | None:
-        """Who else in ``tenant`` has the address ``vip``: a gateway, an endpoint or another VIP."""
-        for name, service_tenant in self.service_tenant.items():
-            if service_tenant == tenant and self.vip.get(name) == vip:
-                return f"service {name!r}'s vip"
+        """Who else in ``tenant`` has the address ``vip`` (a VIP, a gateway, an endpoint), as
+        ``used by service 'web'``; None when nobody."""
+        if (tenant, vip) in self.vip_owners:
+            return f"used by service {self.vip_owners[(tenant, vip)]!r}"
         for _, network in self.valid("networks"):
             if network.tenant != tenant or network.name not in self.named["networks"]:
                 continue
             if self.gateway.get((network.name, vip.version)) == vip:
-                return f"network {network.name!r}'s gateway"
+                return f"the gateway of network {network.name!r}"
             if int(vip) in self.used.get((network.name, vip.version), ()):
                 owner = next(e for (e, n, _), a in self.address.items() if n == network.name and a == vip)
-                return f"endpoint {owner!r}'s address"
+                return f"used by endpoint {owner!r}"
         return None
 
     def service_backends(self, index: int, service: Any) -> str | None:
