@@ -168,3 +168,16 @@ def test_no_fdb_entry_drops_at_the_tunnel():
     simulator.neighbours[("h1", "a", "eth0")] = {B.packed: bytes.fromhex("020000000099")}
     walk = simulator.send("h1", "a", probe(A, B, "tcp", dst_port=80))
     assert walk.events[-1].cause == "no-fdb" and walk.events[-1].device == "tun0"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.ip_addresses(v=4) | st.ip_addresses(v=6), st.integers(0, 2**128 - 1), st.sampled_from(["tcp", "udp", "icmp"]),
+       st.integers(1, 65535), st.integers(1, 65535), st.integers(0, 200))
+def test_probes_from_templates_equal_probes_built_whole(src, other, proto, sport, dport, size):
+    from ipaddress import IPv4Address, IPv6Address
+
+    from netvirt.dataplane.sim.packets import _probe
+
+    dst = IPv4Address(other % 2**32) if src.version == 4 else IPv6Address(other)
+    assert probe(src, dst, proto, src_port=sport, dst_port=dport, size=size) == \
+        _probe(src, dst, proto, sport, dport, size, 64, True, 1)
