@@ -63,8 +63,10 @@ def test_underlay_carries_vxlan_with_the_vni(overlay):
 
         def vxlan_echo(frame):
             packet = Ether(frame.data)
+            # the echo itself, not IPv6 ND/MLD chatter that the endpoints also tunnel
             return frame.device == "eth0" and frame.namespace == host1 and frame.outgoing \
-                and UDP in packet and packet[UDP].dport == 4789
+                and UDP in packet and packet[UDP].dport == 4789 \
+                and VXLAN in packet and ICMP in packet[VXLAN].payload
         tunnelled = capture.wait_for(vxlan_echo)
         delivered = capture.wait_for(lambda f: f.namespace == dst.namespace and ICMP in Ether(f.data))
     assert tunnelled is not None and delivered is not None
