@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
 
 def trace(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A spec file or directory.")],
-    source: Annotated[str | None, typer.Option("--from", help="Endpoint, IP, service or 'external'.")] = None,
+    source: Annotated[str | None, typer.Option("--from", help="Endpoint, IP or 'external'.")] = None,
     target: Annotated[str | None, typer.Option("--to", help="Endpoint, IP, IP:PORT, service or 'external'.")] = None,
     proto: Annotated[Proto | None, typer.Option("--proto", help="tcp (default), udp or icmp.")] = None,
     dport: Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port.")] = None,
