@@ -67,6 +67,7 @@ SEGMENT_BRIDGE = "segment"
 # device kinds this backend builds (the kernel may support more; see capabilities())
 BUILT_KINDS = frozenset({DeviceKind.NIC, DeviceKind.VETH, DeviceKind.BRIDGE, DeviceKind.VXLAN, DeviceKind.SOCKET})
 RP_FILTER = {RpFilter.OFF: 0, RpFilter.STRICT: 1, RpFilter.LOOSE: 2}
+BUILD_LOCK_TIMEOUT = 600.0  # hosts of one deployment build one after the other (one record)
 Progress = Callable[[str, str], None]
 """Called with (host, what is being done now) while ``apply``/``teardown`` run."""
 
@@ -192,7 +193,7 @@ class LinuxBackend:
         before = self._read(graph)
         self._applied = graph
         try:
-            with Builder(self.names, self.state_dir) as build:
+            with Builder(self.names, self.state_dir, BUILD_LOCK_TIMEOUT) as build:
                 _Realisation(self, build, graph).run()
         except (LinkError, NotOwned, RecordError, RulesetError, netns.CommandFailed, OSError) as error:
             return ApplyReport(errors=(Problem(graph.host, f"kernel: {error}"),))

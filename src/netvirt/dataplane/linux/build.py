@@ -40,9 +40,11 @@ class NotOwned(RuntimeError):
 class Builder:
     """Creates and configures one deployment's kernel objects (see the module docstring)."""
 
-    def __init__(self, names: Names, state_dir: Path = STATE_DIR):
+    def __init__(self, names: Names, state_dir: Path = STATE_DIR, lock_timeout: float = 30.0):
+        """``lock_timeout``: seconds to wait for another process (or thread) building the same
+        deployment before ``RecordError``."""
         self.names = names
-        self.record = Record(names, state_dir)
+        self.record = Record(names, state_dir, lock_timeout)
         self._netlink: dict[str, IPRoute] = {}
 
     def __enter__(self) -> "Builder":

@@ -5,7 +5,7 @@
    tables (a packet across the VXLAN overlay; a packet climbing the db-on-k8s stack) and the
    reachability matrix.
 2. With CAP_NET_ADMIN: builds the network in the kernel (``netvirt up``'s machinery, deployment
-   ``demo``), runs ``verify --all`` (real probes vs the simulator), shows real applications
+   ``demoPID``), runs ``verify --all`` (real probes vs the simulator), shows real applications
    talking (HTTP GETs across the overlay, over IPv6 and through the service VIP, served by
    ``python -m http.server`` inside the endpoints; an allowed and two denied database
    connections), then tears everything down — also on Ctrl-C or a failure. Without the
@@ -15,6 +15,7 @@
 encapsulation, decoded layer by layer, the overhead of each, and a pcap round trip.
 """
 
+import os
 import signal
 import socket
 import subprocess
@@ -37,7 +38,9 @@ from netvirt.wire import build, dissect, encapsulate, ethernet, geneve, ipv4, pc
 from netvirt.wire.addresses import ip_to_bytes, mac_to_bytes
 
 QUICKSTART = Path("examples/quickstart.yaml")
-DEPLOYMENT = "demo"  # its own namespaces (nv-demo-*): a quickstart brought up by hand is left alone
+# its own namespaces (nv-demoPID-*): a quickstart brought up by hand, or another demo running at
+# the same time, is left alone
+DEPLOYMENT = f"demo{os.getpid()}"
 
 POD_A = ("0a:58:0a:f4:01:0a", "10.244.1.10")
 POD_B = ("0a:58:0a:f4:02:14", "10.244.2.20")
