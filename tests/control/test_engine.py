@@ -126,7 +126,7 @@ def load(data: dict):
     return loads(json.dumps(data), "edit.json")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_incremental_equals_full_recompute(data):
     current = base()
