@@ -44,7 +44,7 @@ from netvirt.wire import checksum
 from netvirt.wire.addresses import ip_to_text
 
 OBSERVABLE = frozenset({DeviceKind.VETH, DeviceKind.NIC, DeviceKind.VXLAN})
-TIMEOUT = 3.5  # seconds a probe waits: longer than ARP gives up (3 tries, 1 s apart) and a router answers
+TIMEOUT = 5.0  # seconds a probe waits: ARP gives up after 3 tries 1 s apart, then a router answers (slack for load)
 SETTLE = 0.05  # seconds for the capture thread to catch up after an answer
 ORDER_TOLERANCE = 0.0002  # timestamps of one packet on adjacent places may be this much out of order
 SERVICE_TRIES = 12
