@@ -20,6 +20,7 @@ from netvirt.graph import (
     DeviceRef,
     Dnat,
     FdbEntry,
+    GeneveOption,
     HookKind,
     HostGraph,
     Hypervisor,
@@ -142,6 +143,12 @@ CONFIGS = {
     DeviceKind.WSL2_GATEWAY: st.builds(Wsl2Gateway, st.sampled_from(Wsl2Mode)),
     DeviceKind.SRIOV_VF: st.builds(SriovVf, st.integers(0, 255), st.none() | st.integers(1, 4094)),
 }
+geneve_options = st.builds(
+    GeneveOption,
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFF),
+    st.integers(0, 31).flatmap(lambda words: st.binary(min_size=4 * words, max_size=4 * words)),
+)
 for _kind in (DeviceKind.VXLAN, DeviceKind.GENEVE, DeviceKind.NVGRE):
     CONFIGS[_kind] = st.builds(
         Tunnel,
@@ -154,6 +161,7 @@ for _kind in (DeviceKind.VXLAN, DeviceKind.GENEVE, DeviceKind.NVGRE):
         udp_checksum=st.booleans(),
         learning=st.booleans(),
         fdb=st.lists(st.builds(FdbEntry, macs, remote=addresses), max_size=3),
+        options=st.lists(geneve_options, max_size=2).map(tuple) if _kind is DeviceKind.GENEVE else st.just(()),
     )
 assert set(CONFIGS) == {kind for kind, info in KINDS.items() if info.config is not None}
 

@@ -12,6 +12,7 @@ from netvirt.graph import (
     Device,
     DeviceKind,
     Dnat,
+    GeneveOption,
     GraphError,
     HostGraph,
     Match,
@@ -71,6 +72,36 @@ def test_literal_format():
         "backends": ["linux", "sim", "userspace"],
         "config": {"type": "tunnel", "vni": 7, "remote": "fd00::2"},
     }
+
+
+def test_geneve_options_literal_format_and_round_trip():
+    options = (GeneveOption(0x0102, 0x80, bytes.fromhex("0000abcd")), GeneveOption(0xFFFF, 1))
+    geneve = Device.of(DeviceKind.GENEVE, "gnv1", "h1", config=Tunnel(vni=7, dst_port=6081, options=options))
+    assert json.loads(to_json(geneve))["config"] == {
+        "type": "tunnel",
+        "vni": 7,
+        "dst_port": 6081,
+        "options": [{"option_class": 258, "type": 128, "data": "0000abcd"}, {"option_class": 65535, "type": 1}],
+    }
+    assert from_json(Device, to_json(geneve)) == geneve
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("abc", r"\$.config.options\[0\].data: expected hex digits"),
+        (7, r"\$.config.options\[0\].data: expected hex digits"),
+        ("00ab", r"\$.config.options\[0\]: geneve option class 0x0001 data: 2 bytes; expected whole 4-byte words"),
+    ],
+)
+def test_bad_geneve_option_data_is_located(data, message):
+    text = json.dumps({
+        "name": "gnv1", "namespace": "h1", "kind": "geneve", "mode": "Kernel", "level": "Linux Kernel",
+        "technique": "Geneve Encapsulation", "backends": ["sim"],
+        "config": {"type": "tunnel", "vni": 7, "options": [{"option_class": 1, "type": 2, "data": data}]},
+    })
+    with pytest.raises(GraphError, match=message):
+        from_json(Device, text)
 
 
 def _device_json(**changes):

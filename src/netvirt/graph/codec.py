@@ -2,8 +2,8 @@
 
 Contract: ``from_json(type(x), to_json(x)) == x`` for every graph object. The format is the
 dataclasses' fields by name, in declaration order; fields equal to their default are omitted;
-enums by value, IP values as strings, tuples as lists, frozensets as sorted lists; members of a
-union of classes (actions, device configs) carry ``"type": <tag>``. ``from_json`` rejects unknown
+enums by value, IP values as strings, bytes as hex, tuples as lists, frozensets as sorted lists;
+members of a union of classes (actions, device configs) carry ``"type": <tag>``. ``from_json`` rejects unknown
 keys, missing fields and wrong types with a ``GraphError`` naming the JSON path.
 """
 
@@ -58,6 +58,8 @@ def _encode(value: Any) -> Any:
         return value
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, bytes):
+        return value.hex()
     if isinstance(value, tuple):
         return [_encode(item) for item in value]
     if isinstance(value, frozenset):
@@ -109,6 +111,8 @@ def _decoder(hint: Any) -> Decoder:
         return _enum_decoder(hint)
     if hint in (bool, int, str):
         return _scalar_decoder(hint)
+    if hint is bytes:
+        return _hex_decoder
     if hint in _IP_TYPES:
         return _ip_decoder(hint, hint.__name__)
     if dataclasses.is_dataclass(hint):
@@ -147,6 +151,15 @@ def _scalar_decoder(kind: type) -> Decoder:
         return data
 
     return decode
+
+
+def _hex_decoder(data: Any, path: str) -> bytes:
+    if not isinstance(data, str):
+        raise _fail(path, "hex digits", data)
+    try:
+        return bytes.fromhex(data)
+    except ValueError:
+        raise _fail(path, "hex digits (two per byte)", data) from None
 
 
 def _enum_decoder(enum: type[Enum]) -> Decoder:

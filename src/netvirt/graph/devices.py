@@ -106,6 +106,37 @@ class Bridge:
         freeze_collections(self)
 
 
+GENEVE_OPTION_DATA_MAX = 124  # 5-bit option length in 4-byte words (RFC 8926 section 3.5)
+GENEVE_OPTIONS_MAX = 252  # 6-bit Opt Len in 4-byte words (RFC 8926 section 3.4)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneveOption:
+    """A Geneve TLV option (RFC 8926) sent on every packet: ``option_class`` (16 bits), ``type``
+    (8 bits; 0x80 is the critical bit) and ``data`` (whole 4-byte words, at most 124 bytes; hex in
+    JSON). It costs 4 bytes of option header plus its data."""
+
+    option_class: int
+    type: int
+    data: bytes = b""
+
+    def __post_init__(self) -> None:
+        check_range(self.option_class, 0, 0xFFFF, "geneve option class")
+        where = f"geneve option class {self.option_class:#06x}"
+        check_range(self.type, 0, 0xFF, f"{where} type")
+        if not isinstance(self.data, bytes):
+            raise GraphError(f"{where} data: expected bytes, got {type(self.data).__name__}")
+        if len(self.data) % 4 or len(self.data) > GENEVE_OPTION_DATA_MAX:
+            raise GraphError(
+                f"{where} data: {len(self.data)} bytes; expected whole 4-byte words, at most {GENEVE_OPTION_DATA_MAX}"
+            )
+
+    @property
+    def length(self) -> int:
+        """Bytes on the wire: the 4-byte option header plus the data."""
+        return 4 + len(self.data)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tunnel:
     """A VXLAN / Geneve / NVGRE endpoint. ``vni`` is the VNI (VXLAN, Geneve) or VSID (NVGRE).
@@ -114,6 +145,8 @@ class Tunnel:
     static ``fdb`` (from the control plane, no multicast learning) says where each MAC lives.
     ``dst_port`` is the UDP port (4789 VXLAN, 6081 Geneve; ignored for NVGRE, which is GRE);
     the UDP source port is a flow hash in ``src_ports`` (entropy for the underlay's ECMP).
+    ``options`` are the Geneve options sent on every packet (Geneve devices only; at most 252
+    bytes in all).
     """
 
     vni: int
@@ -125,6 +158,7 @@ class Tunnel:
     udp_checksum: bool = True
     learning: bool = False
     fdb: tuple[FdbEntry, ...] = ()
+    options: tuple[GeneveOption, ...] = ()
     tag: ClassVar[str] = "tunnel"
 
     def __post_init__(self) -> None:
@@ -132,6 +166,15 @@ class Tunnel:
         check_range(self.vni, 0, 0xFFFFFF, "tunnel vni")
         check_range(self.dst_port, 1, 65535, f"tunnel vni {self.vni} dst_port")
         check_range(self.ttl, 1, 255, f"tunnel vni {self.vni} ttl")
+        if self.options_length > GENEVE_OPTIONS_MAX:
+            raise GraphError(
+                f"tunnel vni {self.vni} options: {self.options_length} bytes; Geneve carries at most {GENEVE_OPTIONS_MAX}"
+            )
+
+    @property
+    def options_length(self) -> int:
+        """Bytes the options add to every packet."""
+        return sum(option.length for option in self.options)
 
 
 class MacvlanMode(StrEnum):
@@ -313,6 +356,8 @@ class Device:
             raise GraphError(f"{where}: kind {self.kind} takes no config, got {type(self.config).__name__}")
         if wanted is not None and not isinstance(self.config, wanted):
             raise GraphError(f"{where}: kind {self.kind} needs config {wanted.__name__}, got {self.config!r}")
+        if isinstance(self.config, Tunnel) and self.config.options and self.kind is not DeviceKind.GENEVE:
+            raise GraphError(f"{where}: only geneve tunnels carry options; remove them from this {self.kind} device")
         check_range(self.mtu, 68, 65535, f"{where} mtu")
         if self.mac is not None:
             object.__setattr__(self, "mac", check_mac(self.mac, where))

@@ -22,6 +22,7 @@ from netvirt.graph import (
     Device,
     DeviceKind,
     FdbEntry,
+    GeneveOption,
     HostGraph,
     IPInterface,
     Masquerade,
@@ -130,6 +131,9 @@ def tunnel_part(facts: Facts, network: str, host: str) -> Part:
         dst_port=TUNNEL_PORTS[spec_net.encap],
         learning=False,
         fdb=facts.tunnel_fdb(network, host),
+        options=tuple(
+            GeneveOption(option.option_class, option.type, bytes.fromhex(option.data)) for option in spec_net.geneve_options
+        ),
     )
     tunnel = Device.of(
         TUNNEL_KINDS[spec_net.encap],

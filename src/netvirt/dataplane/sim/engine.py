@@ -428,7 +428,7 @@ class Simulator:
             local = self.topology.tunnels[place].local or self.stack.source_for(space, remote)
             if local is None:
                 return self.drop(run, place, frame, f"no local underlay address to reach {remote.hex()}", "no-route")
-            outer = self._outer(dev.kind, config, bytes(frame), local, remote)
+            outer = self._outer(dev.kind, config, self.topology.tunnels[place].options, bytes(frame), local, remote)
             mark, before = len(run.events), run.overhead
             run.overhead += len(outer) - len(frame) + packets.ETHERNET
             out = bytearray(ZERO + ZERO + (b"\x08\x00" if len(local) == 4 else b"\x86\xdd") + outer)
@@ -454,14 +454,16 @@ class Simulator:
             return [tunnel.remote]
         return tunnel.defaults
 
-    def _outer(self, kind: DeviceKind, config: Tunnel, inner: bytes, local: bytes, remote: bytes) -> bytes:
-        """Outer IP + UDP + VXLAN/Geneve (or GRE/NVGRE) around ``inner``; see ``wire.encapsulate``."""
+    def _outer(self, kind: DeviceKind, config: Tunnel, options: tuple[geneve.Option, ...], inner: bytes,
+               local: bytes, remote: bytes) -> bytes:
+        """Outer IP + UDP + VXLAN/Geneve with ``options`` (or GRE/NVGRE) around ``inner``; see
+        ``wire.encapsulate``."""
         entropy = packets.entropy(inner)
         if kind is DeviceKind.NVGRE:
             body = nvgre.Repr(config.vni, entropy & 0xFF).emit(inner)
             protocol = packets.GRE
         else:
-            header = vxlan.Repr(config.vni) if kind is DeviceKind.VXLAN else geneve.Repr(config.vni)
+            header = vxlan.Repr(config.vni) if kind is DeviceKind.VXLAN else geneve.Repr(config.vni, options=options)
             span = config.src_ports.last - config.src_ports.first + 1
             src_port = config.src_ports.first + (entropy - DYNAMIC_PORTS_START) % span
             zero = not config.udp_checksum and len(local) == 4

@@ -32,6 +32,7 @@ from netvirt.graph import (
     Stage,
     Veth,
 )
+from netvirt.wire import geneve
 from netvirt.wire.addresses import mac_to_bytes
 
 Place = tuple[str, str, str]
@@ -59,13 +60,15 @@ class RouteEntry:
 
 @dataclass(frozen=True, slots=True)
 class TunnelIndex:
-    """A tunnel's config lowered to bytes: local address, fixed remote, FDB (MAC -> remotes) and
-    the default remotes (head-end replication for broadcast and unknown MACs)."""
+    """A tunnel's config lowered to bytes: local address, fixed remote, FDB (MAC -> remotes), the
+    default remotes (head-end replication for broadcast and unknown MACs) and the Geneve options
+    as the wire codec takes them."""
 
     local: bytes | None
     remote: bytes | None
     fdb: dict[bytes, list[bytes]]
     defaults: list[bytes]
+    options: tuple[geneve.Option, ...] = ()
 
 
 @dataclass(slots=True)
@@ -164,8 +167,10 @@ class Topology:
                     defaults.append(entry.remote.packed)
                 else:
                     fdb.setdefault(mac_to_bytes(entry.mac), []).append(entry.remote.packed)
+            options = tuple(geneve.Option(o.option_class, o.type, o.data) for o in config.options)
             self.tunnels[place] = TunnelIndex(None if config.local is None else config.local.packed,
-                                              None if config.remote is None else config.remote.packed, fdb, defaults)
+                                              None if config.remote is None else config.remote.packed, fdb, defaults,
+                                              options)
 
     def _index_namespace(self, space: NamespaceIndex, make) -> None:
         ns = space.namespace
