@@ -164,8 +164,8 @@ class Tunnel:
     def __post_init__(self) -> None:
         freeze_collections(self)
         check_range(self.vni, 0, 0xFFFFFF, "tunnel vni")
-        check_range(self.dst_port, 1, 65535, f"tunnel vni {self.vni} dst_port")
-        check_range(self.ttl, 1, 255, f"tunnel vni {self.vni} ttl")
+        check_range(self.dst_port, 1, 65535, lambda: f"tunnel vni {self.vni} dst_port")
+        check_range(self.ttl, 1, 255, lambda: f"tunnel vni {self.vni} ttl")
         if self.options_length > GENEVE_OPTIONS_MAX:
             raise GraphError(
                 f"tunnel vni {self.vni} options: {self.options_length} bytes; Geneve carries at most {GENEVE_OPTIONS_MAX}"
@@ -205,7 +205,7 @@ class Socket:
     def __post_init__(self) -> None:
         if self.proto not in (Proto.TCP, Proto.UDP):
             raise GraphError(f"socket {self.app or ''} proto must be tcp or udp, got {self.proto}")
-        check_range(self.port, 1, 65535, f"socket {self.app} port")
+        check_range(self.port, 1, 65535, lambda: f"socket {self.app} port")
 
 
 class Hypervisor(StrEnum):
@@ -350,7 +350,7 @@ class Device:
         freeze_collections(self)
         where = f"device {self.namespace}/{self.name}"
         check_name(self.name, where)
-        check_name(self.namespace, f"{where} namespace")
+        check_name(self.namespace, lambda: f"{where} namespace")
         wanted = KINDS[self.kind].config
         if wanted is None and self.config is not None:
             raise GraphError(f"{where}: kind {self.kind} takes no config, got {type(self.config).__name__}")
@@ -358,12 +358,12 @@ class Device:
             raise GraphError(f"{where}: kind {self.kind} needs config {wanted.__name__}, got {self.config!r}")
         if isinstance(self.config, Tunnel) and self.config.options and self.kind is not DeviceKind.GENEVE:
             raise GraphError(f"{where}: only geneve tunnels carry options; remove them from this {self.kind} device")
-        check_range(self.mtu, 68, 65535, f"{where} mtu")
+        check_range(self.mtu, 68, 65535, lambda: f"{where} mtu")
         if self.mac is not None:
             object.__setattr__(self, "mac", check_mac(self.mac, where))
-        unknown = self.backends - BACKENDS
-        if unknown:
-            raise GraphError(f"{where}: unknown backends {sorted(unknown)}; known: {sorted(BACKENDS)}")
+        if not self.backends <= BACKENDS:
+            unknown = sorted(self.backends - BACKENDS)
+            raise GraphError(f"{where}: unknown backends {unknown}; known: {sorted(BACKENDS)}")
 
     @classmethod
     def of(cls, kind: DeviceKind, name: str, namespace: str, **fields: object) -> "Device":

@@ -65,7 +65,7 @@ class Route:
     src: IPAddress | None = None
 
     def __post_init__(self) -> None:
-        check_range(self.metric, 0, 0xFFFFFFFF, f"route {self.dst} metric")
+        check_range(self.metric, 0, 0xFFFFFFFF, lambda: f"route {self.dst} metric")
         if self.kind is RouteType.UNICAST and self.via is None and self.dev is None:
             raise GraphError(f"route {self.dst}: a unicast route needs via or dev")
         for address in (self.via, self.src):
@@ -82,7 +82,7 @@ class Neighbour:
     dev: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mac", check_mac(self.mac, f"neighbour {self.address}"))
+        object.__setattr__(self, "mac", check_mac(self.mac, lambda: f"neighbour {self.address}"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,7 +108,7 @@ class Namespace:
     def __post_init__(self) -> None:
         freeze_collections(self)
         check_name(self.name, "namespace")
-        check_range(self.conntrack_zone, 0, 65535, f"namespace {self.name} conntrack_zone")
+        check_range(self.conntrack_zone, 0, 65535, lambda: f"namespace {self.name} conntrack_zone")
 
     def chain(self, table: str, hook: str) -> Chain | None:
         """The chain of ``table`` ("filter" or "nat") at ``hook``, if there is one."""
@@ -221,7 +221,7 @@ class Segment:
     def __post_init__(self) -> None:
         freeze_collections(self)
         check_name(self.name, "segment")
-        check_range(self.mtu, 68, 65535, f"segment {self.name} mtu")
+        check_range(self.mtu, 68, 65535, lambda: f"segment {self.name} mtu")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -97,7 +97,7 @@ class PortRange:
 
     def __post_init__(self) -> None:
         check_range(self.first, 0, 65535, "port range first")
-        check_range(self.last, self.first, 65535, f"port range {self.first}..last")
+        check_range(self.last, self.first, 65535, lambda: f"port range {self.first}..last")
 
     @classmethod
     def single(cls, port: int) -> "PortRange":
@@ -183,7 +183,7 @@ class NatTarget:
 
     def __post_init__(self) -> None:
         if self.port is not None:
-            check_range(self.port, 1, 65535, f"nat target {self.address} port")
+            check_range(self.port, 1, 65535, lambda: f"nat target {self.address} port")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

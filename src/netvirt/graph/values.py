@@ -7,6 +7,7 @@ Contract: graph objects hold ``ipaddress`` values (never strings) and canonical 
 
 import dataclasses
 import re
+from collections.abc import Callable
 from functools import cache
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import get_origin, get_type_hints
@@ -15,31 +16,40 @@ IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 IPInterface = IPv4Interface | IPv6Interface  # an address with its prefix length: 10.0.0.2/24
 
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+_NAME = re.compile(r"[^\s/]+")  # \s is exactly str.isspace for str patterns
+
+Where = str | Callable[[], str]
+"""What a check names on failure: text, or a function making it (called only on failure, so hot
+constructors format nothing when the value is fine)."""
 
 
 class GraphError(ValueError):
     """An impossible graph value (raised by constructors and by ``from_json``): says what and where."""
 
 
-def check_mac(mac: str, where: str) -> str:
+def _text(where: Where) -> str:
+    return where if isinstance(where, str) else where()
+
+
+def check_mac(mac: str, where: Where) -> str:
     """The canonical (lower-case, colon-separated) form of ``mac``; GraphError if it is not a MAC."""
     canonical = mac.lower()
-    if not _MAC.match(canonical):
-        raise GraphError(f"{where}: {mac!r} is not a MAC address; write it as 02:00:00:00:00:01")
+    if not _MAC.fullmatch(canonical):
+        raise GraphError(f"{_text(where)}: {mac!r} is not a MAC address; write it as 02:00:00:00:00:01")
     return canonical
 
 
-def check_range(value: int, low: int, high: int, where: str) -> None:
+def check_range(value: int, low: int, high: int, where: Where) -> None:
     """GraphError unless ``low <= value <= high`` (and ``value`` is an int, not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise GraphError(f"{where}: {value!r} is out of range; expected an integer {low}..{high}")
+        raise GraphError(f"{_text(where)}: {value!r} is out of range; expected an integer {low}..{high}")
 
 
-def check_name(name: str, where: str) -> None:
+def check_name(name: str, where: Where) -> None:
     """GraphError unless ``name`` is a non-empty string without whitespace or '/'."""
-    if not isinstance(name, str) or not name or any(c.isspace() or c == "/" for c in name):
-        raise GraphError(f"{where}: {name!r} is not a valid name (non-empty, no spaces, no '/')")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise GraphError(f"{_text(where)}: {name!r} is not a valid name (non-empty, no spaces, no '/')")
 
 
 @cache
