@@ -58,6 +58,7 @@ class Packet:
     dst_port: int | None = None
     src_port: int | None = None
     icmp_type: int | None = None
+    icmp_code: int | None = None
     ct_state: CtState = CtState.NEW
     in_iface: str | None = None
     out_iface: str | None = None
@@ -76,6 +77,7 @@ def matches(match: Match, packet: Packet) -> bool:
         match.src_ports is None or (packet.src_port is not None and packet.src_port in match.src_ports),
         match.dst_ports is None or (packet.dst_port is not None and packet.dst_port in match.dst_ports),
         match.icmp_type is None or match.icmp_type == packet.icmp_type,
+        match.icmp_code is None or match.icmp_code == packet.icmp_code,
         match.ct_states is None or packet.ct_state in match.ct_states,
         match.in_iface is None or match.in_iface == packet.in_iface,
         match.out_iface is None or match.out_iface == packet.out_iface,

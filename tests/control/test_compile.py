@@ -291,10 +291,23 @@ def test_long_names_are_shortened_stably_and_distinctly():
     assert naming.bridge(long_a) == naming.bridge(long_a) != naming.bridge(long_b)
 
 
-def test_icmp_code_cannot_be_expressed():
-    text = SPEC.replace("{action: allow, proto: icmp, icmp_type: 8}", "{action: allow, proto: icmp, icmp_type: 3, icmp_code: 4}")
-    with pytest.raises(CompileError, match="icmp_code"):
-        compile_network(loads(text))
+def test_icmp_code_compiles_for_both_families():
+    # port unreachable (3/3) has an ICMPv6 twin (1/4); fragmentation needed (3/4) does not: IPv4 only
+    rules = "{action: allow, proto: icmp, icmp_type: 3, icmp_code: 3}\n      - {action: allow, proto: icmp, icmp_type: 3, icmp_code: 4}"
+    net = compile_network(loads(SPEC.replace("{action: allow, proto: icmp, icmp_type: 8}", rules)))
+    assert validate(net) == []
+    chain = net.host("host-a").namespace("web-1").chain("filter", "input")
+    icmp = {(r.match.proto, r.match.icmp_type, r.match.icmp_code) for r in chain.rules if r.match.icmp_type is not None}
+    assert icmp == {(Proto.ICMP, 3, 3), (Proto.ICMP, 3, 4), (Proto.ICMPV6, 1, 4)}
+
+    def to_web(src, dst, proto, **fields):
+        return verdict(chain, Packet.of(src, dst, proto, in_iface="eth0", **fields))
+
+    assert to_web("10.10.0.31", "10.10.0.11", Proto.ICMP, icmp_type=3, icmp_code=3) == "accept"
+    assert to_web("10.10.0.31", "10.10.0.11", Proto.ICMP, icmp_type=3, icmp_code=4) == "accept"
+    assert to_web("10.10.0.31", "10.10.0.11", Proto.ICMP, icmp_type=3, icmp_code=1) == "drop"
+    assert to_web("fd00:10::9", "fd00:10::1", Proto.ICMPV6, icmp_type=1, icmp_code=4) == "accept"
+    assert to_web("fd00:10::9", "fd00:10::1", Proto.ICMPV6, icmp_type=1, icmp_code=3) == "drop"
 
 
 def test_namespace_clash_is_a_clear_error():

@@ -63,6 +63,18 @@ def test_families_are_kept_apart(make):
 
 
 @pytest.mark.parametrize("make", CLASSIFIERS)
+def test_icmp_code_narrows_an_icmp_type(make):
+    rules = [
+        rule(DROP, proto=Proto.ICMP, icmp_type=3, icmp_code=3),  # port unreachable only
+        rule(ACCEPT, proto=Proto.ICMP, icmp_type=3),
+    ]
+    classifier = make(rules, Verdict.DROP)
+    assert classifier.classify(key("10.0.0.1", "10.0.0.2", Proto.ICMP, icmp_type=3, icmp_code=3))[0] == 0
+    assert classifier.classify(key("10.0.0.1", "10.0.0.2", Proto.ICMP, icmp_type=3, icmp_code=1))[0] == 1
+    assert classifier.classify(key("10.0.0.1", "10.0.0.2", Proto.ICMP, icmp_type=11, icmp_code=3))[0] is None
+
+
+@pytest.mark.parametrize("make", CLASSIFIERS)
 def test_conntrack_interfaces_and_marks(make):
     rules = [
         rule(ACCEPT, ct_states=frozenset({CtState.ESTABLISHED, CtState.RELATED})),
@@ -116,6 +128,7 @@ V6_BASES = [ip_address(a) for a in ("fd00::1", "fd00::1:0", "2001:db8::5", "::a0
 PORTS = [0, 1, 22, 53, 80, 443, 1024, 8080, 65535]
 IFACES = ["eth0", "eth1", "veth-a"]
 PROTOS = [Proto.TCP, Proto.UDP, Proto.ICMP, Proto.ICMPV6, Proto.GRE]
+ICMP_CODES = [0, 1, 3, 4, 13]
 
 
 @st.composite
@@ -150,13 +163,15 @@ def random_rules(draw):
         family = 4 if family is not None else None
     if proto is Proto.ICMPV6:
         family = 6 if family is not None else None
+    icmp_type = draw(st.none() | st.sampled_from([0, 3, 8, 128, 135])) if proto in (Proto.ICMP, Proto.ICMPV6) else None
     match = Match(
         src=draw(mostly(prefixes(family))) if family else None,
         dst=draw(mostly(prefixes(family))) if family else None,
         proto=proto,
         src_ports=draw(mostly(port_ranges)) if proto in (Proto.TCP, Proto.UDP) else None,
         dst_ports=draw(mostly(port_ranges)) if proto in (Proto.TCP, Proto.UDP) else None,
-        icmp_type=draw(st.none() | st.sampled_from([0, 3, 8, 128, 135])) if proto in (Proto.ICMP, Proto.ICMPV6) else None,
+        icmp_type=icmp_type,
+        icmp_code=draw(st.none() | st.sampled_from(ICMP_CODES)) if icmp_type is not None else None,
         ct_states=draw(mostly(st.frozensets(st.sampled_from(CtState), min_size=1))),
         in_iface=draw(mostly(st.sampled_from(IFACES))),
         out_iface=draw(mostly(st.sampled_from(IFACES))),
@@ -191,6 +206,7 @@ def variant(draw, rule):
         src_ports=same_role(m.src_ports),
         dst_ports=same_role(m.dst_ports),
         icmp_type=fresh(m.icmp_type, st.sampled_from([0, 3, 8, 128, 135])),
+        icmp_code=fresh(m.icmp_code, st.sampled_from(ICMP_CODES)),
         ct_states=fresh(m.ct_states, st.frozensets(st.sampled_from(CtState), min_size=1)),
         in_iface=fresh(m.in_iface, st.sampled_from(IFACES)),
         out_iface=fresh(m.out_iface, st.sampled_from(IFACES)),
@@ -220,6 +236,7 @@ def packets(draw):
         src_port=draw(st.sampled_from(PORTS) | st.integers(0, 65535)) if with_ports else None,
         dst_port=draw(st.sampled_from(PORTS) | st.integers(0, 65535)) if with_ports else None,
         icmp_type=draw(st.sampled_from([0, 3, 8, 128, 135, 136])) if icmp else None,
+        icmp_code=draw(st.sampled_from(ICMP_CODES + [255])) if icmp else None,
         ct_state=draw(st.sampled_from(CtState)),
         in_iface=draw(st.none() | st.sampled_from(IFACES)),
         out_iface=draw(st.none() | st.sampled_from(IFACES)),
@@ -241,6 +258,7 @@ def oracle(rules, policy, packet):
             m.src_ports is None or (packet.src_port is not None and packet.src_port in m.src_ports),
             m.dst_ports is None or (packet.dst_port is not None and packet.dst_port in m.dst_ports),
             m.icmp_type is None or m.icmp_type == packet.icmp_type,
+            m.icmp_code is None or m.icmp_code == packet.icmp_code,
             m.ct_states is None or packet.ct_state in m.ct_states,
             m.in_iface is None or m.in_iface == packet.in_iface,
             m.out_iface is None or m.out_iface == packet.out_iface,
@@ -288,6 +306,7 @@ def aimed(draw, target):
         src_port=port(target.src_ports) if proto in (6, 17) else None,
         dst_port=port(target.dst_ports) if proto in (6, 17) else None,
         icmp_type=pick(target.icmp_type, [0, 3, 8, 128, 135]) if proto in (1, 58) else None,
+        icmp_code=pick(target.icmp_code, ICMP_CODES) if proto in (1, 58) else None,
         ct_state=pick(min(target.ct_states) if target.ct_states else None, list(CtState)),
         in_iface=pick(target.in_iface, IFACES + [None]),
         out_iface=pick(target.out_iface, IFACES + [None]),

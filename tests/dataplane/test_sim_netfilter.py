@@ -98,6 +98,25 @@ def test_icmp_errors_about_a_tracked_flow_are_related():
     assert walk.events[-1].action is Action.DELIVER and walk.events[-1].namespace == "a"
 
 
+@pytest.mark.parametrize(("reply", "answer_dropped"), [(RejectWith.PORT_UNREACHABLE, True),
+                                                      (RejectWith.ADMIN_PROHIBITED, False)])
+def test_a_filter_matches_the_icmp_code(reply, answer_dropped):
+    # b answers with port unreachable (3/3) or admin prohibited (3/13); a drops 3/3, by its code only
+    network = lab_with(
+        b_filter=ingress(Rule(action=Reject(reply))),
+        a_filter=ingress(Rule(match=Match(proto=Proto.ICMP, icmp_type=3, icmp_code=3), action=DROP, comment="no 3/3"),
+                         policy=Verdict.ACCEPT),
+    )
+    walk = Simulator(network).send("h1", "a", probe(A, B, "udp", src_port=5000, dst_port=53))
+    assert walk.disposition is Disposition.REJECTED
+    last = walk.events[-1]
+    assert last.reply and last.namespace == "a"
+    if answer_dropped:
+        assert last.action is Action.FILTER_DROP and last.rule == "filter/input rule 0 (no 3/3)"
+    else:
+        assert last.action is Action.DELIVER
+
+
 @pytest.mark.parametrize(("reply", "expected"), [
     (RejectWith.TCP_RESET, "reset"),
     (RejectWith.PORT_UNREACHABLE, (icmpv4.DESTINATION_UNREACHABLE, icmpv4.PORT_UNREACHABLE)),

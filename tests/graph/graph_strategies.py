@@ -85,13 +85,15 @@ def matches(draw):
     proto = draw(st.none() | st.sampled_from([Proto.TCP, Proto.UDP, Proto.GRE, Proto.ICMP if family == 4 else Proto.ICMPV6]))
     with_ports = proto in (Proto.TCP, Proto.UDP)
     with_icmp = proto in (Proto.ICMP, Proto.ICMPV6)
+    icmp_type = draw(st.none() | st.integers(0, 255)) if with_icmp else None
     return Match(
         src=draw(st.none() | net),
         dst=draw(st.none() | net),
         proto=proto,
         src_ports=draw(st.none() | port_ranges) if with_ports else None,
         dst_ports=draw(st.none() | port_ranges) if with_ports else None,
-        icmp_type=draw(st.none() | st.integers(0, 255)) if with_icmp else None,
+        icmp_type=icmp_type,
+        icmp_code=draw(st.none() | st.integers(0, 255)) if icmp_type is not None else None,
         ct_states=draw(ct_sets),
         in_iface=draw(st.none() | names),
         out_iface=draw(st.none() | names),

@@ -74,6 +74,8 @@ def test_config_must_fit_kind():
         (lambda: PortRange(10, 9), "out of range; expected an integer 10..65535"),
         (lambda: Match(dst_ports=PortRange(1, 2)), "ports need proto tcp or udp"),
         (lambda: Match(proto=Proto.TCP, icmp_type=3), "icmp_type needs proto icmp"),
+        (lambda: Match(proto=Proto.ICMP, icmp_code=3), "icmp_code 3 needs an icmp_type"),
+        (lambda: Match(proto=Proto.ICMP, icmp_type=3, icmp_code=256), "icmp_code: 256 is out of range"),
         (lambda: Match(src=ip_network("10.0.0.0/8"), dst=ip_network("fd00::/8")), "mixes IPv4 and IPv6"),
         (lambda: Match(src=ip_network("fd00::/8"), proto=Proto.ICMP), "mixes IPv4 and IPv6"),
         (lambda: Match(ct_states=frozenset()), "empty set never matches"),

@@ -136,6 +136,26 @@ def test_flushed_ruleset_is_detected_and_repaired(deployment, backend):
             tcp_request(client, addr, 8081, b"", timeout=0.5)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_icmp_type_and_code_match_in_the_kernel(deployment, backend):
+    """Echo requests carry code 0: a drop of type 8 (128) code 1 lets ping through, code 0 does not."""
+    def deny_echo(code):
+        return Ruleset(filter=[Chain(hook=NetfilterHook.FORWARD, rules=(
+            Rule(match=Match(proto=Proto.ICMP, icmp_type=8, icmp_code=code), action=DROP),
+            Rule(match=Match(proto=Proto.ICMPV6, icmp_type=128, icmp_code=code), action=DROP),
+        ))])
+
+    with deployment.builder() as build:
+        client, router, server = routed(build)
+        apply(build, backend, router, deny_echo(1))
+    for version in (4, 6):
+        assert ping(client, ADDRESSES[version]["server"])
+    with deployment.builder() as build:
+        apply(build, backend, router, deny_echo(0))
+    for version in (4, 6):
+        assert not ping(client, ADDRESSES[version]["server"], timeout=0.3)
+
+
 def test_nftables_and_iptables_render_the_same_rule_identities():
     """Both backends tag each rule with the same digest, so drift reports line up."""
     from netvirt.dataplane.linux.naming import Names

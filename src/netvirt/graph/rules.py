@@ -5,7 +5,8 @@ simulator's classifiers, nftables, iptables and eBPF maps (docs/graph.md, "Rules
 
 - ``Match``: every field is optional (``None`` = any); all given fields must hold (logical AND).
   Prefixes imply the address family; ports need ``proto`` tcp or udp; ``icmp_type`` needs
-  icmp or icmpv6; ``ct_states`` is a set (the packet's state must be in it).
+  icmp or icmpv6, ``icmp_code`` an ``icmp_type``; ``ct_states`` is a set (the packet's state must
+  be in it).
 - Actions are terminal: ``Accept``, ``Drop``, ``Reject`` (filter chains); ``Dnat`` (one of several
   targets, optionally with client-IP affinity), ``Snat``, ``Masquerade`` and ``Accept`` (= leave the
   packet un-NATed) in NAT chains. There is no jump: the control plane emits flat chains.
@@ -117,6 +118,7 @@ class Match:
     src_ports: PortRange | None = None
     dst_ports: PortRange | None = None
     icmp_type: int | None = None
+    icmp_code: int | None = None
     ct_states: frozenset[CtState] | None = None
     in_iface: str | None = None
     out_iface: str | None = None
@@ -133,6 +135,10 @@ class Match:
             if self.proto not in ICMP_PROTOS:
                 raise GraphError(f"match icmp_type needs proto icmp or icmpv6, got proto {self.proto}")
             check_range(self.icmp_type, 0, 255, "match icmp_type")
+        if self.icmp_code is not None:
+            if self.icmp_type is None:
+                raise GraphError(f"match icmp_code {self.icmp_code} needs an icmp_type")
+            check_range(self.icmp_code, 0, 255, "match icmp_code")
         if self.mark is not None:
             check_range(self.mark, 0, 0xFFFFFFFF, "match mark")
         families = {net.version for net in (self.src, self.dst) if net is not None}

@@ -11,8 +11,8 @@ endpoint name or a label selector picks this endpoint; when nothing is left the 
 other endpoints and is left out. The remote side resolves endpoint names and label selectors to
 /32 and /128 prefixes (a side that selects nobody leaves the rule out). One spec rule becomes
 the cross product of its prefixes and port ranges, split by address family where it must be
-(``icmp`` is ICMP for IPv4 and ICMPv6 for IPv6; ICMPv4 echo/unreachable/time-exceeded types map to
-their ICMPv6 twins). ``reject`` answers TCP with a reset and everything else with ICMP
+(``icmp`` is ICMP for IPv4 and ICMPv6 for IPv6; ICMPv4 echo/unreachable/time-exceeded types and
+codes map to their ICMPv6 twins; a type or code without a twin is IPv4 only). ``reject`` answers TCP with a reset and everything else with ICMP
 port-unreachable. ``log`` does not end evaluation: every later rule (and the default) gets a
 logged twin restricted to what the log rule matches, placed just before it.
 """
@@ -21,7 +21,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Iterator
 
-from netvirt.control.compile.facts import CompileError, Facts, in_scope
+from netvirt.control.compile.facts import Facts, in_scope
 from netvirt.graph import (
     ACCEPT,
     DROP,
@@ -44,6 +44,12 @@ ESTABLISHED = Rule(
     comment="replies of allowed flows",
 )
 ICMPV6_TYPES = {0: 129, 8: 128, 3: 1, 11: 3}  # echo reply, echo request, unreachable, time exceeded
+# (ICMPv4 type, code) -> the ICMPv6 code with the same meaning (RFC 4443; as the kernel answers)
+ICMPV6_CODES = {
+    (0, 0): 0, (8, 0): 0,  # echo
+    (3, 0): 0, (3, 1): 3, (3, 3): 4, (3, 9): 1, (3, 10): 1, (3, 13): 1,  # no route, address, port, prohibited
+    (11, 0): 0, (11, 1): 1,  # hop limit exceeded, reassembly time exceeded
+}
 STRICTNESS = {"allow": 0, "reject": 1, "drop": 2}
 
 
@@ -104,10 +110,6 @@ def local_prefixes(
 def rule_matches(
     rule: SpecRule, local: tuple[IPNetwork | None, ...], remote: tuple[IPNetwork | None, ...], direction: str, side: dict
 ) -> Iterator[Match]:
-    if rule.icmp_code is not None:
-        raise CompileError(
-            f"rule with icmp_code {rule.icmp_code}: the device graph matches ICMP types only; drop icmp_code"
-        )
     src_ports = [to_range(r) for r in rule.src_port] or [None]
     dst_ports = [to_range(r) for r in rule.dst_port] or [None]
     for local_prefix, remote_prefix in itertools.product(local, remote):
@@ -115,23 +117,30 @@ def rule_matches(
             continue
         src, dst = (remote_prefix, local_prefix) if direction == "ingress" else (local_prefix, remote_prefix)
         family = (src or dst).version if (src or dst) is not None else None
-        for proto, icmp_type in protocols(rule, family):
+        for proto, icmp_type, icmp_code in protocols(rule, family):
             for sport, dport in itertools.product(src_ports, dst_ports):
                 yield Match(
-                    src=src, dst=dst, proto=proto, src_ports=sport, dst_ports=dport, icmp_type=icmp_type, **side
+                    src=src, dst=dst, proto=proto, src_ports=sport, dst_ports=dport, icmp_type=icmp_type,
+                    icmp_code=icmp_code, **side,
                 )
 
 
-def protocols(rule: SpecRule, family: int | None) -> list[tuple[Proto | None, int | None]]:
+def protocols(rule: SpecRule, family: int | None) -> list[tuple[Proto | None, int | None, int | None]]:
+    """(protocol, ICMP type, ICMP code) of each graph match a spec rule becomes, per family."""
     if rule.proto == "any":
-        return [(None, None)]
+        return [(None, None, None)]
     if rule.proto != "icmp":
-        return [(Proto(rule.proto), None)]
-    found: list[tuple[Proto | None, int | None]] = []
+        return [(Proto(rule.proto), None, None)]
+    found: list[tuple[Proto | None, int | None, int | None]] = []
     if family in (None, 4):
-        found.append((Proto.ICMP, rule.icmp_type))
-    if family in (None, 6) and (rule.icmp_type is None or rule.icmp_type in ICMPV6_TYPES):
-        found.append((Proto.ICMPV6, None if rule.icmp_type is None else ICMPV6_TYPES[rule.icmp_type]))
+        found.append((Proto.ICMP, rule.icmp_type, rule.icmp_code))
+    if family in (None, 6):
+        if rule.icmp_type is None:
+            found.append((Proto.ICMPV6, None, None))
+        elif rule.icmp_type in ICMPV6_TYPES and rule.icmp_code is None:
+            found.append((Proto.ICMPV6, ICMPV6_TYPES[rule.icmp_type], None))
+        elif (rule.icmp_type, rule.icmp_code) in ICMPV6_CODES:
+            found.append((Proto.ICMPV6, ICMPV6_TYPES[rule.icmp_type], ICMPV6_CODES[rule.icmp_type, rule.icmp_code]))
     return found
 
 
@@ -176,7 +185,7 @@ def expand_logs(entries: list[Rule | LogMarker]) -> tuple[Rule, ...]:
 def intersect(a: Match, b: Match) -> Match | None:
     """The match of packets matching both ``a`` and ``b``; None when no packet can."""
     fields: dict[str, object] = {}
-    for name in ("proto", "icmp_type", "in_iface", "out_iface", "mark"):
+    for name in ("proto", "icmp_type", "icmp_code", "in_iface", "out_iface", "mark"):
         x, y = getattr(a, name), getattr(b, name)
         if x is not None and y is not None and x != y:
             return None

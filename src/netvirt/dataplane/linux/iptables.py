@@ -148,7 +148,8 @@ def match_args(match: Match, version: int) -> list[str]:
     if match.dst_ports is not None:
         args += ["--dport", _ports(match.dst_ports)]
     if match.icmp_type is not None:
-        args += ["--icmp-type" if version == 4 else "--icmpv6-type", str(match.icmp_type)]
+        icmp = str(match.icmp_type) if match.icmp_code is None else f"{match.icmp_type}/{match.icmp_code}"
+        args += ["--icmp-type" if version == 4 else "--icmpv6-type", icmp]
     if match.ct_states is not None:
         args += ["-m", "conntrack", "--ctstate", ",".join(sorted(s.value.upper() for s in match.ct_states))]
     if match.mark is not None:

@@ -88,6 +88,8 @@ def match_exprs(match: Match, family: int | None) -> list[dict]:
             exprs.append(_eq({"payload": {"protocol": match.proto.value, "field": field}}, _ports(ports)))
     if match.icmp_type is not None:
         exprs.append(_eq({"payload": {"protocol": match.proto.value, "field": "type"}}, match.icmp_type))
+    if match.icmp_code is not None:
+        exprs.append(_eq({"payload": {"protocol": match.proto.value, "field": "code"}}, match.icmp_code))
     if match.ct_states is not None:
         exprs.append(_eq({"ct": {"key": "state"}}, sorted(match.ct_states), "in"))
     if match.in_iface is not None:

@@ -30,7 +30,8 @@ Range = tuple[int, int]
 class PacketKey:
     """The header fields a rule can match, as plain values (addresses as integers).
 
-    ``proto`` is the IP protocol number; ports are set for TCP/UDP, ``icmp_type`` for ICMP/ICMPv6;
+    ``proto`` is the IP protocol number; ports are set for TCP/UDP, ``icmp_type`` and
+    ``icmp_code`` for ICMP/ICMPv6;
     interfaces are None where the hook has none (no input interface at output).
     """
 
@@ -41,6 +42,7 @@ class PacketKey:
     src_port: int | None = None
     dst_port: int | None = None
     icmp_type: int | None = None
+    icmp_code: int | None = None
     ct_state: CtState = CtState.NEW
     in_iface: str | None = None
     out_iface: str | None = None
@@ -72,6 +74,7 @@ class _Lowered:
     src_ports: Range | None
     dst_ports: Range | None
     icmp_type: int | None
+    icmp_code: int | None
     ct_states: frozenset[CtState] | None
     in_iface: str | None
     out_iface: str | None
@@ -96,6 +99,7 @@ def _lower(rule: Rule) -> _Lowered:
         src_ports=ports[0],
         dst_ports=ports[1],
         icmp_type=m.icmp_type,
+        icmp_code=m.icmp_code,
         ct_states=m.ct_states,
         in_iface=m.in_iface,
         out_iface=m.out_iface,
@@ -117,6 +121,7 @@ def _matches(m: _Lowered, k: PacketKey) -> bool:
         and _in_range(k.src_port, m.src_ports)
         and _in_range(k.dst_port, m.dst_ports)
         and (m.icmp_type is None or m.icmp_type == k.icmp_type)
+        and (m.icmp_code is None or m.icmp_code == k.icmp_code)
         and (m.ct_states is None or k.ct_state in m.ct_states)
         and (m.in_iface is None or m.in_iface == k.in_iface)
         and (m.out_iface is None or m.out_iface == k.out_iface)
@@ -153,12 +158,12 @@ class _Tuple:
 
     __slots__ = (
         "family", "src_shift", "dst_shift", "proto", "src_port", "dst_port",
-        "icmp", "ct", "in_iface", "out_iface", "mark", "min_index", "table",
+        "icmp", "icmp_code", "ct", "in_iface", "out_iface", "mark", "min_index", "table",
     )  # fmt: skip
 
     def __init__(self, signature: tuple[object, ...]) -> None:
         (self.family, self.src_shift, self.dst_shift, self.proto, self.src_port, self.dst_port,
-         self.icmp, self.ct, self.in_iface, self.out_iface, self.mark) = signature  # fmt: skip
+         self.icmp, self.icmp_code, self.ct, self.in_iface, self.out_iface, self.mark) = signature  # fmt: skip
         self.min_index = -1
         # masked key -> [(rule index, src port range, dst port range)], sorted by index
         self.table: dict[tuple[object, ...], list[tuple[int, Range | None, Range | None]]] = {}
@@ -173,6 +178,7 @@ class _Tuple:
             k.src_port if self.src_port == _EXACT else None,
             k.dst_port if self.dst_port == _EXACT else None,
             k.icmp_type if self.icmp else None,
+            k.icmp_code if self.icmp_code else None,
             k.ct_state if self.ct else None,
             k.in_iface if self.in_iface else None,
             k.out_iface if self.out_iface else None,
@@ -189,6 +195,7 @@ def _signature(m: _Lowered) -> tuple[object, ...]:
         _port_role(m.src_ports),
         _port_role(m.dst_ports),
         m.icmp_type is not None,
+        m.icmp_code is not None,
         m.ct_states is not None,
         m.in_iface is not None,
         m.out_iface is not None,
@@ -210,6 +217,7 @@ def _rule_keys(m: _Lowered) -> list[tuple[object, ...]]:
             exact_src_port,
             exact_dst_port,
             m.icmp_type,
+            m.icmp_code,
             state,
             m.in_iface,
             m.out_iface,

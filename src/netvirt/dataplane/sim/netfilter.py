@@ -97,6 +97,7 @@ def packet_key(found: Headers, state: CtState, in_iface: str | None, out_iface: 
         found.src_port if ports else None,
         found.dst_port if ports else None,
         found.icmp_type if found.proto in (ICMP, ICMPV6) else None,
+        found.icmp_code if found.proto in (ICMP, ICMPV6) and found.icmp_type is not None else None,
         state,
         in_iface,
         out_iface,
