@@ -18,7 +18,8 @@ from netvirt.graph import (
     Veth,
     validate,
 )
-from netvirt.management.spec import generate, loads
+from netvirt.management.spec import SpecError, generate, loads
+from netvirt.management.spec.analyze import Analysis
 
 FLOOD = "00:00:00:00:00:00"
 
@@ -310,7 +311,12 @@ def test_icmp_code_compiles_for_both_families():
     assert to_web("fd00:10::9", "fd00:10::1", Proto.ICMPV6, icmp_type=1, icmp_code=3) == "drop"
 
 
-def test_namespace_clash_is_a_clear_error():
+def test_namespace_clash_is_a_clear_error(monkeypatch):
+    # validation refuses the spec (tests/control/test_compile_names.py); without that check the
+    # compiler still names both objects instead of building a broken graph
     text = SPEC.replace("name: edge,", "name: web-1,")
+    with pytest.raises(SpecError, match="router 'web-1' and endpoint 'web-1'"):
+        loads(text)
+    monkeypatch.setattr(Analysis, "namespaces", lambda self: None)
     with pytest.raises(CompileError, match="router/web-1 and endpoint/web-1 would both be namespace 'web-1'"):
         compile_network(loads(text))

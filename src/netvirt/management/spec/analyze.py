@@ -79,6 +79,7 @@ class Analysis:
             self.endpoints,
             self.mtus,
             self.routers,
+            self.namespaces,
             self.policies,
             self.services,
             self.stacks,
@@ -372,6 +373,42 @@ class Analysis:
         if networks:
             listing = ", ".join(str(subnet) for _, subnet in subnets) or "none of that family"
             self.report((*path, "via"), f"next hop {route.via} is on none of the router's networks ({listing})")
+
+    def namespaces(self) -> None:
+        """Each host runs one network namespace per name: its own, one per router present there
+        (a router is present on every host where one of its networks has an endpoint) and one per
+        endpoint that is not ``kind: host``. Names are unique per kind only, so these may clash."""
+        hosts = self.named["hosts"]
+        endpoints = self.named["endpoints"]
+        for index, endpoint in self.valid("endpoints"):
+            if endpoint.kind != "host" and endpoint.name == endpoint.host and endpoint.host in hosts:
+                self.report(
+                    ("endpoints", index, "name"),
+                    f"endpoint {endpoint.name!r} is named like its host: both would be network namespace "
+                    f"{endpoint.name!r} on host {endpoint.host!r}; rename the endpoint (or make it kind: host "
+                    "to use the host's own network stack)",
+                )
+        for index, router in self.valid("routers"):
+            present: dict[str, str] = {}  # host -> an endpoint that brings the router there
+            for name in router.networks:
+                for endpoint in self.network_endpoints.get(name, ()):
+                    if endpoint.host in hosts:
+                        present.setdefault(endpoint.host, endpoint.name)
+            if router.name in present:
+                self.report(
+                    ("routers", index, "name"),
+                    f"router {router.name!r} is named like host {router.name!r}, where it runs (endpoint "
+                    f"{present[router.name]!r} is there): both would be network namespace {router.name!r}; "
+                    "rename the router",
+                )
+            twin = endpoints.get(router.name)
+            if twin is not None and twin[1].kind != "host" and twin[1].host in present:
+                self.report(
+                    ("routers", index, "name"),
+                    f"router {router.name!r} and endpoint {router.name!r} ({self.where(('endpoints', twin[0], 'name'))}) "
+                    f"would both be network namespace {router.name!r} on host {twin[1].host!r}, where the router "
+                    "runs because its networks have endpoints there; rename one",
+                )
 
     def policies(self) -> None:
         tenants = {network.tenant for _, network in self.valid("networks")}
