@@ -92,6 +92,7 @@ class Engine:
         """All current host graphs and the underlay segments."""
         return NetworkGraph(hosts=tuple(self.graphs[h] for h in sorted(self.graphs)), segments=segments(self.facts))
 
+    @paused_gc()
     def update(self, spec: Spec) -> dict[str, HostGraph]:
         """Bring every graph to ``spec``; the hosts whose graph changed (added hosts included).
 
@@ -531,8 +532,9 @@ class Engine:
                 return None
             ns_at, dev_at = offsets[key]
             if after.namespaces:
-                namespaces = (*namespaces[:ns_at], *after.namespaces, *namespaces[ns_at + len(after.namespaces) :])
-            devices = (*devices[:dev_at], *after.devices, *devices[dev_at + len(after.devices) :])
+                namespaces = namespaces[:ns_at] + after.namespaces + namespaces[ns_at + len(after.namespaces) :]
+            if after.devices:
+                devices = devices[:dev_at] + after.devices + devices[dev_at + len(after.devices) :]
         return HostGraph(host=host, namespaces=namespaces, devices=devices)
 
     def _stat(self, node: str, touched: int, recompute: bool = False) -> None:

@@ -182,11 +182,13 @@ class Facts:
 
         return self.cached(("flood", network), build)
 
-    def fdb_groups(self, network: str) -> tuple[tuple[str, tuple[FdbEntry, ...]], ...]:
-        """(host, its endpoint MAC entries by endpoint name) for every host with members, by host."""
+    def fdb_groups(self, network: str) -> tuple[dict[str, tuple[FdbEntry, ...]], tuple[FdbEntry, ...]]:
+        """Each host with members -> its endpoint MAC entries (by endpoint name), in host order;
+        and all those entries in that order (the remote entries of every host without members)."""
 
-        def build() -> tuple[tuple[str, tuple[FdbEntry, ...]], ...]:
-            return tuple((host, self.fdb_group(network, host)) for host in sorted(self.members[network]))
+        def build() -> tuple[dict[str, tuple[FdbEntry, ...]], tuple[FdbEntry, ...]]:
+            groups = {host: self.fdb_group(network, host) for host in sorted(self.members[network])}
+            return groups, tuple(chain.from_iterable(groups.values()))
 
         return self.cached(("fdb-groups", network), build)
 
@@ -204,8 +206,10 @@ class Facts:
         index = position.get(host)
         if index is not None:
             flood = flood[:index] + flood[index + 1 :]
-        remote = chain.from_iterable(group for where, group in self.fdb_groups(network) if where != host)
-        return (*flood, *remote)
+        groups, everything = self.fdb_groups(network)
+        if host in groups:
+            return flood + tuple(chain.from_iterable(group for where, group in groups.items() if where != host))
+        return flood + everything
 
     def neighbours(self, network: str) -> tuple[Neighbour, ...]:
         """Neighbour entries (on the router leg) for every endpoint address on ``network``."""
