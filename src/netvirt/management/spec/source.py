@@ -293,7 +293,10 @@ class _Builder:
         else:
             self.seen.add(id(node))
         if kind is SequenceNode:
-            return [self.value(child, depth + 1) for child in node.value]
+            return [
+                child.value if child.__class__ is ScalarNode and child.tag == _STR else self.value(child, depth + 1)
+                for child in node.value
+            ]
         return self.mapping(node, depth)
 
     def mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
@@ -312,7 +315,10 @@ class _Builder:
                 message = f"duplicate key {key!r} (first on line {first.start_mark.line + 1})"
                 self.problems.append(_problem_at(self.filename, key_node, "", message))
                 continue
-            result[key] = self.value(value_node, depth + 1)
+            if value_node.__class__ is ScalarNode and value_node.tag == _STR:  # most values: no call
+                result[key] = value_node.value
+            else:
+                result[key] = self.value(value_node, depth + 1)
         for source in merged:  # "<<: *defaults": explicit keys win
             for item in source.value if isinstance(source, SequenceNode) else [source]:
                 extra = self.value(item, depth + 1)
