@@ -5,17 +5,21 @@ VXLAN in VXLAN) it compares netvirt's full ``dissect`` with dpkt and scapy (pack
 measures ``build`` (emit) throughput and the ``ipv4.View`` TTL decrement with its RFC 1624
 checksum update, and times the Repr candidates (NamedTuple vs frozen slotted dataclass).
 
-dpkt decodes Ethernet/IP/IPv6/TCP/UDP/GRE itself but has no VXLAN or Geneve codec, so the dpkt
-variant parses those 8-byte headers (and Geneve's options) with ``struct`` and hands the inner
-frame back to dpkt: the same layers reach the same depth. dpkt does not verify the IPv4 header
-checksum; netvirt does.
+The three decoders get the same frames and must reach the same depth, which is checked before
+timing: scapy binds VXLAN and Geneve (its ``vxlan`` and ``contrib.geneve`` layers), and since dpkt
+has no VXLAN or Geneve codec, the dpkt variant parses those 8-byte headers (and Geneve's options)
+with ``struct`` and hands the inner frame back to dpkt. dpkt does not verify the IPv4 header
+checksum or parse TCP options; netvirt does both.
 
-Packets/s are the best round of each variant; ratios are the median of per-round ratios (the
-variants take turns within each round), which holds up on a loaded machine.
+Times are CPU time of this thread (``time.thread_time``), which other processes on a loaded
+machine disturb less than wall-clock time. Within each round the variants alternate in short
+turns; packets/s are each variant's median round, ratios the median of the per-round ratios
+(with their range), and the load average is reported with them.
 
-    .venv/bin/python bench/wire.py
+    .venv/bin/python bench/wire.py [--rounds N] [--seconds S]
 """
 
+import argparse
 import json
 import os
 import platform
@@ -29,6 +33,8 @@ from typing import NamedTuple
 import dpkt
 from scapy.contrib.geneve import GENEVE  # noqa: F401  (binds UDP 6081 -> Geneve in scapy)
 from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN  # noqa: F401  (binds UDP 4789 -> VXLAN in scapy)
+from scapy.packet import Padding, Raw
 
 from netvirt.wire import build, dissect, encapsulate, ethernet, geneve, ipv4, tcp, udp
 
@@ -62,35 +68,49 @@ def mixed_frames() -> list[tuple[list, bytes]]:
     return stacks
 
 
-def measure(variants: dict, rounds: int = 9, seconds: float = 0.25) -> dict[str, list[float]]:
-    """Items per second of each ``name: (function, items)``, one value per round. Within a round
-    the variants run back to back (about ``seconds`` each), so a change of load on the machine
-    hits them alike and per-round ratios stay meaningful."""
+def measure(variants: dict, rounds: int, seconds: float, slices: int = 10) -> dict[str, list[float]]:
+    """Items per CPU second of each ``name: (function, items)``, one value per round.
+
+    A round gives each variant about ``seconds`` of CPU time, cut into ``slices`` short turns that
+    alternate between the variants, so a change of load on the machine (or on the host of this VM)
+    hits them alike and the per-round ratios stay meaningful."""
     repeats = {}
     for name, (function, items) in variants.items():
         repeat = 1
         while True:
-            started = time.perf_counter()
+            started = time.thread_time()
             for _ in range(repeat):
                 for item in items:
                     function(item)
-            if time.perf_counter() - started > seconds / 4:
+            if time.thread_time() - started > seconds / slices / 2:
                 break
             repeat *= 2
-        repeats[name] = repeat * 4
+        repeats[name] = repeat * 2
     rates = {name: [] for name in variants}
     for _ in range(rounds):
-        for name, (function, items) in variants.items():
-            started = time.perf_counter()
-            for _ in range(repeats[name]):
-                for item in items:
-                    function(item)
-            rates[name].append(repeats[name] * len(items) / (time.perf_counter() - started))
+        spent = dict.fromkeys(variants, 0.0)
+        for _ in range(slices):
+            for name, (function, items) in variants.items():
+                started = time.thread_time()
+                for _ in range(repeats[name]):
+                    for item in items:
+                        function(item)
+                spent[name] += time.thread_time() - started
+        for name, (_, items) in variants.items():
+            rates[name].append(slices * repeats[name] * len(items) / spent[name])
     return rates
 
 
-def median_ratio(numerators: list[float], denominators: list[float]) -> float:
-    return statistics.median(top / bottom for top, bottom in zip(numerators, denominators))
+def ratio(numerators: list[float], denominators: list[float]) -> dict[str, float]:
+    """Median and range of the per-round ratios."""
+    ratios = [top / bottom for top, bottom in zip(numerators, denominators)]
+    return {"median": round(statistics.median(ratios), 2), "min": round(min(ratios), 2),
+            "max": round(max(ratios), 2)}
+
+
+def scapy_layers(frame: bytes) -> list:
+    """scapy's layers of ``frame``, without the payload it keeps as Raw/Padding (not a header)."""
+    return [layer for layer in Ether(frame).layers() if layer not in (Raw, Padding)]
 
 
 def dpkt_dissect(frame: bytes) -> list:
@@ -156,59 +176,71 @@ class ReprDataclass:
     options: bytes
 
 
-def ns_per_call(function, count: int = 200_000, rounds: int = 5) -> float:
-    best = float("inf")
+def ns_per_call(function, count: int = 100_000, rounds: int = 5) -> float:
+    """Median CPU ns of one call of ``function``."""
+    times = []
     for _ in range(rounds):
-        started = time.perf_counter()
+        started = time.thread_time()
         for _ in range(count):
             function()
-        best = min(best, time.perf_counter() - started)
-    return best / count * 1e9
+        times.append(time.thread_time() - started)
+    return statistics.median(times) / count * 1e9
 
 
 def view_ttl_decrement_ns(rounds: int = 5) -> float:
-    """ns per ``ipv4.View.decrement_ttl`` (TTL 255 -> 1 in batches, reset between batches)."""
+    """Median CPU ns per ``ipv4.View.decrement_ttl`` (TTL 255 -> 1 in batches, reset between batches)."""
     frame = bytearray(build(mixed_frames()[1][0], b"q" * 40))
     view = ipv4.View(frame, 14)
-    best = float("inf")
+    decrement = view.decrement_ttl
+    times = []
     for _ in range(rounds):
         total = 0.0
         for _ in range(400):
             view.ttl = 255
-            decrement = view.decrement_ttl
-            started = time.perf_counter()
+            started = time.thread_time()
             for _ in range(254):
                 decrement()
-            total += time.perf_counter() - started
-        best = min(best, total / (400 * 254))
+            total += time.thread_time() - started
+        times.append(total / (400 * 254))
     assert ipv4.Repr.parse(bytes(frame[14:])).ttl == 1  # the checksum still verifies
-    return best * 1e9
+    return statistics.median(times) * 1e9
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of turns (default 9)")
+    parser.add_argument("--seconds", type=float, default=0.25, help="CPU seconds per variant and round")
+    options = parser.parse_args()
+    load_before = os.getloadavg()
     stacks = mixed_frames()
     frames = [build(layers, payload) for layers, payload in stacks]
+    depths = [(len(dissect(frame)), len(dpkt_dissect(frame)), len(scapy_layers(frame))) for frame in frames]
+    if any(len(set(depth)) != 1 for depth in depths):
+        sys.exit(f"the decoders do not reach the same depth (netvirt, dpkt, scapy layers per frame): {depths}")
     rates = measure({"netvirt": (dissect, frames), "dpkt": (dpkt_dissect, frames), "scapy": (Ether, frames),
-                     "build": (lambda stack: build(*stack), stacks)})
+                     "build": (lambda stack: build(*stack), stacks)}, options.rounds, options.seconds)
     fields = (b"\x0a\0\0\x01", b"\x0a\0\0\x02", 6, 64, 1, True, False, 0, 0, 0, b"")
     new = tuple.__new__
     result = {
         "benchmark": "wire",
         "python": platform.python_version(),
+        "timer": "thread CPU time",
+        "rounds": options.rounds,
         "frames": len(frames),
         "mix": ["tcp", "udp", "vxlan", "geneve+options", "nvgre", "vxlan/ipv6 underlay", "vxlan in vxlan"],
-        "layers_per_frame": round(sum(len(dissect(frame)) for frame in frames) / len(frames), 2),
-        "dissect_pps_best": {name: round(max(rates[name])) for name in ("netvirt", "dpkt", "scapy")},
-        "ratio_netvirt_vs_dpkt_median": round(median_ratio(rates["netvirt"], rates["dpkt"]), 2),
-        "ratio_netvirt_vs_scapy_median": round(median_ratio(rates["netvirt"], rates["scapy"]), 1),
+        "layers_per_frame": round(sum(depth[0] for depth in depths) / len(frames), 2),
+        "dissect_pps_median": {name: round(statistics.median(rates[name])) for name in ("netvirt", "dpkt", "scapy")},
+        "ratio_netvirt_vs_dpkt": ratio(rates["netvirt"], rates["dpkt"]),
+        "ratio_netvirt_vs_scapy": ratio(rates["netvirt"], rates["scapy"]),
         "goal": {"vs_dpkt": 3, "vs_scapy": 50},
-        "emit_build_pps_best": round(max(rates["build"])),
+        "emit_build_pps_median": round(statistics.median(rates["build"])),
         "view_ttl_decrement_ns": round(view_ttl_decrement_ns(), 1),
         "repr_construction_ns": {
             "namedtuple_tuple_new": round(ns_per_call(lambda: new(ReprTuple, fields)), 1),
             "namedtuple_call": round(ns_per_call(lambda: ReprTuple(*fields)), 1),
             "dataclass_frozen_slots": round(ns_per_call(lambda: ReprDataclass(*fields)), 1),
         },
+        "load_average_1m": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
         "cpus": os.cpu_count(),
     }
     json.dump(result, sys.stdout)
