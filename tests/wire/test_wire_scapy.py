@@ -183,6 +183,9 @@ def body_for_scapy(layers, body: bytes) -> bytes:
 # scapy decodes 802.1Q/802.1ad tags (not 0x9100), and IPv4 options are kept to ones it re-encodes as read.
 scapy_tags = tags.filter(lambda tag: tag.tpid in (ethernet.VLAN, ethernet.SERVICE_VLAN))
 scapy_options = st.sampled_from([b"", b"\x01\x01\x01\x00", b"\x07\x07\x04" + bytes(5)])
+# scapy reads VXLAN after any of these UDP ports, source or destination; netvirt after destination
+# port 4789 only (RFC 7348 §5: the source port is flow entropy).
+SCAPY_VXLAN_PORTS = frozenset((4789, 4790, 6633, 8472, 48879))
 
 
 def scapy_compatible(layers, data):
@@ -195,8 +198,15 @@ def scapy_compatible(layers, data):
             layer = layer._replace(options=data.draw(scapy_options))
         elif isinstance(layer, tcp.Repr):
             layer = layer._replace(options=data.draw(scapy_tcp_options))
+        elif isinstance(layer, udp.Repr) and layer.dst_port != udp.VXLAN_PORT:
+            layer = layer._replace(src_port=_not_vxlan_in_scapy(layer.src_port),
+                                   dst_port=_not_vxlan_in_scapy(layer.dst_port))
         out.append(layer)
     return out
+
+
+def _not_vxlan_in_scapy(port: int) -> int:
+    return port ^ 1 if port in SCAPY_VXLAN_PORTS else port  # no port ^ 1 is in the set
 
 
 scapy_tcp_options = st.lists(st.sampled_from([
