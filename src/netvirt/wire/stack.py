@@ -43,20 +43,37 @@ BY_ICMPV4_TYPE = dict.fromkeys(icmpv4.ERROR_TYPES, ipv4.decode_at)  # errors quo
 BY_ICMPV6_TYPE = dict.fromkeys(icmpv6.ERROR_TYPES, ipv6.decode_at)
 NOTHING: dict = {}
 
-# decoder -> (the table its ``next`` value is looked up in, whether what follows is an ICMP quote)
+# decoder -> the table its ``next`` value is looked up in
 _NEXT = {
-    ethernet.decode_at: (BY_ETHERTYPE, False),
-    arp.decode_at: (NOTHING, False),
-    ipv4.decode_at: (BY_IP_PROTOCOL, False),
-    ipv6.decode_at: (BY_IP_PROTOCOL, False),
-    udp.decode_at: (BY_UDP_DESTINATION_PORT, False),
-    tcp.decode_at: (NOTHING, False),
-    icmpv4.decode_at: (BY_ICMPV4_TYPE, True),
-    icmpv6.decode_at: (BY_ICMPV6_TYPE, True),
-    vxlan.decode_at: (BY_TUNNEL_PROTOCOL, False),
-    geneve.decode_at: (BY_TUNNEL_PROTOCOL, False),
-    _gre_or_nvgre: (BY_TUNNEL_PROTOCOL, False),
+    ethernet.decode_at: BY_ETHERTYPE,
+    arp.decode_at: NOTHING,
+    ipv4.decode_at: BY_IP_PROTOCOL,
+    ipv6.decode_at: BY_IP_PROTOCOL,
+    udp.decode_at: BY_UDP_DESTINATION_PORT,
+    tcp.decode_at: NOTHING,
+    icmpv4.decode_at: BY_ICMPV4_TYPE,
+    icmpv6.decode_at: BY_ICMPV6_TYPE,
+    vxlan.decode_at: BY_TUNNEL_PROTOCOL,
+    geneve.decode_at: BY_TUNNEL_PROTOCOL,
+    _gre_or_nvgre: BY_TUNNEL_PROTOCOL,
 }
+
+
+def _compile_steps() -> dict:
+    """The tables as one graph for ``dissect``, one dict lookup per layer: each table becomes
+    ``next -> (decoder, the steps after that decoder, quoted)``. Every table is there twice,
+    outside and inside an ICMP error's quote (where every later layer is quoted too)."""
+    tables = {id(table): table for table in _NEXT.values()}  # dicts are not hashable: key by id
+    steps = {(key, quoted): {} for key in tables for quoted in (False, True)}
+    for (key, quoted), compiled in steps.items():
+        table = tables[key]
+        inner = quoted or table is BY_ICMPV4_TYPE or table is BY_ICMPV6_TYPE
+        for selector, decoder in table.items():
+            compiled[selector] = (decoder, steps[id(_NEXT[decoder]), inner], inner)
+    return steps[id(BY_ETHERTYPE), False]
+
+
+_AFTER_ETHERNET = _compile_steps()
 
 
 def dissect(frame) -> list:
@@ -73,8 +90,8 @@ def dissect(frame) -> list:
     data = frame if type(frame) is bytes else bytes(frame)
     layers = []
     append = layers.append
-    decode = ethernet.decode_at
-    start, end, quoted = 0, len(data), False
+    decode, steps, quoted = ethernet.decode_at, _AFTER_ETHERNET, False
+    start, end = 0, len(data)
     while True:
         try:
             layer, start, end, selector = decode(data, start, end, quoted)
@@ -83,12 +100,10 @@ def dissect(frame) -> list:
                 return layers
             raise
         append(layer)
-        table, quotes = _NEXT[decode]
-        decode = table.get(selector)
-        if decode is None:
+        step = steps.get(selector)
+        if step is None:
             return layers
-        if quotes:
-            quoted = True
+        decode, steps, quoted = step
 
 
 _ICMP_REPRS = (icmpv4.Repr, icmpv6.Repr)
