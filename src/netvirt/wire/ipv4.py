@@ -44,6 +44,7 @@ ICMPV6 = 58
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
 _WORD = struct.Struct("!H")
 _new = tuple.__new__
+_from_bytes = int.from_bytes  # looked up once: each ``int.from_bytes`` lookup binds a new method
 
 
 class Repr(NamedTuple):
@@ -120,9 +121,9 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     payload_end = start + total_length
     if version_ihl == 0x45 and HEADER_LENGTH <= total_length and payload_end <= end and not quoted:
         # the common case: no options, the whole datagram present, not a quote
-        if int.from_bytes(data[start:start + HEADER_LENGTH], "big") % 0xFFFF:
+        if _from_bytes(data[start:start + HEADER_LENGTH], "big") % 0xFFFF:
             raise _bad_checksum(data, start, HEADER_LENGTH)
-        options = b""
+        payload_start, options = start + HEADER_LENGTH, b""
     else:
         header_length = (version_ihl & 15) << 2
         if version_ihl >> 4 != 4:
@@ -138,12 +139,13 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
             if end - start < header_length:
                 raise truncated(LAYER, start, end, header_length)
             payload_end = end
-        if not quoted and int.from_bytes(data[start:start + header_length], "big") % 0xFFFF:
+        if not quoted and _from_bytes(data[start:start + header_length], "big") % 0xFFFF:
             raise _bad_checksum(data, start, header_length)
-        options = data[start + HEADER_LENGTH:start + header_length]
+        payload_start = start + header_length
+        options = data[start + HEADER_LENGTH:payload_start]
     layer = _new(Repr, (src, dst, protocol, ttl, identification, flags & 0x4000 != 0, flags & 0x2000 != 0,
                         flags & 0x1FFF, tos >> 2, tos & 3, options))
-    return layer, start + (version_ihl & 15) * 4, payload_end, None if flags & 0x3FFF else protocol
+    return layer, payload_start, payload_end, None if flags & 0x3FFF else protocol
 
 
 def _bad_checksum(data, start: int, header_length: int) -> BadChecksum:
