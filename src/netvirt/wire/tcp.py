@@ -62,7 +62,8 @@ class Option(NamedTuple):
 
 
 _NOP_OPTION = Option(NO_OPERATION)
-_NOP_NOP_TIMESTAMPS = bytes((NO_OPERATION, NO_OPERATION, TIMESTAMPS, 10))
+_NOP_NOP_TIMESTAMPS = int.from_bytes(bytes((NO_OPERATION, NO_OPERATION, TIMESTAMPS, 10)), "big")
+_FIRST_OPTIONS = struct.Struct("!I8s")  # NOP, NOP, Timestamps: their first word, and the timestamps
 
 
 class Repr(NamedTuple):
@@ -157,10 +158,11 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     if header_length > HEADER_LENGTH:
         if end - start < header_length:
             raise truncated(LAYER, start, end, header_length)
-        if header_length == 32 and data[start + 20:start + 24] == _NOP_NOP_TIMESTAMPS:
-            # what Linux puts on nearly every segment: NOP, NOP, Timestamps
-            options = (_NOP_OPTION, _NOP_OPTION, _new(Option, (TIMESTAMPS, data[start + 24:start + 32])))
-        else:
+        if header_length == 32:
+            word, timestamps = _FIRST_OPTIONS.unpack_from(data, start + HEADER_LENGTH)
+            if word == _NOP_NOP_TIMESTAMPS:  # what Linux puts on nearly every segment
+                options = (_NOP_OPTION, _NOP_OPTION, _new(Option, (TIMESTAMPS, timestamps)))
+        if not options:
             options = _decode_options(data, start + HEADER_LENGTH, start + header_length)
     layer = _new(Repr, (src_port, dst_port, sequence_number, acknowledgment_number, flags, window,
                         urgent_pointer, options))
