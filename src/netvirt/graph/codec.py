@@ -12,7 +12,7 @@ import json
 import types
 from collections.abc import Callable
 from enum import Enum
-from functools import cache
+from functools import cache, lru_cache
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -54,28 +54,68 @@ def from_json(cls: type[T], text: str | bytes) -> T:
 
 
 def _encode(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, str)) and not isinstance(value, Enum):
-        return value
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, tuple):
-        return [_encode(item) for item in value]
-    if isinstance(value, frozenset):
-        items = [_encode(item) for item in value]
-        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
-    if type(value) in _IP_TYPES:
-        return str(value)
-    if dataclasses.is_dataclass(value):
-        tag, fields = _encoding_of(type(value))
+    return _encoder(value.__class__)(value)
+
+
+@cache
+def _encoder(cls: type) -> Callable[[Any], Any]:
+    """How values of ``cls`` are encoded (decided once per class; see the module docstring)."""
+    if issubclass(cls, Enum):
+        return _enum_value
+    if cls is type(None) or issubclass(cls, (bool, int, str)):
+        return _same
+    if issubclass(cls, bytes):
+        return bytes.hex
+    if issubclass(cls, tuple):
+        return _encode_tuple
+    if issubclass(cls, frozenset):
+        return _encode_frozenset
+    if cls in _IP_TYPES:
+        return _ip_text
+    if dataclasses.is_dataclass(cls):
+        return _dataclass_encoder(cls)
+    return _unencodable
+
+
+@lru_cache(maxsize=1 << 16, typed=True)
+def _ip_text(value: Any) -> str:
+    """``str`` of an IP value, remembered: graphs repeat their addresses (every tunnel lists every
+    peer) and ipaddress formats them in Python (IPv6 compression especially)."""
+    return str(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _enum_value(value: Enum) -> Any:
+    return value.value
+
+
+def _encode_tuple(value: tuple) -> list[Any]:
+    return [_encoder(item.__class__)(item) for item in value]
+
+
+def _encode_frozenset(value: frozenset) -> list[Any]:
+    return sorted((_encode(item) for item in value), key=lambda item: json.dumps(item, sort_keys=True))
+
+
+def _unencodable(value: Any) -> Any:
+    raise TypeError(f"cannot encode {type(value).__name__} {value!r} as graph JSON")
+
+
+def _dataclass_encoder(cls: type) -> Callable[[Any], dict[str, Any]]:
+    tag, fields = _encoding_of(cls)
+
+    def encode(value: Any) -> dict[str, Any]:
         out: dict[str, Any] = {} if tag is None else {"type": tag}
         for name, default in fields:
             item = getattr(value, name)
             if item is not default and item != default:
-                out[name] = _encode(item)
+                out[name] = _encoder(item.__class__)(item)
         return out
-    raise TypeError(f"cannot encode {type(value).__name__} {value!r} as graph JSON")
+
+    return encode
 
 
 _NO_DEFAULT = object()  # compares unequal to everything: the field is always written
