@@ -205,6 +205,9 @@ def scapy_compatible(layers, data):
     return out
 
 
+scapy_plain_port = u16.filter(lambda port: port not in SCAPY_VXLAN_PORTS and port != udp.GENEVE_PORT)
+
+
 def _not_vxlan_in_scapy(port: int) -> int:
     return port ^ 1 if port in SCAPY_VXLAN_PORTS else port  # no port ^ 1 is in the set
 
@@ -335,7 +338,7 @@ def scapy_inner(draw):
                     options=draw(st.sampled_from([[], [("MSS", 1460), ("NOP", None), ("WScale", 7)],
                                                   [("SAckOK", b""), ("Timestamp", (1, 2))]])))
     elif kind == "udp":
-        upper = UDP(sport=draw(u16), dport=draw(u16.filter(lambda port: port not in (4789, 6081))))
+        upper = UDP(sport=draw(scapy_plain_port), dport=draw(scapy_plain_port))
     else:
         upper = icmp
     return frame / ip / upper / Raw(draw(payload))
@@ -354,7 +357,7 @@ def scapy_frames(draw, depth=2):
             tunnel = UDP(sport=draw(u16), dport=4789) / VXLAN(vni=draw(u24), flags=0x08)
         elif encap == "geneve":
             options = draw(st.lists(st.tuples(u16, u8, st.integers(0, 3)), max_size=3))
-            tunnel = UDP(sport=draw(u16), dport=6081) / GENEVE(vni=draw(u24), proto=0x6558, options=[
+            tunnel = UDP(sport=draw(scapy_plain_port), dport=6081) / GENEVE(vni=draw(u24), proto=0x6558, options=[
                 GeneveOptions(classid=option_class, type=option_type, data=bytes(range(4 * words)))
                 for option_class, option_type, words in options])
         else:
