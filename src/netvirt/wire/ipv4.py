@@ -42,6 +42,7 @@ GRE = 47
 ICMPV6 = 58
 
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
+_DONT_FRAGMENT = 0x4000
 _WORD = struct.Struct("!H")
 _new = tuple.__new__
 _from_bytes = int.from_bytes  # looked up once: each ``int.from_bytes`` lookup binds a new method
@@ -123,6 +124,9 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
         # the common case: no options, the whole datagram present, not a quote
         if _from_bytes(data[start:start + HEADER_LENGTH], "big") % 0xFFFF:
             raise _bad_checksum(data, start, HEADER_LENGTH)
+        if not tos and (flags == _DONT_FRAGMENT or not flags):  # and no bit fields to split
+            return (_new(Repr, (src, dst, protocol, ttl, identification, flags == _DONT_FRAGMENT, False, 0, 0, 0,
+                                b"")), start + HEADER_LENGTH, payload_end, protocol)
         payload_start, options = start + HEADER_LENGTH, b""
     else:
         header_length = (version_ihl & 15) << 2
@@ -143,7 +147,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
             raise _bad_checksum(data, start, header_length)
         payload_start = start + header_length
         options = data[start + HEADER_LENGTH:payload_start]
-    layer = _new(Repr, (src, dst, protocol, ttl, identification, flags & 0x4000 != 0, flags & 0x2000 != 0,
+    layer = _new(Repr, (src, dst, protocol, ttl, identification, flags & _DONT_FRAGMENT != 0, flags & 0x2000 != 0,
                         flags & 0x1FFF, tos >> 2, tos & 3, options))
     return layer, payload_start, payload_end, None if flags & 0x3FFF else protocol
 
