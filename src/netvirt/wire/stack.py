@@ -89,7 +89,6 @@ def dissect(frame) -> list:
     """
     data = frame if type(frame) is bytes else bytes(frame)
     layers = []
-    append = layers.append
     decode, steps, quoted = ethernet.decode_at, _AFTER_ETHERNET, False
     start, end = 0, len(data)
     while True:
@@ -99,7 +98,7 @@ def dissect(frame) -> list:
             if quoted:
                 return layers
             raise
-        append(layer)
+        layers.append(layer)
         step = steps.get(selector)
         if step is None:
             return layers
