@@ -16,17 +16,24 @@ machine disturb less than wall-clock time. Within each round the variants altern
 turns; packets/s are each variant's median round, ratios the median of the per-round ratios
 (with their range), and the load average is reported with them.
 
-    .venv/bin/python bench/wire.py [--rounds N] [--seconds S]
+``--baseline REV`` also times ``dissect`` as of git revision REV (imported next to the current
+code) in the same turns, and reports the current code's speed relative to it: an A/B of a change.
+
+    .venv/bin/python bench/wire.py [--rounds N] [--seconds S] [--baseline REV]
 """
 
 import argparse
+import importlib
 import json
 import os
 import platform
 import statistics
 import struct
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -36,7 +43,9 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN  # noqa: F401  (binds UDP 4789 -> VXLAN in scapy)
 from scapy.packet import Padding, Raw
 
-from netvirt.wire import build, dissect, encapsulate, ethernet, geneve, ipv4, tcp, udp
+from netvirt.wire import build, dissect, encapsulate, ethernet, geneve, ipv4, tcp, to_json, udp
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MAC1, MAC2 = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 
@@ -176,6 +185,28 @@ class ReprDataclass:
     options: bytes
 
 
+def baseline_dissect(revision: str, directory: str):
+    """``netvirt.wire.dissect`` as of git ``revision``, imported next to the current package: the
+    old package is imported from an extracted copy, then its modules leave ``sys.modules`` (they
+    keep their references to each other) and the current ones come back. ``ValueError`` when git
+    cannot archive ``revision``."""
+    archive = subprocess.run(["git", "archive", revision, "src/netvirt"], cwd=ROOT, capture_output=True)
+    if archive.returncode:
+        raise ValueError(f"git archive failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", directory], input=archive.stdout, check=True)
+    current = {name: module for name, module in sys.modules.items() if name.partition(".")[0] == "netvirt"}
+    for name in current:
+        del sys.modules[name]
+    sys.path.insert(0, os.path.join(directory, "src"))
+    try:
+        return importlib.import_module("netvirt.wire").dissect
+    finally:
+        sys.path.pop(0)
+        for name in [name for name in sys.modules if name.partition(".")[0] == "netvirt"]:
+            del sys.modules[name]
+        sys.modules.update(current)
+
+
 def ns_per_call(function, count: int = 100_000, rounds: int = 5) -> float:
     """Median CPU ns of one call of ``function``."""
     times = []
@@ -210,6 +241,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9, help="rounds of turns (default 9)")
     parser.add_argument("--seconds", type=float, default=0.25, help="CPU seconds per variant and round")
+    parser.add_argument("--baseline", metavar="REV", help="also time dissect as of this git revision (A/B)")
     options = parser.parse_args()
     load_before = os.getloadavg()
     stacks = mixed_frames()
@@ -217,8 +249,19 @@ def main() -> None:
     depths = [(len(dissect(frame)), len(dpkt_dissect(frame)), len(scapy_layers(frame))) for frame in frames]
     if any(len(set(depth)) != 1 for depth in depths):
         sys.exit(f"the decoders do not reach the same depth (netvirt, dpkt, scapy layers per frame): {depths}")
-    rates = measure({"netvirt": (dissect, frames), "dpkt": (dpkt_dissect, frames), "scapy": (Ether, frames),
-                     "build": (lambda stack: build(*stack), stacks)}, options.rounds, options.seconds)
+    variants = {"netvirt": (dissect, frames), "dpkt": (dpkt_dissect, frames), "scapy": (Ether, frames),
+                "build": (lambda stack: build(*stack), stacks)}
+    with tempfile.TemporaryDirectory() as directory:
+        if options.baseline:
+            try:
+                baseline = baseline_dissect(options.baseline, directory)
+            except ValueError as error:
+                parser.error(f"--baseline {options.baseline}: {error}")
+            for frame in frames:
+                if [layer.to_dict() for layer in baseline(frame)] != to_json(dissect(frame)):
+                    sys.exit(f"{options.baseline} dissects {frame.hex()} differently")
+            variants["baseline"] = (baseline, frames)
+        rates = measure(variants, options.rounds, options.seconds)
     fields = (b"\x0a\0\0\x01", b"\x0a\0\0\x02", 6, 64, 1, True, False, 0, 0, 0, b"")
     new = tuple.__new__
     result = {
@@ -234,6 +277,8 @@ def main() -> None:
         "ratio_netvirt_vs_scapy": ratio(rates["netvirt"], rates["scapy"]),
         "goal": {"vs_dpkt": 3, "vs_scapy": 50},
         "emit_build_pps_median": round(statistics.median(rates["build"])),
+        **({"baseline": options.baseline, "ratio_netvirt_vs_baseline": ratio(rates["netvirt"], rates["baseline"])}
+           if options.baseline else {}),
         "view_ttl_decrement_ns": round(view_ttl_decrement_ns(), 1),
         "repr_construction_ns": {
             "namedtuple_tuple_new": round(ns_per_call(lambda: new(ReprTuple, fields)), 1),
