@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from netvirt.wire import (build, dissect, encapsulate, ethernet, flow_entropy, geneve, gre, icmpv4, icmpv6, ipv4,
+from netvirt.wire import (BadChecksum, build, dissect, encapsulate, ethernet, flow_entropy, geneve, gre, icmpv4, icmpv6, ipv4,
                           ipv6, nvgre, summary, tcp, to_json, udp, vxlan)
 from netvirt.wire.addresses import ip_to_bytes, mac_to_bytes
 
@@ -130,6 +130,21 @@ def test_icmp_errors_quote_the_datagram():
     assert summary(dissect(frame)) == ("10.0.0.254 > 10.0.0.1: icmp time exceeded code 0 | "
                                        "quoted 10.0.0.1 > 10.9.9.9: icmp echo request id 5 seq 6")
 
+
+
+def test_a_quote_stays_a_quote_through_nested_icmp_errors():
+    """An error quoting an error: every layer after the first ICMP error is quoted, so the inner
+    ICMP checksum (over a message cut short) is not checked and a cut-short header ends the list."""
+    innermost = build([ipv4.Repr(A("10.0.0.1"), A("10.9.9.9"), ipv4.TCP), tcp.Repr(40000, 80)], bytes(100))
+    error = build([ipv4.Repr(A("10.0.0.9"), A("10.0.0.1"), ipv4.ICMP),
+                   icmpv4.Repr(icmpv4.DESTINATION_UNREACHABLE, icmpv4.PORT_UNREACHABLE)], innermost[:28])
+    frame = build([ethernet.Repr(MAC1, MAC2, ethernet.IPV4), ipv4.Repr(A("10.0.0.254"), A("10.0.0.1"), ipv4.ICMP),
+                   icmpv4.Repr(icmpv4.TIME_EXCEEDED)], error[:50])
+    layers = dissect(frame)
+    assert [layer.layer for layer in layers] == ["ethernet", "ipv4", "icmpv4", "ipv4", "icmpv4", "ipv4"]
+    assert layers[4].type == icmpv4.DESTINATION_UNREACHABLE and layers[5].protocol == ipv4.TCP
+    with pytest.raises(BadChecksum):  # the same inner message outside a quote: its checksum fails
+        icmpv4.Repr.parse(error[20:50])
 
 def test_other_summaries():
     arp_frame = bytes.fromhex("ffffffffffff001122334455080600010800060400010011223344550a0000010000000000000a000002")
