@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from netvirt.wire import (BadChecksum, build, dissect, encapsulate, ethernet, flow_entropy, geneve, gre, icmpv4, icmpv6, ipv4,
-                          ipv6, nvgre, summary, tcp, to_json, udp, vxlan)
+from netvirt.wire import (BadChecksum, build, dissect, encapsulate, ethernet, flow_entropy, geneve, gre, icmpv4,
+                          icmpv6, ipv4, ipv6, nvgre, summary, tcp, to_json, udp, vxlan)
 from netvirt.wire.addresses import ip_to_bytes, mac_to_bytes
 
 A = ip_to_bytes
