@@ -54,20 +54,29 @@ def _enclosing_ip(layers: Sequence, index: int):
 
 def flow_entropy(inner_frame) -> int:
     """The UDP source port (49152-65535) for ``inner_frame``'s flow; see the module docstring."""
+    return DYNAMIC_PORTS_START + zlib.crc32(_flow_key(bytes(inner_frame))) % 16384
+
+
+_TRANSPORTS = {tcp.PROTOCOL: tcp.decode_at, udp.PROTOCOL: udp.decode_at}
+
+
+def _flow_key(data: bytes) -> bytes:
+    """The flow key of the module docstring. Only the headers up to TCP/UDP are decoded: what
+    they carry (a tunnel, say) is payload and never changes the key."""
     try:
-        layers = stack.dissect(inner_frame)
+        _, start, end, ethertype = ethernet.decode_at(data, 0, len(data))
+        decode_ip = stack.BY_ETHERTYPE.get(ethertype)
+        if decode_ip not in (ipv4.decode_at, ipv6.decode_at):
+            return data[:14]
+        ip, start, end, protocol = decode_ip(data, start, end)
+        key = ip.src + ip.dst + bytes((ip.protocol if isinstance(ip, ipv4.Repr) else ip.next_header,))
+        decode_transport = _TRANSPORTS.get(protocol)  # protocol is None for a fragment
+        if decode_transport is not None:
+            transport = decode_transport(data, start, end)[0]
+            key += transport.src_port.to_bytes(2, "big") + transport.dst_port.to_bytes(2, "big")
+        return key
     except ParseError:
-        layers = []
-    key = bytes(inner_frame[:14])
-    for index, layer in enumerate(layers):
-        if isinstance(layer, _IP_LAYERS):
-            protocol = layer.protocol if isinstance(layer, ipv4.Repr) else layer.next_header
-            key = layer.src + layer.dst + bytes((protocol,))
-            transport = layers[index + 1] if index + 1 < len(layers) else None
-            if isinstance(transport, (udp.Repr, tcp.Repr)):
-                key += transport.src_port.to_bytes(2, "big") + transport.dst_port.to_bytes(2, "big")
-            break
-    return DYNAMIC_PORTS_START + zlib.crc32(key) % 16384
+        return data[:14]
 
 
 def encapsulate(inner_frame, *, encap: str, vni: int, outer_src, outer_dst, outer_src_mac,
