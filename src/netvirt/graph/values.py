@@ -10,8 +10,7 @@ import re
 from collections.abc import Callable
 from functools import cache
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-from operator import attrgetter
-from typing import TypeVar, get_origin, get_type_hints
+from typing import get_origin, get_type_hints
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -70,33 +69,3 @@ def freeze_collections(obj: object) -> None:
         value = getattr(obj, name)
         if type(value) is not origin:
             object.__setattr__(obj, name, origin(value))
-
-
-@cache
-def _slots(cls: type) -> tuple[frozenset[str], Callable[[object], tuple], tuple]:
-    """A slotted dataclass's field names, a getter of all their values, and their slot descriptors."""
-    names = tuple(field.name for field in dataclasses.fields(cls))
-    return frozenset(names), attrgetter(*names), tuple(getattr(cls, name) for name in names)
-
-
-Graph = TypeVar("Graph")
-
-
-def _replace_validated(obj: Graph, **changes: object) -> Graph:
-    """A copy of the frozen graph object ``obj`` with ``changes``, WITHOUT running its checks.
-
-    Trusted path for the compile engine's hot loop only (not part of the graph's contract): every
-    changed value must already be what the checked constructor would store (a tuple of graph
-    objects built by their own constructors, not a list), and the change must not touch what the
-    class checks across fields (e.g. a tunnel's options, a device's kind or config class).
-    TypeError for a name that is not a field."""
-    cls = type(obj)
-    known, values, slots = _slots(cls)
-    if not changes.keys() <= known:
-        raise TypeError(f"{cls.__name__} has no fields {sorted(changes.keys() - known)}")
-    new = object.__new__(cls)
-    for slot, value in zip(slots, values(obj)):
-        slot.__set__(new, value)
-    for name, value in changes.items():
-        object.__setattr__(new, name, value)
-    return new  # type: ignore[return-value]

@@ -427,8 +427,6 @@ class Engine:
             self._mark(pending, [other], HOST_KEY)
         for key in self.keys.get(host, ()):
             self._mark(pending, [host], key)
-        for key in [key for key in f.memo["tunnel"] if key[2] == host]:
-            f.forget(key)
         for network, hosts in f.net_hosts.items():
             if host in hosts or host in pending.net_hosts.get(network, ()):
                 f.forget(("flood", network))
@@ -440,8 +438,6 @@ class Engine:
         hosts = f.net_hosts.get(name, frozenset()) | pending.net_hosts.get(name, frozenset())
         self._mark(pending, hosts, (1, name, 0))
         self._mark(pending, hosts, (1, name, 1))
-        for host in hosts:
-            f.forget(("tunnel", name, host))
         router = f.router_of.get(name)
         if router is not None:
             self._touch_router(pending, router, spec_changed=True)

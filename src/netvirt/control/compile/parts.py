@@ -38,7 +38,6 @@ from netvirt.graph import (
     Tunnel,
     Veth,
 )
-from netvirt.graph.values import _replace_validated
 from netvirt.management.spec import Network
 
 TUNNEL_KINDS = {"vxlan": DeviceKind.VXLAN, "geneve": DeviceKind.GENEVE, "nvgre": DeviceKind.NVGRE}
@@ -119,33 +118,24 @@ def bridge_part(facts: Facts, network: str, host: str) -> Part:
 
 
 def tunnel_part(facts: Facts, network: str, host: str) -> Part:
-    """The network's tunnel on ``host`` (or, for ``encap: none``, its provider NIC). Everything but
-    the FDB is built and checked once per (network, host) (``facts.cached``; the engine forgets it
-    when the network or the host changes); a port only swaps in the new, already checked FDB."""
-    device = facts.cached(("tunnel", network, host), lambda: tunnel_device(facts, network, host))
-    if device.config is None:
-        return Part(devices=(device,))
-    fdb = facts.tunnel_fdb(network, host)
-    return Part(devices=(_replace_validated(device, config=_replace_validated(device.config, fdb=fdb)),))
-
-
-def tunnel_device(facts: Facts, network: str, host: str) -> Device:
-    """The network's tunnel device on ``host`` with an empty FDB, or its provider NIC."""
+    """The network's tunnel on ``host`` (or, for ``encap: none``, its provider NIC)."""
     spec_net = facts.networks[network]
     origin = f"network/{network}"
     bridge = naming.bridge(network)
     if spec_net.encap == "none":
-        return Device.of(DeviceKind.NIC, naming.provider_nic(network), host, mtu=spec_net.mtu, master=bridge, origin=origin)
+        nic = Device.of(DeviceKind.NIC, naming.provider_nic(network), host, mtu=spec_net.mtu, master=bridge, origin=origin)
+        return Part(devices=(nic,))
     config = Tunnel(
         vni=spec_net.vni,  # type: ignore[arg-type]
         local=facts.hosts[host].underlay.ip,
         dst_port=TUNNEL_PORTS[spec_net.encap],
         learning=False,
+        fdb=facts.tunnel_fdb(network, host),
         options=tuple(
             GeneveOption(option.option_class, option.type, bytes.fromhex(option.data)) for option in spec_net.geneve_options
         ),
     )
-    return Device.of(
+    tunnel = Device.of(
         TUNNEL_KINDS[spec_net.encap],
         naming.tunnel(spec_net.encap, network),
         host,
@@ -155,6 +145,7 @@ def tunnel_device(facts: Facts, network: str, host: str) -> Device:
         parent=naming.NIC,
         origin=origin,
     )
+    return Part(devices=(tunnel,))
 
 
 # --- routers -------------------------------------------------------------------------------------
