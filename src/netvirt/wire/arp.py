@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from netvirt.wire.addresses import ip_to_text, mac_to_text
 from netvirt.wire.errors import Malformed, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "arp"
 HEADER_LENGTH = 28
@@ -98,15 +99,12 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     return _new(Repr, fields[4:]), start + HEADER_LENGTH, end, None
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to an ARP packet in a buffer."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def operation(self) -> int:

@@ -24,6 +24,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.errors import truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "ethernet"
 HEADER_LENGTH = 14
@@ -125,15 +126,12 @@ def _decode_tagged(data, start, end, src, dst, tpid):
     return _new(Repr, (src, dst, tpid, tuple(tags))), offset + 2, end, tpid
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to an Ethernet header (without tags) in a buffer; writes go in place."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def dst(self) -> bytes:

@@ -28,6 +28,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.errors import Malformed, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "geneve"
 HEADER_LENGTH = 8
@@ -138,15 +139,12 @@ def _decode_options(data, offset: int, end: int) -> tuple[Option, ...]:
     return tuple(options)
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to a Geneve header in a buffer."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def options_length(self) -> int:

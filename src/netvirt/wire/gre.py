@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.errors import BadChecksum, Malformed, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "gre"
 PROTOCOL = 47  # IP protocol number
@@ -120,15 +121,12 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     return _new(Repr, (protocol, checksum_present, key, sequence_number)), offset, end, protocol
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to a GRE header in a buffer."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < 4:
-            raise truncated(LAYER, offset, offset + len(self.buffer), 4)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = 4
 
     @property
     def checksum_present(self) -> bool:

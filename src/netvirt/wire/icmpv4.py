@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.errors import BadChecksum, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "icmpv4"
 HEADER_LENGTH = 8
@@ -135,16 +136,13 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     return layer, start + HEADER_LENGTH, end, type_
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to an ICMP header in a buffer; writing the echo ``identifier`` (ICMP
     query NAT) updates the checksum incrementally (RFC 1624)."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def type(self) -> int:

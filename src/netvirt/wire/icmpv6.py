@@ -29,6 +29,7 @@ from typing import NamedTuple
 from netvirt.wire import checksum
 from netvirt.wire.addresses import ip_to_text, mac_to_text
 from netvirt.wire.errors import BadChecksum, Malformed, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "icmpv6"
 HEADER_LENGTH = 8
@@ -199,16 +200,13 @@ def verify(data, start: int, end: int, src: bytes, dst: bytes) -> None:
         raise BadChecksum(LAYER, start + 2, f"checksum is {value:#06x}, expected {expected:#06x}")
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to an ICMPv6 header in a buffer; writing the echo ``identifier`` and
     ``update_pseudo_header`` update the checksum incrementally (RFC 1624)."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def type(self) -> int:

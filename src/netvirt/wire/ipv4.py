@@ -29,6 +29,7 @@ from typing import NamedTuple
 from netvirt.wire import checksum
 from netvirt.wire.addresses import ip_to_text
 from netvirt.wire.errors import BadChecksum, Malformed, Truncated, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "ipv4"
 HEADER_LENGTH = 20
@@ -159,16 +160,13 @@ def _bad_checksum(data, start: int, header_length: int) -> BadChecksum:
     return BadChecksum(LAYER, start + 10, f"header checksum is {value:#06x}, expected {expected:#06x}")
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to an IPv4 header in a buffer. Writing ``ttl``, ``src`` or ``dst`` (or
     ``decrement_ttl``) updates the header checksum incrementally (RFC 1624)."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def header_length(self) -> int:

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from netvirt.wire.addresses import ip_to_text
 from netvirt.wire.errors import Malformed, Truncated, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "ipv6"
 HEADER_LENGTH = 40
@@ -158,16 +159,13 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     return layer, offset, payload_end, next_header if whole else None
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to a fixed IPv6 header in a buffer (IPv6 has no header checksum; after
     rewriting an address, update the upper layer with its ``update_pseudo_header``)."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def traffic_class(self) -> int:

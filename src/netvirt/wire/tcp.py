@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.errors import BadChecksum, Malformed, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "tcp"
 HEADER_LENGTH = 20
@@ -201,16 +202,13 @@ def verify(data, start: int, end: int, src: bytes, dst: bytes) -> None:
         raise BadChecksum(LAYER, start + 16, f"checksum is {value:#06x}, expected {expected:#06x}")
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to a TCP header in a buffer. Port writes and ``update_pseudo_header``
     update the checksum incrementally (RFC 1624)."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def src_port(self) -> int:

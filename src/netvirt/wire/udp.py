@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.errors import BadChecksum, Malformed, Truncated, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "udp"
 HEADER_LENGTH = 8
@@ -110,16 +111,13 @@ def verify(data, start: int, end: int, src: bytes, dst: bytes) -> None:
         raise BadChecksum(LAYER, start + 6, f"checksum is {value:#06x}, expected {expected:#06x}")
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to a UDP header in a buffer. Port writes and ``update_pseudo_header``
     update a non-zero checksum incrementally (RFC 1624)."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def src_port(self) -> int:

@@ -18,6 +18,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.errors import Malformed, truncated
+from netvirt.wire.view import HeaderView
 
 LAYER = "vxlan"
 HEADER_LENGTH = 8
@@ -70,15 +71,12 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     return _new(Repr, (vni >> 8,)), start + HEADER_LENGTH, end, TRANSPARENT_ETHERNET_BRIDGING
 
 
-class View:
+class View(HeaderView):
     """Zero-copy access to a VXLAN header in a buffer."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer, offset: int = 0) -> None:
-        self.buffer = memoryview(buffer)[offset:]
-        if len(self.buffer) < HEADER_LENGTH:
-            raise truncated(LAYER, offset, offset + len(self.buffer), HEADER_LENGTH)
+    __slots__ = ()
+    layer = LAYER
+    minimum_length = HEADER_LENGTH
 
     @property
     def vni(self) -> int:
