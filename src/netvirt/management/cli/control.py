@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 import time
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -21,6 +20,8 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+from netvirt.management.cli.choices import BackendName, YamlOrJson
 
 if TYPE_CHECKING:
     import httpx
@@ -39,16 +40,6 @@ StoreOption = Annotated[
     str | None,
     typer.Option("--store", envvar="NETVIRT_STORE", help="sqlite://PATH (default sqlite://netvirt.db) or etcd://HOST:PORT."),
 ]
-
-
-class BackendName(str, Enum):
-    sim = "sim"
-    linux = "linux"
-
-
-class SpecFormat(str, Enum):
-    yaml = "yaml"
-    json = "json"
 
 
 def register(app: typer.Typer) -> None:
@@ -143,12 +134,12 @@ def apply(
 
 def get(
     controller: ControllerOption = DEFAULT_CONTROLLER,
-    format: Annotated[SpecFormat, typer.Option("--format", "-f", help="Output format.")] = SpecFormat.yaml,
+    format: Annotated[YamlOrJson, typer.Option("--format", "-f", help="Output format.")] = YamlOrJson.yaml,
     token_file: TokenOption = None,
 ) -> None:
     """Print the applied spec (with every allocated value) and its revision."""
     reply = Client(controller, _token(token_file), "get").call("GET", "/v1/spec")
-    if format is SpecFormat.json:
+    if format is YamlOrJson.json:
         typer.echo(json.dumps(reply, indent=2))
     else:
         typer.echo(f"# revision {reply['revision']}")

@@ -14,7 +14,6 @@ import os
 import signal
 import time
 from dataclasses import replace
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -24,17 +23,13 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from netvirt.management.cli import control
+from netvirt.management.cli.choices import BackendName, TextOrJson
 from netvirt.management.cli.spec import load_or_exit
 
 SpecArgument = Annotated[Path, typer.Argument(help="The spec file (YAML or JSON).", show_default=False)]
 
 
-class OutputFormat(str, Enum):
-    text = "text"
-    json = "json"
-
-
-FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="text, or json for tools.")]
+FormatOption = Annotated[TextOrJson, typer.Option("--format", "-f", help="text, or json for tools.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -104,20 +99,15 @@ def parse_filters(values: list[str], hosts: list[str], command: str) -> dict[str
 # --- up -------------------------------------------------------------------------------------------
 
 
-class UpBackend(str, Enum):
-    linux = "linux"
-    sim = "sim"
-
-
 def up(
     spec: SpecArgument,
-    backend: Annotated[UpBackend, typer.Option(help="The data plane to build the network in.")] = UpBackend.linux,
+    backend: Annotated[BackendName, typer.Option(help="The data plane to build the network in.")] = BackendName.linux,
     filter: Annotated[
         list[str] | None,
         typer.Option("--filter", help="nftables (default) or iptables, for every host or as HOST=KIND (repeatable)."),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every host to converge.")] = 120.0,
-    format: FormatOption = OutputFormat.text,
+    format: FormatOption = TextOrJson.text,
 ) -> None:
     """Build SPEC's network (idempotent: converges from any state, repairs drift)."""
     from netvirt.dataplane.linux.backend import check_network, network_backends
@@ -126,7 +116,7 @@ def up(
     loaded, network, deployment = compiled(spec, "up")
     hosts = [graph.host for graph in network.hosts]
     filters = parse_filters(filter or [], hosts, "up")
-    if backend is UpBackend.linux:
+    if backend is BackendName.linux:
         require_net_admin("up")
         backends: dict[str, Any] = network_backends(network, deployment, filters, **kernel_settings())
         problems = check_network(backends, network)
@@ -159,7 +149,7 @@ def up(
             "deleted": result.deleted if result else None,
             "unchanged": result.unchanged if result else None,
         })
-    if format is OutputFormat.json:
+    if format is TextOrJson.json:
         typer.echo(json.dumps({"spec": loaded.name, "deployment": deployment, "backend": backend.value,
                                "filters": filters, "seconds": round(elapsed, 3), "hosts": rows}, indent=2))
         return
@@ -168,7 +158,7 @@ def up(
         table.add_row(*(str("-" if row[key] is None else row[key]) for key in
                         ("host", "state", "namespaces", "devices", "created", "changed", "deleted", "unchanged")))
     Console(width=200).print(table)
-    where = f" (namespaces {kernel_settings()['prefix']}-{deployment}-*; `netvirt down {spec}` removes them)" if backend is UpBackend.linux else ""
+    where = f" (namespaces {kernel_settings()['prefix']}-{deployment}-*; `netvirt down {spec}` removes them)" if backend is BackendName.linux else ""
     typer.echo(f"{loaded.name}: {len(rows)} hosts up with backend {backend.value} in {elapsed:.1f}s{where}")
 
 
@@ -228,7 +218,7 @@ def _wait(embedded, timeout: float, report) -> dict[str, str]:
 def down(
     spec: Annotated[Path | None, typer.Argument(help="The spec whose network to remove.", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove every network netvirt recorded on this machine.")] = False,
-    format: FormatOption = OutputFormat.text,
+    format: FormatOption = TextOrJson.text,
 ) -> None:
     """Remove exactly the kernel objects netvirt made for SPEC (or, with --all, for every spec)."""
     from netvirt.dataplane.linux.backend import network_backends
@@ -253,7 +243,7 @@ def down(
     else:
         reports = cleanup_all(kernel_settings()["state_dir"])
     strays = unrecorded(kernel_settings()["prefix"], kernel_settings()["state_dir"])
-    if format is OutputFormat.json:
+    if format is TextOrJson.json:
         typer.echo(json.dumps({
             "deployments": [{"deployment": r.deployment, "removed": len(r.removed), "already_gone": len(r.already_gone),
                              "refused": [str(o) for o in r.refused], "held_by": r.held_by} for r in reports],
@@ -292,7 +282,7 @@ def status(
         typer.Argument(help="A spec file: its kernel state per host. Otherwise a host name (or nothing): "
                             "ask the controller.", show_default=False),
     ] = None,
-    format: FormatOption = OutputFormat.text,
+    format: FormatOption = TextOrJson.text,
     controller: control.ControllerOption = control.DEFAULT_CONTROLLER,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     token_file: control.TokenOption = None,
@@ -304,7 +294,7 @@ def status(
     sockets nothing listens on. Exit 1 unless every host is in sync.
     """
     if target is None or not Path(target).exists():
-        control.status(target, controller, as_json or format is OutputFormat.json, token_file)
+        control.status(target, controller, as_json or format is TextOrJson.json, token_file)
         return
     from netvirt.dataplane.linux.backend import network_backends
     from netvirt.dataplane.linux.readback import filter_in_use
@@ -335,7 +325,7 @@ def status(
             "differences": differences, "drift": drift, "not_listening": missing_apps,
         })
     in_sync = all(host["state"] == "in sync" for host in hosts)
-    if format is OutputFormat.json or as_json:
+    if format is TextOrJson.json or as_json:
         typer.echo(json.dumps({"spec": loaded.name, "deployment": deployment, "in_sync": in_sync, "hosts": hosts},
                               indent=2))
     else:
@@ -432,7 +422,7 @@ def capture(
     count: Annotated[int | None, typer.Option(help="Stop after this many frames.", min=1)] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.", min=0)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print a line per frame.")] = False,
-    format: FormatOption = OutputFormat.text,
+    format: FormatOption = TextOrJson.text,
 ) -> None:
     """Capture frames on a device of SPEC's network into a pcap file (until Ctrl-C, --count or --duration)."""
     import threading
@@ -474,7 +464,7 @@ def capture(
                 return
             writer.write(frame.data, timestamp_ns=int(frame.timestamp * 1e9))
             seen[0] += 1
-            if not quiet and format is OutputFormat.text:
+            if not quiet and format is TextOrJson.text:
                 try:
                     text = summary(dissect(frame.data))
                 except ParseError as error:
@@ -492,7 +482,7 @@ def capture(
         pass
     except OSError as error:
         fail("capture", f"cannot capture on {kernel}/{link}: {error.strerror or error}", 1)
-    if format is OutputFormat.json:
+    if format is TextOrJson.json:
         typer.echo(json.dumps({"file": str(write), "namespace": kernel, "device": link, "frames": seen[0],
                                "seconds": round(time.monotonic() - started, 3)}))
     else:
@@ -511,7 +501,7 @@ def verify(
     dport: Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every endpoint pair and service, as `netvirt reach`.")] = False,
     detail: Annotated[bool, typer.Option("--detail", help="The packet at every place, side by side.")] = False,
-    format: FormatOption = OutputFormat.text,
+    format: FormatOption = TextOrJson.text,
 ) -> None:
     """Send real probes through the kernel and compare with the simulator's prediction.
 
@@ -551,7 +541,7 @@ def verify(
     with Console(stderr=True).status(f"probing {len(labelled)} flows in the kernel"), Verifier(network, kernel_names) as verifier:
         results = verifier.verify_all([flow for _, _, flow in labelled])
     agree = all(r.agrees for r in results)
-    if format is OutputFormat.json:
+    if format is TextOrJson.json:
         typer.echo(json.dumps({"spec": loaded.name, "agree": agree, "flows": [
             {"from": a, "to": b, **r.to_json()} for (a, b, _), r in zip(labelled, results, strict=True)]}, indent=2))
     else:

@@ -9,12 +9,12 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from netvirt.management.cli.choices import TextOrJson
 from netvirt.wire import Malformed, ParseError, dissect, summary, to_json
 from netvirt.wire.pcap import LINKTYPE_ETHERNET, Frame, PcapError, read
 
@@ -25,17 +25,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(pcap_app, name="pcap")
 
 
-class Format(str, Enum):
-    text = "text"
-    json = "json"
-
-
 @pcap_app.command()
 def show(
     file: Annotated[Path, typer.Argument(help="A pcap or pcapng capture file.")],
     format: Annotated[
-        Format, typer.Option("--format", "-f", help="text: one line per frame; json: all layers.")
-    ] = Format.text,
+        TextOrJson, typer.Option("--format", "-f", help="text: one line per frame; json: all layers.")
+    ] = TextOrJson.text,
 ) -> None:
     """Decode every frame of FILE, through VXLAN, Geneve and NVGRE into the inner frames.
 
@@ -44,7 +39,7 @@ def show(
     frame that does not decode.
     """
     try:
-        if format is Format.json:
+        if format is TextOrJson.json:
             # a whole document or nothing; one frame per line (fast, and greppable)
             entries = [json.dumps(frame_json(frame)) for frame in read(file)]
             typer.echo("[\n" + ",\n".join(entries) + "\n]" if entries else "[]")

@@ -7,7 +7,6 @@ Other commands load specs with ``load_or_exit`` so that every command reports pr
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from netvirt.management.cli.choices import TableOrJson, TextOrJson, YamlOrJson
 from netvirt.management.spec import KINDS, Spec, SpecError, as_data, json_schema, load, starter_spec
 from netvirt.management.spec.dump import dump_data
 from netvirt.management.spec.generate import generate as generate_spec
@@ -25,21 +25,6 @@ from netvirt.management.spec.generate import generated
 SpecPath = Annotated[
     Path, typer.Argument(help="A spec file (YAML or JSON) or a directory of them.", show_default=False)
 ]
-
-
-class ShowFormat(str, Enum):
-    table = "table"
-    json = "json"
-
-
-class CheckFormat(str, Enum):
-    text = "text"
-    json = "json"
-
-
-class DataFormat(str, Enum):
-    yaml = "yaml"
-    json = "json"
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +52,7 @@ def report_problems(error: SpecError, who: str) -> None:
 
 def validate(
     spec: SpecPath,
-    format: Annotated[CheckFormat, typer.Option("--format", "-f", help="text, or json for tools.")] = CheckFormat.text,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text, or json for tools.")] = TextOrJson.text,
 ) -> None:
     """Check SPEC and report every problem at once as FILE:LINE:COL: error: PATH: message.
 
@@ -77,13 +62,13 @@ def validate(
     try:
         loaded = load(spec)
     except SpecError as error:
-        if format is CheckFormat.json:
+        if format is TextOrJson.json:
             typer.echo(json.dumps({"valid": False, "problems": [p.as_dict() for p in error.problems]}, indent=2))
         else:
             report_problems(error, "netvirt validate")
         raise typer.Exit(2) from None
     counts = {kind: len(getattr(loaded, kind)) for kind in KINDS}
-    if format is CheckFormat.json:
+    if format is TextOrJson.json:
         typer.echo(json.dumps({"valid": True, "problems": [], "counts": counts}, indent=2))
     else:
         summary = ", ".join(f"{kind} {count}" for kind, count in counts.items())
@@ -93,14 +78,14 @@ def validate(
 def show(
     spec: SpecPath,
     format: Annotated[
-        ShowFormat, typer.Option("--format", "-f", help="table, or json (the resolved spec).")
-    ] = ShowFormat.table,
+        TableOrJson, typer.Option("--format", "-f", help="table, or json (the resolved spec).")
+    ] = TableOrJson.table,
 ) -> None:
     """Print SPEC resolved: hosts, networks with VNI/MTU, endpoints with their allocated IPs and
     MACs, routers, policies, services and stacks. json prints the resolved spec as data (the same
     keys as a spec file, every allocated value filled in)."""
     loaded = load_or_exit(spec, "show")
-    if format is ShowFormat.json:
+    if format is TableOrJson.json:
         typer.echo(json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2))
         return
     console = Console(width=None if sys.stdout.isatty() else 160)  # pipes: wide enough for every column
@@ -110,11 +95,11 @@ def show(
 
 
 def schema(
-    format: Annotated[DataFormat, typer.Option("--format", "-f", help="json (default) or yaml.")] = DataFormat.json,
+    format: Annotated[YamlOrJson, typer.Option("--format", "-f", help="json (default) or yaml.")] = YamlOrJson.json,
 ) -> None:
     """Print the JSON Schema of spec files (for editor completion and checks)."""
     document = json_schema()
-    if format is DataFormat.json:
+    if format is YamlOrJson.json:
         typer.echo(json.dumps(document, indent=2))
     else:
         typer.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
@@ -139,7 +124,7 @@ def init(
 def generate(
     hosts: Annotated[int, typer.Option("--hosts", min=1, help="Number of hosts.")] = 10,
     endpoints_per_host: Annotated[int, typer.Option("--endpoints-per-host", min=0, help="Endpoints on each host.")] = 5,
-    format: Annotated[DataFormat, typer.Option("--format", "-f", help="yaml or json.")] = DataFormat.yaml,
+    format: Annotated[YamlOrJson, typer.Option("--format", "-f", help="yaml or json.")] = YamlOrJson.yaml,
     resolved: Annotated[bool, typer.Option("--resolved", help="Write every allocated value out too.")] = False,
 ) -> None:
     """Print a valid spec of HOSTS x ENDPOINTS-PER-HOST endpoints (for scale tests).
@@ -153,7 +138,7 @@ def generate(
         typer.echo(f"netvirt generate: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(
-        json.dumps(data, indent=1) if format is DataFormat.json else dump_data(data), nl=format is DataFormat.json
+        json.dumps(data, indent=1) if format is YamlOrJson.json else dump_data(data), nl=format is YamlOrJson.json
     )
 
 

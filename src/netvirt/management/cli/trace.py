@@ -19,6 +19,7 @@ import typer
 
 from netvirt.control.compile import CompileError, compile_network
 from netvirt.environments import EnvironmentError, build
+from netvirt.management.cli.choices import TableOrJson
 from netvirt.management.cli.spec import load_or_exit
 from netvirt.management.spec import Spec
 from netvirt.trace import INTERNET, Flow, Probe, Tracer, compare, reach, with_internet
@@ -38,11 +39,6 @@ class Format(str, Enum):
     markdown = "markdown"
     json = "json"
     pcap = "pcap"
-
-
-class ReachFormat(str, Enum):
-    table = "table"
-    json = "json"
 
 
 class Proto(str, Enum):
@@ -99,7 +95,7 @@ def trace(
 
 def reach_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A spec file or directory.")],
-    format: Annotated[ReachFormat, typer.Option("--format", "-f", help="table or json.")] = ReachFormat.table,
+    format: Annotated[TableOrJson, typer.Option("--format", "-f", help="table or json.")] = TableOrJson.table,
     other: Annotated[Path | None, typer.Option("--diff", metavar="OTHER_SPEC",
                                                help="Show only what changes from SPEC to OTHER_SPEC.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
@@ -109,10 +105,10 @@ def reach_command(
     spec = load_or_exit(spec_path, "reach")
     results = _reach(spec)
     if other is None:
-        text = reach_module.to_json(results) if format is ReachFormat.json else reach_module.table(results)
+        text = reach_module.to_json(results) if format is TableOrJson.json else reach_module.table(results)
     else:
         changes = compare(results, _reach(load_or_exit(other, "reach")))
-        text = reach_module.diff_json(changes) if format is ReachFormat.json else reach_module.diff_table(changes)
+        text = reach_module.diff_json(changes) if format is TableOrJson.json else reach_module.diff_table(changes)
     _write(text, output)
 
 
