@@ -11,7 +11,7 @@ from sim_graphs import Lab, assert_valid
 
 from netvirt.dataplane.sim import Action, Disposition, Simulator, probe
 from netvirt.dataplane.sim.packets import entropy, headers
-from netvirt.graph import DeviceKind, FdbEntry, PortRange, Proto, Socket, Tunnel
+from netvirt.graph import DeviceKind, PortRange, Proto, Socket, Tunnel
 from netvirt.wire import dissect, flow_entropy, geneve, icmpv4, icmpv6, nvgre, udp, vxlan
 
 A, B = ip_address("10.0.0.2"), ip_address("10.0.0.3")
@@ -32,7 +32,7 @@ def overlay(kind=DeviceKind.VXLAN, *, underlay_mtu=1500, overlay_mtu=1450, pod_m
         other = UNDERLAY["h2" if host == "h1" else "h1"]
         lab.add(kind, "tun0", "host", master="br0", mtu=overlay_mtu, config=Tunnel(
             vni=5000, local=ip_address(UNDERLAY[host]), dst_port=6081 if kind is DeviceKind.GENEVE else 4789,
-            udp_checksum=udp_checksum, fdb=(FdbEntry("00:00:00:00:00:00", remote=ip_address(other)),)))
+            udp_checksum=udp_checksum, flood=(ip_address(other),)))
         lab.pod(pod, address, gateway=None, mtu=pod_mtu or overlay_mtu, listen=("tcp", 80) if pod == "b" else None)
         if pod == "b":
             lab.add(DeviceKind.SOCKET, "udp-53", "b", config=Socket(proto=Proto.UDP, port=53, app="dns"))

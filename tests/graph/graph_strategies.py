@@ -162,6 +162,7 @@ for _kind in (DeviceKind.VXLAN, DeviceKind.GENEVE, DeviceKind.NVGRE):
         ttl=st.integers(1, 255),
         udp_checksum=st.booleans(),
         learning=st.booleans(),
+        flood=st.lists(addresses, max_size=3),
         fdb=st.lists(st.builds(FdbEntry, macs, remote=addresses), max_size=3),
         options=st.lists(geneve_options, max_size=2).map(tuple) if _kind is DeviceKind.GENEVE else st.just(()),
     )
@@ -308,7 +309,7 @@ def example_host(host: str = "host1", underlay: str = "192.168.1.10", peer: str 
                 DeviceKind.VXLAN,
                 "vxlan100",
                 host,
-                config=Tunnel(vni=100, local=a(underlay), fdb=(FdbEntry("00:00:00:00:00:00", remote=a(peer)),)),
+                config=Tunnel(vni=100, local=a(underlay), flood=(a(peer),)),
                 master="cni0",
                 parent="eth0",
                 mtu=1450,

@@ -12,8 +12,9 @@ import pytest
 from netvirt.dataplane.linux import netns
 from netvirt.dataplane.linux.build import Builder
 from netvirt.dataplane.linux.cleanup import cleanup
-from netvirt.dataplane.linux.links import ZERO_MAC, VxlanSpec
+from netvirt.dataplane.linux.links import VxlanSpec
 from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
+from netvirt.graph import FLOOD_MAC
 from netvirt.graph.host import Neighbour
 
 
@@ -95,7 +96,7 @@ def build_overlay(build: Builder) -> Overlay:
             build.addresses(ep.namespace, "eth0", [ip_interface(f"{ep.ipv4}/24"), ip_interface(f"{ep.ipv6}/64")])
     for host, ns in overlay.hosts.items():
         remotes = [ep for ep in overlay.endpoints.values() if ep.host != host]
-        fdb = [(ZERO_MAC, ip_address(UNDERLAY[h])) for h in UNDERLAY if h != host]
+        fdb = [(FLOOD_MAC, ip_address(UNDERLAY[h])) for h in UNDERLAY if h != host]
         fdb += [(ep.mac, ip_address(UNDERLAY[ep.host])) for ep in remotes]
         build.vxlan_fdb(ns, "vx100", fdb)
         build.neighbours(ns, "vx100", [

@@ -9,8 +9,9 @@ from linux_testbed import deployment  # noqa: F401 (fixture)
 
 from netvirt.dataplane.linux import links, netns
 from netvirt.dataplane.linux.build import NotOwned
-from netvirt.dataplane.linux.links import RTPROT_NETVIRT, ZERO_MAC, VxlanSpec
+from netvirt.dataplane.linux.links import RTPROT_NETVIRT, VxlanSpec
 from netvirt.dataplane.linux.naming import IFNAMSIZ, Names, NameError_
+from netvirt.graph import FLOOD_MAC
 from netvirt.graph.host import Neighbour, Route, RouteType
 
 
@@ -125,12 +126,12 @@ def test_addresses_routes_neighbours_and_fdb_converge_to_exactly_the_request(dep
                      if m["state"] & links.NUD_PERMANENT]
         assert permanent == [("10.0.0.9", "02:00:00:00:00:0a")]
 
-        build.vxlan_fdb(a, "vx", [(ZERO_MAC, ip_address("10.0.0.2")), (ZERO_MAC, ip_address("10.0.0.3")),
+        build.vxlan_fdb(a, "vx", [(FLOOD_MAC, ip_address("10.0.0.2")), (FLOOD_MAC, ip_address("10.0.0.3")),
                                   ("02:00:00:00:00:02", ip_address("10.0.0.2"))])
-        build.vxlan_fdb(a, "vx", [(ZERO_MAC, ip_address("10.0.0.3")), ("02:00:00:00:00:02", ip_address("10.0.0.3"))])
+        build.vxlan_fdb(a, "vx", [(FLOOD_MAC, ip_address("10.0.0.3")), ("02:00:00:00:00:02", ip_address("10.0.0.3"))])
         fdb = {(m.get("NDA_LLADDR"), m.get("NDA_DST")) for m in ipr.fdb("dump", ifindex=links.index(ipr, "vx"))
                if m.get("NDA_DST")}
-        assert fdb == {(ZERO_MAC, "10.0.0.3"), ("02:00:00:00:00:02", "10.0.0.3")}
+        assert fdb == {(FLOOD_MAC, "10.0.0.3"), ("02:00:00:00:00:02", "10.0.0.3")}
         with pytest.raises(links.LinkError, match="two remotes"):
             build.vxlan_fdb(a, "vx", [("02:00:00:00:00:02", ip_address("10.0.0.2")),
                                       ("02:00:00:00:00:02", ip_address("10.0.0.3"))])

@@ -15,7 +15,6 @@ from netvirt.graph import (  # noqa: E402
     Chain,
     DeviceKind,
     Dnat,
-    FdbEntry,
     Match,
     NamespaceKind,
     NatTarget,
@@ -84,13 +83,13 @@ def double_overlay():
         lab.bridge(name="br-o", address=None, mtu=1550)
         lab.add(DeviceKind.VXLAN, "tun-o", "host", master="br-o", mtu=1550, config=Tunnel(
             vni=2, local=ip_address(underlay[host]),
-            fdb=(FdbEntry("00:00:00:00:00:00", remote=ip_address(underlay["h2" if host == "h1" else "h1"])),)))
+            flood=(ip_address(underlay["h2" if host == "h1" else "h1"]),)))
         lab.ns(vm, NamespaceKind.VM)
         lab.add(DeviceKind.VETH, f"v-{vm}", "host", config=Veth("eth0", vm), master="br-o", mtu=1550)
         lab.add(DeviceKind.VETH, "eth0", vm, config=Veth(f"v-{vm}", "host"), addresses=[f"{vm_address}/24"], mtu=1550)
         lab.bridge(namespace=vm, address=None)
         lab.add(DeviceKind.VXLAN, "tun-i", vm, master="br0", mtu=1500, config=Tunnel(
-            vni=1, local=ip_address(vm_address), fdb=(FdbEntry("00:00:00:00:00:00", remote=ip_address(peer_vm)),)))
+            vni=1, local=ip_address(vm_address), flood=(ip_address(peer_vm),)))
         lab.pod(pod, pod_address, gateway=None, host_ns=vm, listen=("tcp", 80) if pod == "b" else None)
     lab.segment("underlay", *ends, mtu=1600)
     return lab.network()

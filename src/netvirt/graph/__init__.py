@@ -16,6 +16,7 @@ docs/graph.md describes the model with an example.
 from netvirt.graph.codec import from_json, to_json
 from netvirt.graph.devices import (
     BACKENDS,
+    FLOOD_MAC,
     KINDS,
     SWITCH_KINDS,
     TUNNEL_KINDS,
@@ -84,6 +85,7 @@ from netvirt.graph.validate import Problem, validate
 from netvirt.graph.values import GraphError, IPAddress, IPInterface, IPNetwork
 
 __all__ = [
+    "FLOOD_MAC",
     "ACCEPT",
     "BACKENDS",
     "DROP",

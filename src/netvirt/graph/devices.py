@@ -57,6 +57,7 @@ class DeviceKind(StrEnum):
 TUNNEL_KINDS = frozenset({DeviceKind.VXLAN, DeviceKind.GENEVE, DeviceKind.NVGRE})
 SWITCH_KINDS = frozenset({DeviceKind.BRIDGE, DeviceKind.HYPERVISOR_SWITCH, DeviceKind.NIC_ESWITCH})
 BACKENDS = frozenset({"sim", "linux", "ebpf", "userspace"})
+FLOOD_MAC = "00:00:00:00:00:00"  # no station has it: the kernel keys a VXLAN's flood entries by it
 
 
 class HookKind(StrEnum):
@@ -70,9 +71,8 @@ class HookKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class FdbEntry:
     """A forwarding-database entry: frames to ``mac`` leave by ``device`` (a bridge port) or,
-    on a tunnel, go to the underlay address ``remote``. ``mac`` 00:00:00:00:00:00 on a tunnel is
-    the default destination for broadcast/unknown frames (one entry per remote: head-end replication).
-    """
+    on a tunnel, go to the underlay address ``remote``. Where a tunnel's broadcast and unknown
+    frames go is its ``flood`` list, not an entry."""
 
     mac: str
     device: str | None = None
@@ -142,7 +142,11 @@ class Tunnel:
     """A VXLAN / Geneve / NVGRE endpoint. ``vni`` is the VNI (VXLAN, Geneve) or VSID (NVGRE).
 
     ``local`` is the underlay source address; ``remote`` a fixed peer (point-to-point), else the
-    static ``fdb`` (from the control plane, no multicast learning) says where each MAC lives.
+    static ``fdb`` (from the control plane, no multicast learning) says where each MAC lives and
+    broadcast, multicast and unknown-unicast frames are copied to every address in ``flood``
+    (head-end replication; EVPN's type-3 routes, where ``fdb`` is its type-2). Two fields, not
+    one list, so that hosts share them: every host without members on a network holds the same
+    ``fdb`` object, and a host's ``flood`` does not change when a port comes or goes.
     ``dst_port`` is the UDP port (4789 VXLAN, 6081 Geneve; ignored for NVGRE, which is GRE);
     the UDP source port is a flow hash in ``src_ports`` (entropy for the underlay's ECMP).
     ``options`` are the Geneve options sent on every packet (Geneve devices only; at most 252
@@ -157,6 +161,7 @@ class Tunnel:
     ttl: int = 64
     udp_checksum: bool = True
     learning: bool = False
+    flood: tuple[IPAddress, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
     options: tuple[GeneveOption, ...] = ()
     tag: ClassVar[str] = "tunnel"

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from netvirt.graph.devices import SWITCH_KINDS, Bridge, Device, DeviceKind, Tunnel, Veth
+from netvirt.graph.devices import FLOOD_MAC, SWITCH_KINDS, Bridge, Device, DeviceKind, Tunnel, Veth
 from netvirt.graph.host import HostGraph, Namespace, NetworkGraph
 from netvirt.graph.rules import FILTER_ACTIONS, NAT_ACTIONS_BY_HOOK, Chain, NetfilterHook, Rule, Verdict
 
@@ -127,6 +127,8 @@ def _device_problems(
         for entry in config.fdb:
             if entry.remote is None:
                 yield Problem(where, f"tunnel fdb entry {entry.mac} needs a remote underlay address")
+            elif entry.mac == FLOOD_MAC:
+                yield Problem(where, f"tunnel fdb entry {entry.mac} -> {entry.remote}: list flood destinations in flood")
     for hook in _duplicates(h.kind for h in dev.hooks):
         yield Problem(where, f"two {hook} programs attached; attach one per hook")
     for hook in dev.hooks:

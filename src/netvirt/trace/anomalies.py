@@ -84,8 +84,8 @@ def _drops(hops: list[Hop], topology: Topology):
                           "a router instead")
         elif cause == "no-fdb":
             yield Anomaly("no_fdb", hop.step, hop.message,
-                          "the control plane must install an FDB entry for the MAC (or a default entry "
-                          "00:00:00:00:00:00 per remote host); check that the destination endpoint exists")
+                          "the control plane must install an FDB entry for the MAC (or list every remote "
+                          "host in the tunnel's flood); check that the destination endpoint exists")
 
 
 def _mtu(hops: list[Hop], topology: Topology):

@@ -39,8 +39,6 @@ from netvirt.graph import (
 from netvirt.management.spec import Endpoint, Network, Policy, Service, Spec
 from netvirt.management.spec.allocate import place, stable_hash
 
-FLOOD_MAC = "00:00:00:00:00:00"
-
 
 class CompileError(ValueError):
     """A resolved spec that the device graph cannot express; says what and how to fix it."""
@@ -61,6 +59,30 @@ class Member:
 
 
 MEMBER_ORDER = attrgetter("endpoint", "index")
+
+
+class Flood:
+    """The underlay addresses of a network's hosts (by host name) and, built on first use, each
+    host's head-end replication list: the addresses of the others. Equal when the addresses are."""
+
+    def __init__(self, facts: "Facts", hosts: list[str]) -> None:
+        self.entries = tuple(facts.hosts[h].underlay.ip for h in hosts)
+        self.position = {h: i for i, h in enumerate(hosts)}
+        self._others: dict[str, tuple[IPv4Address | IPv6Address, ...]] = {}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Flood) and self.entries == other.entries
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def others(self, host: str) -> tuple[IPv4Address | IPv6Address, ...]:
+        """The addresses of every host but ``host``."""
+        found = self._others.get(host)
+        if found is None:
+            index = self.position.get(host)
+            found = self.entries if index is None else self.entries[:index] + self.entries[index + 1 :]
+            self._others[host] = found
+        return found
 
 
 class Facts:
@@ -172,15 +194,9 @@ class Facts:
 
     # --- tunnels ---------------------------------------------------------------------------------
 
-    def flood(self, network: str) -> tuple[tuple[FdbEntry, ...], dict[str, int]]:
-        """Flood entries to every host of the network (by host name), and each host's position."""
-
-        def build() -> tuple[tuple[FdbEntry, ...], dict[str, int]]:
-            hosts = sorted(self.net_hosts[network])
-            entries = tuple(FdbEntry(FLOOD_MAC, remote=self.hosts[h].underlay.ip) for h in hosts)
-            return entries, {h: i for i, h in enumerate(hosts)}
-
-        return self.cached(("flood", network), build)
+    def flood(self, network: str) -> Flood:
+        """The underlay addresses of ``network``'s hosts (``others(host)``: a tunnel's flood list)."""
+        return self.cached(("flood", network), lambda: Flood(self, sorted(self.net_hosts[network])))
 
     def fdb_groups(self, network: str) -> tuple[dict[str, tuple[FdbEntry, ...]], tuple[FdbEntry, ...]]:
         """Each host with members -> its endpoint MAC entries (by endpoint name), in host order;
@@ -200,16 +216,12 @@ class Facts:
         return self.cached(("fdb-group", network, host), build)
 
     def tunnel_fdb(self, network: str, host: str) -> tuple[FdbEntry, ...]:
-        """Head-end replication to every other host of the network (by host name), then the MAC
-        of every remote endpoint attachment (by host name, then endpoint name)."""
-        flood, position = self.flood(network)
-        index = position.get(host)
-        if index is not None:
-            flood = flood[:index] + flood[index + 1 :]
+        """The MAC of every remote endpoint attachment (by host name, then endpoint name): one
+        object shared by every host without members on the network."""
         groups, everything = self.fdb_groups(network)
         if host in groups:
-            return flood + tuple(chain.from_iterable(group for where, group in groups.items() if where != host))
-        return flood + everything
+            return tuple(chain.from_iterable(group for where, group in groups.items() if where != host))
+        return everything
 
     def neighbours(self, network: str) -> tuple[Neighbour, ...]:
         """Neighbour entries (on the router leg) for every endpoint address on ``network``."""

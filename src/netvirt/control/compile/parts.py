@@ -130,10 +130,11 @@ def tunnel_part(facts: Facts, network: str, host: str) -> Part:
         local=facts.hosts[host].underlay.ip,
         dst_port=TUNNEL_PORTS[spec_net.encap],
         learning=False,
+        flood=facts.flood(network).others(host),
         fdb=facts.tunnel_fdb(network, host),
         options=tuple(
             GeneveOption(option.option_class, option.type, bytes.fromhex(option.data)) for option in spec_net.geneve_options
-        ),
+        ) if spec_net.geneve_options else (),
     )
     tunnel = Device.of(
         TUNNEL_KINDS[spec_net.encap],
@@ -154,8 +155,7 @@ def tunnel_part(facts: Facts, network: str, host: str) -> Part:
 def router_namespace_part(facts: Facts, router: str, host: str) -> Part:
     """The router's namespace; the same object on every host with the same underlay family."""
     version = facts.hosts[host].underlay.version
-    namespace = facts.cached(("router-ns", router, version), lambda: router_namespace(facts, router, version))
-    return Part(namespaces=(namespace,))
+    return facts.cached(("router-ns", router, version), lambda: Part(namespaces=(router_namespace(facts, router, version),)))
 
 
 def router_namespace(facts: Facts, router: str, version: int) -> Namespace:

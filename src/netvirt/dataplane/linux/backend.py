@@ -47,6 +47,7 @@ from netvirt.dataplane.linux.ownership import (
 from netvirt.dataplane.linux.probe import probe
 from netvirt.dataplane.linux.rulesets import Ruleset, RulesetError
 from netvirt.graph import (
+    FLOOD_MAC,
     Bridge,
     Device,
     DeviceKind,
@@ -378,7 +379,8 @@ class _Realisation:
             if isinstance(dev.config, Bridge):
                 self.build.bridge_fdb(where, dev.name, [(e.mac, e.device) for e in dev.config.fdb])  # type: ignore[misc]
             if isinstance(dev.config, Tunnel):
-                self.build.vxlan_fdb(where, dev.name, [(e.mac, e.remote) for e in dev.config.fdb])  # type: ignore[misc]
+                flood = [(FLOOD_MAC, remote) for remote in dev.config.flood]
+                self.build.vxlan_fdb(where, dev.name, flood + [(e.mac, e.remote) for e in dev.config.fdb])  # type: ignore[misc]
         for ns in self.graph.namespaces:
             where = self.kernel[ns.name]
             self.build.routes(where, ns.routes)

@@ -20,6 +20,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netvirt.dataplane.linux import netns
+from netvirt.graph.devices import FLOOD_MAC
 from netvirt.graph.host import Neighbour, Route, RouteType
 from netvirt.graph.rules import PortRange
 from netvirt.graph.values import IPAddress
@@ -30,7 +31,6 @@ IFA_F_NODAD = 0x02
 NUD_PERMANENT = 0x80
 NUD_NOARP = 0x40
 NTF_SELF = 0x02
-ZERO_MAC = "00:00:00:00:00:00"
 _ENODEV = 19
 
 
@@ -319,7 +319,7 @@ def ensure_vxlan_fdb(ipr: IPRoute, name: str, entries: Iterable[tuple[str, IPAdd
     want = {(mac.lower(), str(remote)) for mac, remote in entries}
     unicast: dict[str, str] = {}
     for mac, remote in want:
-        if mac != ZERO_MAC and unicast.setdefault(mac, remote) != remote:
+        if mac != FLOOD_MAC and unicast.setdefault(mac, remote) != remote:
             raise LinkError(f"fdb of {name}: {mac} is given two remotes ({unicast[mac]}, {remote})")
     have = set()
     for msg in ipr.fdb("dump", ifindex=link):

@@ -22,6 +22,7 @@ from netvirt.dataplane.linux.links import RTPROT_NETVIRT, graph_metric
 from netvirt.dataplane.linux.naming import Names
 from netvirt.dataplane.linux.rulesets import Ruleset
 from netvirt.graph import (
+    FLOOD_MAC,
     Bridge,
     Chain,
     Device,
@@ -289,8 +290,10 @@ class _Reader:
             checksum = not data.get("IFLA_VXLAN_UDP_ZERO_CSUM6_TX", 0)
         else:
             checksum = bool(data.get("IFLA_VXLAN_UDP_CSUM", 0))
-        entries = [FdbEntry(mac, remote=ip_address(dst)) for mac, dst in self.spaces[link.namespace].vxlan_fdb.get(link.name, [])]
-        order = list(reference.config.fdb) if reference is not None and isinstance(reference.config, Tunnel) else []
+        kernel = self.spaces[link.namespace].vxlan_fdb.get(link.name, [])
+        flood = [ip_address(dst) for mac, dst in kernel if mac == FLOOD_MAC]
+        entries = [FdbEntry(mac, remote=ip_address(dst)) for mac, dst in kernel if mac != FLOOD_MAC]
+        known = reference.config if reference is not None and isinstance(reference.config, Tunnel) else Tunnel(vni=0)
         return Tunnel(
             vni=data.get("IFLA_VXLAN_ID", 0),
             local=ip_address(local) if local else None,
@@ -300,7 +303,8 @@ class _Reader:
             ttl=data.get("IFLA_VXLAN_TTL") or 64,
             udp_checksum=checksum,
             learning=bool(data.get("IFLA_VXLAN_LEARNING", 0)),
-            fdb=_ordered(entries, order, lambda e: e),
+            flood=_ordered(flood, list(known.flood), lambda a: a),
+            fdb=_ordered(entries, list(known.fdb), lambda e: e),
         )
 
     def _veth(self, namespace: str, link: _Link, reference: Device | None):

@@ -159,14 +159,10 @@ class Topology:
             space.tunnels.append(dev)
             config = dev.config
             fdb: dict[bytes, list[bytes]] = {}
-            defaults = []
             for entry in config.fdb:
-                if entry.remote is None:
-                    continue
-                if entry.mac == "00:00:00:00:00:00":
-                    defaults.append(entry.remote.packed)
-                else:
+                if entry.remote is not None:
                     fdb.setdefault(mac_to_bytes(entry.mac), []).append(entry.remote.packed)
+            defaults = [remote.packed for remote in config.flood]
             options = tuple(geneve.Option(o.option_class, o.type, o.data) for o in config.options)
             self.tunnels[place] = TunnelIndex(None if config.local is None else config.local.packed,
                                               None if config.remote is None else config.remote.packed, fdb, defaults,
