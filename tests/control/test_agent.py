@@ -11,7 +11,18 @@ from control_helpers import eventually, host_with_pods
 from etcd_server import etcd  # noqa: F401 - fixture
 
 from netvirt.control.agent import Agent, AgentThread, ApplyCrashed, Backoff, make_backend
-from netvirt.control.state import AgentState, AgentStatus, Blob, desired_key, realized_key, status_key
+from netvirt.control.state import (
+    AgentState,
+    AgentStatus,
+    Blob,
+    TreeWriter,
+    desired_key,
+    read_tree,
+    realized_blobs,
+    realized_key,
+    status_key,
+    write_blobs,
+)
 from netvirt.control.store import Store, open_store
 from netvirt.dataplane.api import ApplyReport
 from netvirt.dataplane.sim.backend import SimBackend
@@ -25,11 +36,11 @@ def store(tmp_path: Path) -> Store:
 
 
 def publish(store: Store, graph: HostGraph | bytes, host: str = "") -> int:
-    """Store a graph (or raw JSON) as a blob, then point the host's desired key at it."""
-    value = graph if isinstance(graph, bytes) else to_json(graph).encode()
-    blob = Blob.of(value)
-    store.txn(blob.puts(value))
-    return store.put(desired_key(host or graph.host), blob.pointer())
+    """Store a graph as a tree (raw JSON as one blob), then point the host's desired key at it."""
+    writer = TreeWriter()
+    root = writer.data(json.loads(graph)) if isinstance(graph, bytes) else writer.graph(graph)
+    write_blobs(store, [(Blob.of(value), value) for value in writer.blobs.values()])
+    return store.put(desired_key(host or graph.host), root.pointer())
 
 
 def status_of(store: Store, host: str) -> AgentStatus | None:
@@ -44,7 +55,8 @@ def converged_at(store: Store, host: str, revision: int) -> AgentStatus | None:
 
 
 def realized_in_store(store: Store, host: str) -> HostGraph:
-    return from_json(HostGraph, store.get(realized_key(host)).value)
+    root = Blob.pointed(store.get(realized_key(host)).value)
+    return from_json(HostGraph, read_tree(store, root, realized_blobs(host)))
 
 
 def fast_agent(host: str, store: Store, backend) -> Agent:

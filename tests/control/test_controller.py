@@ -1,6 +1,7 @@
 """The controller service on real stores: atomic publishing, only changed hosts move, conflicts,
 rejected specs change nothing, concurrent applies, and the embedded single-machine path."""
 
+import hashlib
 import threading
 from pathlib import Path
 
@@ -10,9 +11,9 @@ from etcd_server import etcd  # noqa: F401 - fixture
 
 from netvirt.control.compile import compile_host, compile_network
 from netvirt.control.controller import Controller, StaleSpec, run_embedded
-from netvirt.control.state import BLOBS, DESIRED, SPEC_KEY, Blob, desired_key, host_of
+from netvirt.control.state import BLOBS, DESIRED, SPEC_KEY, Blob, children, desired_key, host_of, read_tree
 from netvirt.control.store import Store, open_store
-from netvirt.graph import HostGraph, from_json
+from netvirt.graph import HostGraph, from_json, to_json
 from netvirt.management.spec import SpecError, loads
 
 SPEC = """\
@@ -53,7 +54,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 def desired(store: Store) -> dict[str, tuple[int, HostGraph]]:
     """Each host's desired revision and graph, read the way an agent reads them."""
     return {
-        host_of(e.key): (e.mod_revision, from_json(HostGraph, Blob.pointed(e.value).read(store)))
+        host_of(e.key): (e.mod_revision, from_json(HostGraph, read_tree(store, Blob.pointed(e.value))))
         for e in store.list(DESIRED).entries
     }
 
@@ -101,19 +102,74 @@ def test_only_the_affected_hosts_revisions_move(store: Store):
         assert after[host][1] == compile_host(new_spec, host)
 
 
+def used(store: Store) -> set[str]:
+    """The blobs the spec and desired pointers reach, following references inside blobs."""
+    roots = [Blob.pointed(e.value).id for e in store.list("/netvirt/").entries if e.key == SPEC_KEY or e.key.startswith(DESIRED)]
+    seen: set[str] = set()
+    while roots:
+        blob = roots.pop()
+        if blob not in seen:
+            seen.add(blob)
+            roots += children(Blob(blob, 0).read(store))
+    return seen
+
+
 def test_blobs_nothing_points_to_are_swept(store: Store):
     controller = Controller(store)
     controller.apply(loads(SPEC))
     first = blobs(store)
-    assert len(first) == 4, "the spec and three host graphs"
+    assert first == used(store) and len(first) > 4, "the spec, three host graphs and their pieces"
     controller.apply(loads(edited("tcp/80", "tcp/81")))
     second = blobs(store)
-    assert len(second) == 4 and len(first & second) == 2, "h1's graph and the spec replaced, h2 and h3 kept"
+    assert second == used(store), "exactly what the pointers reach"
+    assert len(second - first) == len(first - second) == 3, "h1's root, its socket device and the spec changed"
     fresh = Controller(store)  # after a restart it compiles everything and compares hashes
     again = fresh.apply(loads(edited("tcp/80", "tcp/81")))
     assert (again.changed, again.incremental) == ((), False)
+    assert blobs(store) == second
     fresh.delete()
     assert blobs(store) == set()
+
+
+ROUTED = """\
+version: 1
+name: routed
+hosts:
+  - {name: h1, underlay: 192.0.2.1/24}
+  - {name: h2, underlay: 192.0.2.2/24}
+  - {name: h3, underlay: 192.0.2.3/24}
+networks:
+  - {name: blue, tenant: acme, encap: vxlan, subnet: 10.10.0.0/24}
+  - {name: red, tenant: acme, encap: geneve, subnet: 10.20.0.0/24}
+routers:
+  - {name: r1, networks: [blue, red]}
+endpoints:
+  - {name: a-1, kind: container, host: h1, network: blue}
+  - {name: b-1, kind: vm, host: h2, network: red}
+  - {name: c-1, kind: pod, host: h3, network: blue}
+"""
+
+
+def test_pieces_many_hosts_share_are_stored_once_and_kept_while_used(store: Store):
+    """The router namespace (a neighbour per endpoint address) is the same on every host: one blob,
+    swept only when no host uses it any more."""
+    controller = Controller(store)
+    spec = loads(ROUTED)
+    controller.apply(spec)
+    router = to_json(compile_host(spec, "h1").namespace("r1"))
+    assert all(to_json(compile_host(spec, host).namespace("r1")) == router for host in ("h2", "h3"))
+    piece = hashlib.sha256(router.encode()).hexdigest()
+    assert piece in blobs(store) and blobs(store) == used(store)
+    text = ROUTED
+    for host in ("h3", "h2"):  # its endpoint moves to h1 (the router's neighbours stay), the host leaves
+        text = edited(f"host: {host},", "host: h1,", edited(f"  - {{name: {host}, underlay: 192.0.2.{host[1]}/24}}\n", "", text))
+        result = controller.apply(loads(text))
+        assert result.removed == (host,) and result.incremental
+        assert piece in blobs(store) and blobs(store) == used(store), f"h1 still has the router after {host} left"
+    last = loads(edited("{name: a-1, kind: container, host: h1, network: blue}", "{name: a-1, kind: container, host: h1, network: red}", text))
+    controller.apply(last)
+    assert piece not in blobs(store) and blobs(store) == used(store), "the last user changed it"
+    assert {host: graph for host, (_, graph) in desired(store).items()} == {"h1": compile_host(last, "h1")}
 
 
 def test_a_large_spec_is_published(store: Store):

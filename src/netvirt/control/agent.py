@@ -18,13 +18,26 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from netvirt.control.state import AgentState, AgentStatus, Blob, desired_key, realized_key, status_key
-from netvirt.control.store import EventType, Put, Store, StoreError, Watch
+from netvirt.control.state import (
+    BATCH_OPERATIONS,
+    BLOBS,
+    AgentState,
+    AgentStatus,
+    Blob,
+    TreeWriter,
+    desired_key,
+    read_tree,
+    realized_blobs,
+    realized_key,
+    status_key,
+    write_blobs,
+)
+from netvirt.control.store import Delete, EventType, Put, Store, StoreError, Watch
 from netvirt.dataplane.api import Backend, plan
-from netvirt.graph import GraphError, HostGraph, from_json, to_json
+from netvirt.graph import GraphError, HostGraph, from_json
 
 log = logging.getLogger("netvirt.agent")
 T = TypeVar("T")
@@ -84,7 +97,9 @@ class Agent:
         self.backoff = backoff or Backoff()
         self.identity = f"{os.getpid()}@{socket.gethostname()}"
         self.status: AgentStatus | None = None  # the last report written
-        self._realized_written: bytes | None = None
+        self._realized_written: Blob | None = None  # the root of the realized tree last written
+        self._realized_blobs: dict[str, int] | None = None  # blobs in our realized space: chunks stored
+        self._desired_blobs: dict[str, bytes] = {}  # the blobs of the desired tree last read
         self._good_revision = 0  # desired revision the data plane realizes
         self._watch: Watch | None = None
 
@@ -138,15 +153,16 @@ class Agent:
             blob = Blob.pointed(pointer)
         except ValueError as error:
             return self.report(AgentState.FAILED, at, (f"desired state at revision {at} is unreadable: {error}",))
-        graph = blob.read(self.store)
+        graph = read_tree(self.store, blob, BLOBS, self._desired_blobs)
         if graph is None:
             log.info("agent %s: desired revision %d was superseded before it could be read", self.host, at)
             return None
-        return self.reconcile(graph, at)
+        return self.reconcile(graph, at, (blob, self._desired_blobs))
 
-    def reconcile(self, desired: bytes | None, at: int) -> AgentStatus:
+    def reconcile(self, desired: bytes | None, at: int, tree: tuple[Blob, dict[str, bytes]] | None = None) -> AgentStatus:
         """Make the data plane match the ``desired`` graph's JSON of revision ``at`` (None: nothing
-        is desired) and report; raises StoreError or ApplyCrashed for the loop to retry."""
+        is desired) and report; raises StoreError or ApplyCrashed for the loop to retry. ``tree``:
+        the root and blobs ``desired`` was assembled from, reused for the realized graph when equal."""
         if desired is None:
             self._guarded(self.backend.teardown, 0)
             self._good_revision = 0
@@ -169,7 +185,7 @@ class Agent:
                 self.host, at, result.created, result.changed, result.deleted,
             )
         self._good_revision = at
-        return self.report(AgentState.CONVERGED, at, (), known=(graph, desired))
+        return self.report(AgentState.CONVERGED, at, (), known=(graph, *tree) if tree else None)
 
     def _guarded(self, action: Callable[[], T], at: int) -> T:
         try:
@@ -187,10 +203,12 @@ class Agent:
         state: AgentState,
         desired_revision: int,
         errors: tuple[str, ...],
-        known: tuple[HostGraph, bytes] | None = None,
+        known: tuple[HostGraph, Blob, dict[str, bytes]] | None = None,
     ) -> AgentStatus:
         """Write the realized graph and the status, in one transaction, if either changed.
-        ``known``: a graph and its JSON, reused when the backend reads back exactly that graph."""
+        ``known``: a graph and its tree (root, blobs), reused when the backend reads back exactly
+        that graph. The realized graph is a tree in the agent's own space (``realized_blobs``):
+        blobs first, then the pointer with the status, then the blobs nothing uses any more."""
         status = AgentStatus(
             host=self.host,
             backend=self.backend.name,
@@ -202,21 +220,53 @@ class Agent:
             since=time.time(),
         )
         read_back = self.backend.realized()
-        realized = known[1] if known is not None and read_back == known[0] else to_json(read_back).encode()
+        if known is not None and read_back == known[0]:
+            realized, blobs = known[1], known[2]
+        else:
+            writer = TreeWriter()
+            realized, blobs = writer.graph(read_back), writer.blobs
         writes = []
         if realized != self._realized_written:
-            writes.append(Put(realized_key(self.host), realized))
+            self._store_realized(blobs)
+            writes.append(Put(realized_key(self.host), realized.pointer()))
         if not status.same_report(self.status):
             writes.append(Put(status_key(self.host), status.to_json()))
         else:
             status = self.status  # type: ignore[assignment]  # same_report implies not None
         if writes:
             self.store.txn(writes)
-            self._realized_written = realized
+            if realized != self._realized_written:
+                self._realized_written = realized
+                self._sweep_realized(blobs.keys())
             self.status = status
             if state is AgentState.FAILED:
                 log.warning("agent %s: revision %d failed: %s", self.host, desired_revision, "; ".join(errors))
         return status
+
+
+    def _store_realized(self, blobs: dict[str, bytes]) -> None:
+        """Write the blobs of a realized tree that our space does not hold yet."""
+        space = realized_blobs(self.host)
+        if self._realized_blobs is None:
+            self._realized_blobs = {}
+            for entry in self.store.list(space, keys_only=True).entries:
+                blob = entry.key.removeprefix(space).split("/")[0]
+                self._realized_blobs[blob] = self._realized_blobs.get(blob, 0) + 1
+        new = [(Blob(blob, len(value)), value) for blob, value in blobs.items()]
+        new = [(blob, value) for blob, value in new if self._realized_blobs.get(blob.id) != len(blob.keys())]
+        write_blobs(self.store, new, space)
+        self._realized_blobs.update((blob.id, len(blob.keys())) for blob, _ in new)
+
+    def _sweep_realized(self, used: Iterable[str]) -> None:
+        """Delete the blobs of our space that the realized tree just written does not use."""
+        assert self._realized_blobs is not None
+        space, keep = realized_blobs(self.host), set(used)
+        unused = [blob for blob in self._realized_blobs if blob not in keep]
+        keys = [f"{space}{blob}/{n:06d}" for blob in unused for n in range(self._realized_blobs[blob])]
+        for at in range(0, len(keys), BATCH_OPERATIONS):
+            self.store.txn([Delete(key) for key in keys[at : at + BATCH_OPERATIONS]])
+        for blob in unused:
+            del self._realized_blobs[blob]
 
 
 class AgentThread:

@@ -20,7 +20,6 @@ when another controller wrote since, or after a failed publish, it compiles ever
 compares blob hashes with what is stored.
 """
 
-import json
 import logging
 import threading
 import time
@@ -30,17 +29,24 @@ from dataclasses import dataclass, field
 from netvirt.control.agent import Agent, AgentThread, make_backend
 from netvirt.control.compile import Engine
 from netvirt.control.state import (
+    BATCH_OPERATIONS,
     BLOBS,
     DESIRED,
     SPEC_KEY,
     STATUS,
+    SWEEP_KEY,
     AgentState,
     AgentStatus,
     Blob,
+    Live,
+    TreeWriter,
     desired_key,
     host_of,
+    read_tree,
+    realized_blobs,
     realized_key,
     status_key,
+    write_blobs,
 )
 from netvirt.control.store import Compare, Conflict, Delete, Entry, Operation, Put, Store, StoreError, open_store
 from netvirt.dataplane.api import Backend
@@ -121,15 +127,25 @@ class HostDetail:
 
 
 @dataclass(frozen=True, slots=True)
+class _Host:
+    """A published host graph: the graph (None when only read back as a pointer), its tree's root,
+    and the blob of each of its pieces (namespaces, then devices)."""
+
+    graph: HostGraph | None
+    root: Blob
+    pieces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class _Published:
-    """What this controller last published: the spec key's revision then, each host's graph and blob."""
+    """What this controller last published: the spec key's revision then, the sweep key's revision
+    its knowledge of stored blobs is valid at, the spec's tree, each host, and the live blobs."""
 
     revision: int
-    hosts: dict[str, tuple[HostGraph | None, Blob]]
-
-
-BATCH_BYTES = 1024 * 1024  # per transaction: below etcd's default request limit (1.5 MiB)
-BATCH_OPERATIONS = 64  # per transaction: below etcd's default --max-txn-ops (128)
+    sweep: int
+    spec: Blob
+    hosts: dict[str, _Host]
+    live: Live
 
 
 class Controller:
@@ -146,13 +162,12 @@ class Controller:
 
     def apply(self, spec: Spec, expected_revision: int | None = None) -> ApplyResult:
         """Publish ``spec`` atomically; see the module docstring."""
-        spec_json = json.dumps(as_data(spec), sort_keys=True).encode()
         with self._lock:
             for _ in range(self.retries):
                 try:
-                    return self._publish(spec, spec_json, expected_revision)
+                    return self._publish(spec, expected_revision)
                 except Conflict:
-                    if expected_revision is not None:
+                    if expected_revision is not None and self._spec_revision() != expected_revision:
                         raise StaleSpec(expected_revision, self._spec_revision()) from None
             raise StaleSpec(expected_revision or 0, self._spec_revision())
 
@@ -160,89 +175,99 @@ class Controller:
         """Validate spec text exactly as ``netvirt validate`` does (``SpecError``), then ``apply``."""
         return self.apply(loads(text, filename), expected_revision)
 
-    def _publish(self, spec: Spec, spec_json: bytes, expected_revision: int | None) -> ApplyResult:
+    def _publish(self, spec: Spec, expected_revision: int | None) -> ApplyResult:
         current = self.store.get(SPEC_KEY)
         revision = current.mod_revision if current else 0
         if expected_revision is not None and expected_revision != revision:
             raise StaleSpec(expected_revision, revision)
         try:
-            return self._publish_over(current, revision, spec, spec_json)
+            return self._publish_over(revision, spec)
         except BaseException:
-            self._engine = None  # it may be ahead of the store now: recompute next time
+            self._engine = None  # it (and the live blobs) may be ahead of the store: start over next time
             raise
 
-    def _publish_over(self, current: Entry | None, revision: int, spec: Spec, spec_json: bytes) -> ApplyResult:
-        if self._engine is not None and self._published is not None and self._published.revision == revision:
-            before = self._published.hosts  # what the store holds: this controller published it
+    def _publish_over(self, revision: int, spec: Spec) -> ApplyResult:
+        known = self._published
+        if self._engine is not None and known is not None and known.revision == revision:
+            before, live, sweep, stored, old_spec = known.hosts, known.live, known.sweep, {}, known.spec
             touched = set(self._engine.update(spec))  # incremental: only the hosts that changed
             incremental = True
-        else:
-            stored = {host_of(e.key): _pointed(e.value) for e in self.store.list(DESIRED).entries}
-            before = {host: (None, blob) for host, blob in stored.items() if blob is not None}
+        else:  # what the store holds: every blob's chunks, the pointers; compile everything
+            entry = self.store.get(SWEEP_KEY)
+            sweep = entry.mod_revision if entry else 0
+            stored = self._stored_blobs()
+            pointers = {host_of(e.key): _pointed(e.value) for e in self.store.list(DESIRED).entries}
+            before = {host: _Host(None, blob) for host, blob in pointers.items() if blob is not None}
+            spec_entry = self.store.get(SPEC_KEY)
+            old_spec, live = _pointed(spec_entry.value) if spec_entry else None, Live()
             self._engine = Engine(spec)
-            touched = set(self._engine.graphs)  # every host: compared by hash below
+            touched = set(self._engine.graphs)
             incremental = False
         graphs = self._engine.graphs
-        after: dict[str, tuple[HostGraph | None, Blob]] = {}
-        new_blobs: dict[str, tuple[Blob, bytes]] = {}
+        writer = TreeWriter()
+        after: dict[str, _Host] = {}
         for host, graph in graphs.items():
-            old_graph, old_blob = before.get(host, (None, None))
-            if old_blob is not None and (host not in touched or old_graph == graph):
-                after[host] = (graph, old_blob)  # unchanged, known without serialising it
+            old = before.get(host)
+            if old is not None and old.graph is not None and (host not in touched or old.graph == graph):
+                after[host] = old if old.graph is graph else _Host(graph, old.root, old.pieces)
                 continue
-            value = to_json(graph).encode()
-            after[host] = (graph, Blob.of(value))
-            if after[host][1] != old_blob:
-                new_blobs[host] = (after[host][1], value)
-        changed = tuple(sorted(new_blobs))
+            if old is not None and old.graph is not None:
+                for piece, blob in zip((*old.graph.namespaces, *old.graph.devices), old.pieces):
+                    writer.reuse(piece, blob)  # unchanged pieces are not encoded again
+            after[host] = _Host(graph, writer.graph(graph), tuple(writer.pieces(graph)))
+        spec_blob = writer.data(as_data(spec))
+        changed = tuple(sorted(h for h, new in after.items() if h not in before or before[h].root != new.root))
         removed = tuple(sorted(before.keys() - graphs.keys()))
         unchanged = tuple(sorted(graphs.keys() - set(changed)))
-        spec_blob = Blob.of(spec_json)
-        if current is not None and _pointed(current.value) == spec_blob and not changed and not removed:
-            self._published = _Published(revision, after)
+        # which blobs come into use (stored first), and which fall out of use (swept last)
+        roots = [spec_blob] + [after[h].root for h in (changed if incremental else after)]
+        came = [blob for root in roots for blob in live.add(root.id, writer.blobs)]
+        if incremental:
+            for old_root in (old_spec, *(before[h].root for h in (*changed, *removed) if h in before)):
+                live.drop(old_root.id)
+        else:
+            came = [(blob, value) for blob, value in came if len(stored.get(blob.id, ())) != len(blob.keys())]
+        if old_spec == spec_blob and not changed and not removed and not came:
+            self._published = _Published(revision, sweep, spec_blob, after, live)
             return ApplyResult(revision, (), (), unchanged, incremental)
         # 1. the blobs, in as many transactions as they need: nobody reads them before step 2
-        self._write([(spec_blob, spec_json), *new_blobs.values()])
+        write_blobs(self.store, came)
         # 2. the spec version, published in one transaction
         operations: list[Operation] = [Put(SPEC_KEY, spec_blob.pointer())]
-        operations += [Put(desired_key(host), new_blobs[host][0].pointer()) for host in changed]
+        operations += [Put(desired_key(host), after[host].root.pointer()) for host in changed]
         operations += [Delete(desired_key(host)) for host in removed]
-        published = self.store.txn(operations, [Compare(SPEC_KEY, revision)])
-        self._published = _Published(published, after)
-        # 3. what nothing points to any more
-        self._sweep(published, {spec_blob.id} | {blob.id for _, blob in after.values()})
+        published = self.store.txn(operations, [Compare(SPEC_KEY, revision), Compare(SWEEP_KEY, sweep)])
+        # 3. what nothing uses any more
+        if incremental:
+            unused = [key for blob in live.dropped for key in blob.keys()]
+        else:
+            unused = [key for blob, keys in stored.items() if blob not in live for key in keys]
+        live.dropped.clear()
+        self._published = _Published(published, self._sweep(published, sweep, unused), spec_blob, after, live)
         return ApplyResult(published, changed, removed, unchanged, incremental)
 
-    def _write(self, blobs: list[tuple[Blob, bytes]]) -> None:
-        batch: list[Operation] = []
-        size = 0
-        for put in (put for blob, value in blobs for put in blob.puts(value)):
-            if batch and (size + len(put.value) > BATCH_BYTES or len(batch) == BATCH_OPERATIONS):
-                self.store.txn(batch)
-                batch, size = [], 0
-            batch.append(put)
-            size += len(put.value)
-        if batch:
-            self.store.txn(batch)
+    def _stored_blobs(self) -> dict[str, list[str]]:
+        """Every blob in the store and the keys of its chunks."""
+        chunks: dict[str, list[str]] = {}
+        for entry in self.store.list(BLOBS, keys_only=True).entries:
+            chunks.setdefault(entry.key.removeprefix(BLOBS).split("/")[0], []).append(entry.key)
+        return chunks
 
-    def _sweep(self, published: int, referenced: set[str]) -> None:
-        """Delete the blobs no pointer names that were stored before ``published`` — each only if
-        untouched since listed, so a concurrent apply's fresh copy of it survives. Best effort:
-        what it cannot delete now, the next apply sweeps."""
+    def _sweep(self, spec_revision: int, sweep: int, keys: list[str]) -> int:
+        """Delete the blob chunk ``keys``, each transaction guarded by the spec key's revision
+        ``spec_revision`` (a newer version may use them again) and the sweep key's revision
+        ``sweep``, which it advances (the new revision is returned). Best effort: what it cannot
+        delete now stays until this controller starts over, as it then does."""
+        guard = [Compare(SPEC_KEY, spec_revision)]
         try:
-            stale = [
-                entry
-                for entry in self.store.list(BLOBS, keys_only=True).entries
-                if entry.key.removeprefix(BLOBS).split("/")[0] not in referenced and entry.mod_revision < published
-            ]
-            for at in range(0, len(stale), BATCH_OPERATIONS // 2):
-                batch = stale[at : at + BATCH_OPERATIONS // 2]
-                try:
-                    self.store.txn([Delete(e.key) for e in batch], [Compare(e.key, e.mod_revision) for e in batch])
-                except Conflict:
-                    pass  # rewritten meanwhile: still wanted, or swept by the next apply
+            for at in range(0, len(keys), BATCH_OPERATIONS - 1):
+                batch = [Delete(key) for key in keys[at : at + BATCH_OPERATIONS - 1]]
+                sweep = self.store.txn([*batch, Put(SWEEP_KEY, b"")], [*guard, Compare(SWEEP_KEY, sweep)])
         except StoreError as error:  # the version is published; only the clean-up waits
-            log.warning("controller: sweeping unused blobs failed (%s); the next apply retries", error)
+            self._engine = None
+            if not isinstance(error, Conflict):
+                log.warning("controller: sweeping unused blobs failed (%s); it is retried later", error)
+        return sweep
 
     def current(self) -> Applied | None:
         """The applied spec and its revision, or None."""
@@ -251,7 +276,7 @@ class Controller:
             if entry is None:
                 return None
             blob = _pointed(entry.value)
-            data = blob.read(self.store) if blob is not None else None
+            data = read_tree(self.store, blob) if blob is not None else None
             if data is not None:
                 return Applied(loads(data.decode(), "store.json"), entry.mod_revision)
         raise StoreError(f"store {self.store.url}: the spec at {SPEC_KEY} points to data that is not there")
@@ -270,8 +295,9 @@ class Controller:
                 published = self.store.txn(operations, [Compare(SPEC_KEY, revision)])
             except Conflict:
                 raise StaleSpec(revision, self._spec_revision()) from None
-            self._published, self._engine = _Published(0, {}), None
-            self._sweep(published, set())
+            self._published, self._engine = None, None
+            entry = self.store.get(SWEEP_KEY)
+            self._sweep(0, entry.mod_revision if entry else 0, [key for keys in self._stored_blobs().values() for key in keys])
             return ApplyResult(published, (), hosts, ())
 
     def _spec_revision(self) -> int:
@@ -294,10 +320,7 @@ class Controller:
         if desired is None and realized is None and status is None:
             return None
         state = HostState(name, desired.mod_revision if desired else 0, AgentStatus.from_json(status.value) if status else None)
-        blob = _pointed(desired.value) if desired else None
-        data = blob.read(self.store) if blob else None
-        want = from_json(HostGraph, data) if data else None
-        have = from_json(HostGraph, realized.value) if realized else None
+        want, have = _graph(self.store, desired), _graph(self.store, realized, realized_blobs(name))
         changes = diff(have or HostGraph(host=name), want or HostGraph(host=name)).changes
         return HostDetail(state, want, have, tuple(f"{c.op} {c.kind} {c.key}" for c in changes))
 
@@ -312,6 +335,13 @@ class Controller:
                 late = ", ".join(f"{s.host} ({s.summary})" for s in states if not s.in_sync)
                 raise TimeoutError(f"not converged after {timeout:g}s: {late}")
             time.sleep(poll)
+
+
+def _graph(store: Store, pointer: Entry | None, space: str = BLOBS) -> HostGraph | None:
+    """The graph a pointer names, or None (no pointer, or its tree is gone)."""
+    blob = _pointed(pointer.value) if pointer else None
+    data = read_tree(store, blob, space) if blob else None
+    return from_json(HostGraph, data) if data else None
 
 
 def _pointed(value: bytes) -> Blob | None:

@@ -53,6 +53,24 @@ def from_json(cls: type[T], text: str | bytes) -> T:
     return _decoder(cls)(data, "$")  # type: ignore[no-any-return]
 
 
+def to_data(value: object) -> Any:
+    """The JSON value ``to_json`` writes for ``value``: ``to_json(x) == json.dumps(to_data(x))``."""
+    return _encode(value)
+
+
+def members(obj: object) -> list[tuple[str, Any]]:
+    """What ``to_json`` writes for the graph dataclass ``obj``, in order, values not yet encoded:
+    ``("type", tag)`` first for a member of a union, then each field that differs from its default.
+    For writers that build the same text piecewise (``control.state``)."""
+    tag, fields = _encoding_of(obj.__class__)
+    out: list[tuple[str, Any]] = [] if tag is None else [("type", tag)]
+    for name, default in fields:
+        item = getattr(obj, name)
+        if item is not default and item != default:
+            out.append((name, item))
+    return out
+
+
 def _encode(value: Any) -> Any:
     return _encoder(value.__class__)(value)
 
