@@ -54,6 +54,22 @@ def test_config_must_fit_kind():
         Device.of(DeviceKind.TAP, "tap0", "h", config=Bridge())
 
 
+def test_swapping_a_tunnel_fdb_equals_building_it_and_checks_what_changed():
+    entries = (FdbEntry("02:00:00:00:00:01", remote=ip_address("192.0.2.2")),)
+    fields = dict(vni=7, local=ip_address("192.0.2.1"), flood=(ip_address("192.0.2.2"),))
+    before = Device.of(DeviceKind.VXLAN, "vx", "h", config=Tunnel(**fields), parent="eth0")
+    after = before.with_config(before.config.with_fdb(entries))
+    assert after == Device.of(DeviceKind.VXLAN, "vx", "h", config=Tunnel(**fields, fdb=entries), parent="eth0")
+    assert before.config.fdb == () and hash(after) != hash(before)
+    with pytest.raises(GraphError, match="fdb: expected a tuple of FdbEntry, got list"):
+        before.config.with_fdb(list(entries))
+    with pytest.raises(GraphError, match="kind vxlan needs config Tunnel"):
+        before.with_config(Bridge())
+    geneve = Tunnel(vni=7, options=(GeneveOption(0x0102, 1, b"\x00" * 4),))
+    with pytest.raises(GraphError, match="only geneve tunnels carry options"):
+        before.with_config(geneve)
+
+
 @pytest.mark.parametrize(
     ("build", "message"),
     [

@@ -19,6 +19,7 @@ from netvirt.graph.values import (
     check_mac,
     check_name,
     check_range,
+    copy_with,
     freeze_collections,
 )
 
@@ -175,6 +176,13 @@ class Tunnel:
             raise GraphError(
                 f"tunnel vni {self.vni} options: {self.options_length} bytes; Geneve carries at most {GENEVE_OPTIONS_MAX}"
             )
+
+    def with_fdb(self, fdb: tuple[FdbEntry, ...]) -> "Tunnel":
+        """This tunnel with ``fdb`` instead. Cheap: no check of the constructor reads the FDB, and
+        ``fdb`` must be a tuple of ``FdbEntry`` (each checked when it was made)."""
+        if type(fdb) is not tuple:
+            raise GraphError(f"tunnel vni {self.vni} fdb: expected a tuple of FdbEntry, got {type(fdb).__name__}")
+        return copy_with(self, fdb=fdb)
 
     @property
     def options_length(self) -> int:
@@ -356,19 +364,29 @@ class Device:
         where = f"device {self.namespace}/{self.name}"
         check_name(self.name, where)
         check_name(self.namespace, lambda: f"{where} namespace")
-        wanted = KINDS[self.kind].config
-        if wanted is None and self.config is not None:
-            raise GraphError(f"{where}: kind {self.kind} takes no config, got {type(self.config).__name__}")
-        if wanted is not None and not isinstance(self.config, wanted):
-            raise GraphError(f"{where}: kind {self.kind} needs config {wanted.__name__}, got {self.config!r}")
-        if isinstance(self.config, Tunnel) and self.config.options and self.kind is not DeviceKind.GENEVE:
-            raise GraphError(f"{where}: only geneve tunnels carry options; remove them from this {self.kind} device")
+        self._check_config(self.config)
         check_range(self.mtu, 68, 65535, lambda: f"{where} mtu")
         if self.mac is not None:
             object.__setattr__(self, "mac", check_mac(self.mac, where))
         if not self.backends <= BACKENDS:
             unknown = sorted(self.backends - BACKENDS)
             raise GraphError(f"{where}: unknown backends {unknown}; known: {sorted(BACKENDS)}")
+
+    def _check_config(self, config: DeviceConfig | None) -> None:
+        wanted = KINDS[self.kind].config
+        if wanted is None and config is not None:
+            raise GraphError(f"device {self.namespace}/{self.name}: kind {self.kind} takes no config, got {type(config).__name__}")
+        if wanted is not None and not isinstance(config, wanted):
+            raise GraphError(f"device {self.namespace}/{self.name}: kind {self.kind} needs config {wanted.__name__}, got {config!r}")
+        if isinstance(config, Tunnel) and config.options and self.kind is not DeviceKind.GENEVE:
+            raise GraphError(
+                f"device {self.namespace}/{self.name}: only geneve tunnels carry options; remove them from this {self.kind} device"
+            )
+
+    def with_config(self, config: DeviceConfig | None) -> "Device":
+        """This device with ``config`` instead, checked as the constructor checks a config."""
+        self._check_config(config)
+        return copy_with(self, config=config)
 
     @classmethod
     def of(cls, kind: DeviceKind, name: str, namespace: str, **fields: object) -> "Device":

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from functools import cache
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-from typing import get_origin, get_type_hints
+from typing import TypeVar, get_origin, get_type_hints
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -19,6 +19,7 @@ IPInterface = IPv4Interface | IPv6Interface  # an address with its prefix length
 _MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 _NAME = re.compile(r"[^\s/]+")  # \s is exactly str.isspace for str patterns
 
+Graph = TypeVar("Graph")
 Where = str | Callable[[], str]
 """What a check names on failure: text, or a function making it (called only on failure, so hot
 constructors format nothing when the value is fine)."""
@@ -61,6 +62,20 @@ def _collection_fields(cls: type) -> tuple[tuple[str, type], ...]:
         if origin in (tuple, frozenset):
             found.append((field.name, origin))
     return tuple(found)
+
+
+@cache
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(cls))
+
+
+def copy_with(obj: Graph, **changes: object) -> Graph:
+    """A copy of the frozen, slotted graph object ``obj`` with ``changes``, made without running
+    its constructor's checks again: for the ``with_*`` methods, which check what they change."""
+    new = object.__new__(type(obj))
+    for name in _fields(type(obj)):
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
+    return new
 
 
 def freeze_collections(obj: object) -> None:

@@ -376,6 +376,7 @@ class Engine:
             new_hosts = f.net_hosts.get(network, frozenset())
             for host in old_hosts - new_hosts:
                 self._remove_keys(pending, host, [(1, network, 0), (1, network, 1)])
+                f.tunnels.pop((network, host), None)
             self._add_keys(pending, new_hosts - old_hosts, [(1, network, 0), (1, network, 1)])
         for router, old_hosts in pending.router_hosts.items():
             new_hosts = f.router_hosts.get(router, frozenset())

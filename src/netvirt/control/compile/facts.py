@@ -24,6 +24,7 @@ from typing import Any
 from netvirt.control.compile import naming
 from netvirt.graph import (
     Affinity,
+    Device,
     Dnat,
     FdbEntry,
     IPInterface,
@@ -36,7 +37,7 @@ from netvirt.graph import (
     Route,
     Rule,
 )
-from netvirt.management.spec import Endpoint, Network, Policy, Service, Spec
+from netvirt.management.spec import Endpoint, Host, Network, Policy, Service, Spec
 from netvirt.management.spec.allocate import place, stable_hash
 
 
@@ -109,6 +110,8 @@ class Facts:
         self.uplink_slot = uplink_slots(self.routers.values())
         self.network_policies, self.tenant_policies = policy_scopes(self.policies.values())
         self.memo: defaultdict[str, dict[tuple, Any]] = defaultdict(dict)  # kind -> key -> value
+        # (network, host) -> (spec network, spec host, flood list, tunnel device): the last tunnel built
+        self.tunnels: dict[tuple[str, str], tuple[Network, Host, tuple, Device]] = {}
         self.stale: dict[tuple, Any] = {}
 
     # --- memo ------------------------------------------------------------------------------------

@@ -118,35 +118,49 @@ def bridge_part(facts: Facts, network: str, host: str) -> Part:
 
 
 def tunnel_part(facts: Facts, network: str, host: str) -> Part:
-    """The network's tunnel on ``host`` (or, for ``encap: none``, its provider NIC)."""
+    """The network's tunnel on ``host`` (or, for ``encap: none``, its provider NIC). When only its
+    FDB moved since the last build (a port came or went: same network, host and flood list), the
+    last device gets the new FDB swapped in (``with_fdb``) instead of being built and checked anew."""
     spec_net = facts.networks[network]
-    origin = f"network/{network}"
-    bridge = naming.bridge(network)
     if spec_net.encap == "none":
-        nic = Device.of(DeviceKind.NIC, naming.provider_nic(network), host, mtu=spec_net.mtu, master=bridge, origin=origin)
+        nic = Device.of(
+            DeviceKind.NIC, naming.provider_nic(network), host, mtu=spec_net.mtu, master=naming.bridge(network),
+            origin=f"network/{network}",
+        )
         return Part(devices=(nic,))
+    spec_host, flood, fdb = facts.hosts[host], facts.flood(network).others(host), facts.tunnel_fdb(network, host)
+    last = facts.tunnels.get((network, host))
+    if last is not None and last[0] is spec_net and last[1] is spec_host and last[2] is flood:
+        tunnel = last[3].with_config(last[3].config.with_fdb(fdb))  # type: ignore[union-attr]
+    else:
+        tunnel = tunnel_device(spec_net, host, spec_host.underlay.ip, flood, fdb)
+    facts.tunnels[(network, host)] = (spec_net, spec_host, flood, tunnel)
+    return Part(devices=(tunnel,))
+
+
+def tunnel_device(spec_net: Network, host: str, local, flood: tuple, fdb: tuple) -> Device:
+    """The tunnel device of ``spec_net`` on ``host``."""
     config = Tunnel(
         vni=spec_net.vni,  # type: ignore[arg-type]
-        local=facts.hosts[host].underlay.ip,
+        local=local,
         dst_port=TUNNEL_PORTS[spec_net.encap],
         learning=False,
-        flood=facts.flood(network).others(host),
-        fdb=facts.tunnel_fdb(network, host),
+        flood=flood,
+        fdb=fdb,
         options=tuple(
             GeneveOption(option.option_class, option.type, bytes.fromhex(option.data)) for option in spec_net.geneve_options
-        ) if spec_net.geneve_options else (),
+        ),
     )
-    tunnel = Device.of(
+    return Device.of(
         TUNNEL_KINDS[spec_net.encap],
-        naming.tunnel(spec_net.encap, network),
+        naming.tunnel(spec_net.encap, spec_net.name),
         host,
         config=config,
         mtu=spec_net.mtu,
-        master=bridge,
+        master=naming.bridge(spec_net.name),
         parent=naming.NIC,
-        origin=origin,
+        origin=f"network/{spec_net.name}",
     )
-    return Part(devices=(tunnel,))
 
 
 # --- routers -------------------------------------------------------------------------------------
@@ -167,7 +181,7 @@ def router_namespace(facts: Facts, router: str, version: int) -> Namespace:
     neighbours: list[Neighbour] = []
     for name in spec_router.networks:
         leg = naming.router_leg(name)
-        routes.extend(Route(dst=address.network, dev=leg) for address in gateway_addresses(facts.networks[name]))
+        routes.extend(facts.route(subnet, leg) for _, subnet in gateways(facts.networks[name]))
         neighbours.extend(facts.neighbours(name))
     for route in spec_router.routes:
         dev = next(
@@ -234,12 +248,14 @@ def router_legs_part(facts: Facts, router: str, host: str) -> Part:
     return Part(devices=tuple(devices))
 
 
+def gateways(network: Network) -> list[tuple]:
+    """(gateway, subnet) of each address family the network has a gateway in."""
+    pairs = ((network.gateway, network.subnet), (network.gateway6, network.subnet6))
+    return [(gateway, subnet) for gateway, subnet in pairs if subnet is not None and gateway is not None]
+
+
 def gateway_addresses(network: Network) -> tuple[IPInterface, ...]:
-    return tuple(
-        with_prefix(gateway, subnet.prefixlen)
-        for gateway, subnet in ((network.gateway, network.subnet), (network.gateway6, network.subnet6))
-        if subnet is not None and gateway is not None
-    )
+    return tuple(with_prefix(gateway, subnet.prefixlen) for gateway, subnet in gateways(network))
 
 
 def subnet_of(network: Network, version: int):
