@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from functools import cache
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from operator import attrgetter
 from typing import TypeVar, get_origin, get_type_hints
 
 IPAddress = IPv4Address | IPv6Address
@@ -65,16 +66,22 @@ def _collection_fields(cls: type) -> tuple[tuple[str, type], ...]:
 
 
 @cache
-def _fields(cls: type) -> tuple[str, ...]:
-    return tuple(field.name for field in dataclasses.fields(cls))
+def _slots(cls: type) -> tuple[dict[str, int], Callable[[object], tuple], tuple]:
+    """A slotted dataclass's field positions, a getter of all its field values, its slot setters."""
+    names = tuple(field.name for field in dataclasses.fields(cls))
+    return {name: at for at, name in enumerate(names)}, attrgetter(*names), tuple(getattr(cls, n).__set__ for n in names)
 
 
 def copy_with(obj: Graph, **changes: object) -> Graph:
     """A copy of the frozen, slotted graph object ``obj`` with ``changes``, made without running
     its constructor's checks again: for the ``with_*`` methods, which check what they change."""
+    position, values, setters = _slots(type(obj))
+    fields = list(values(obj))
+    for name, value in changes.items():
+        fields[position[name]] = value
     new = object.__new__(type(obj))
-    for name in _fields(type(obj)):
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
+    for set_slot, value in zip(setters, fields):
+        set_slot(new, value)
     return new
 
 
