@@ -3,7 +3,7 @@ states, a crash half-way through apply, and a real etcd outage."""
 
 import dataclasses
 import json
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
@@ -15,8 +15,10 @@ from netvirt.control.state import (
     AgentState,
     AgentStatus,
     Blob,
+    Heartbeat,
     TreeWriter,
     desired_key,
+    heartbeat_key,
     read_tree,
     realized_blobs,
     realized_key,
@@ -26,7 +28,7 @@ from netvirt.control.state import (
 from netvirt.control.store import Store, open_store
 from netvirt.dataplane.api import ApplyReport
 from netvirt.dataplane.sim.backend import SimBackend
-from netvirt.graph import HostGraph, Route, from_json, to_json
+from netvirt.graph import HostGraph, Neighbour, Route, from_json, to_json
 
 
 @pytest.fixture
@@ -237,3 +239,43 @@ def test_a_superseded_desired_graph_is_skipped(store: Store):
     revision = publish(store, host_with_pods("h1", 2))
     agent.resync()
     assert converged_at(store, "h1", revision)
+
+
+def test_a_realized_graph_larger_than_an_etcd_request_is_written_as_a_tree(etcd):
+    """2 MB of static neighbours: etcd refuses a single value that large (--max-request-bytes 1.5 MiB)."""
+    neighbours = tuple(
+        Neighbour(ip_address(0x0A000000 + n), f"02:00:00:{n >> 16 & 0xFF:02x}:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}", "br0")
+        for n in range(30_000)
+    )
+    small = host_with_pods("big", 2)
+    graph = dataclasses.replace(small, namespaces=(dataclasses.replace(small.namespaces[0], neighbours=neighbours), *small.namespaces[1:]))
+    assert len(to_json(graph)) > 1.5 * 2**20
+    with open_store(etcd.url) as store:
+        revision = publish(store, graph)
+        agent = fast_agent("big", store, SimBackend("big"))
+        agent.resync()
+        assert converged_at(store, "big", revision)
+        assert realized_in_store(store, "big") == graph
+        space = store.list(realized_blobs("big")).entries
+        assert max(len(e.value) for e in space) < 100_000 and {e.key.split("/")[-2] for e in space} == agent._desired_blobs.keys()
+        smaller = dataclasses.replace(graph, namespaces=(dataclasses.replace(graph.namespaces[0], neighbours=neighbours[1:]), *graph.namespaces[1:]))
+        revision = publish(store, smaller)
+        agent.resync()
+        assert converged_at(store, "big", revision) and realized_in_store(store, "big") == smaller
+        kept = {e.key.split("/")[-2] for e in store.list(realized_blobs("big"), keys_only=True).entries}
+        assert kept == agent._desired_blobs.keys(), "the realized space holds exactly the realized tree"
+
+
+def test_heartbeat_every_interval_and_stale_once_it_stops(store: Store):
+    agent = Agent("h1", store, SimBackend("h1"), heartbeat_interval=0.1)
+    running = AgentThread(agent).start()
+    try:
+        first = eventually(lambda: store.get(heartbeat_key("h1")), what="a first heartbeat")
+        later = eventually(lambda: (e := store.get(heartbeat_key("h1"))).version >= first.version + 3 and e, what="more heartbeats")
+        beat = Heartbeat.from_json(later.value)
+        assert (beat.agent, beat.interval) == (agent.identity, 0.1) and not beat.stale()
+    finally:
+        running.stop()
+    beat = Heartbeat.from_json(store.get(heartbeat_key("h1")).value)
+    assert beat.stale(now=beat.at + 0.31) and not beat.stale(now=beat.at + 0.29)
+    assert store.get(status_key("h1")) is not None, "the report stays: the data plane is still there"

@@ -2,6 +2,7 @@
 `netvirt controller` process itself runs in test_multihost.py), and the CLI against it."""
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -250,3 +251,20 @@ def test_controller_refuses_a_public_address_without_a_token(tmp_path: Path):
     url = f"etcd://127.0.0.1:{free_port()}"
     unreachable = netvirt("controller", "--store", url)
     assert unreachable.exit_code == 1 and f"store {url} is unreachable" in unreachable.stderr
+
+
+def test_a_stopped_agent_shows_as_stale(client: httpx.Client, controller: Controller):
+    put_spec(client)
+    running = AgentThread(Agent("h1", controller.store, SimBackend("h1"), heartbeat_interval=0.2)).start()
+    try:
+        eventually(lambda: client.get("/v1/hosts/h1").json()["state"] == "converged", what="h1 converged")
+        h1 = client.get("/v1/hosts").json()["hosts"][0]
+        assert (h1["agent"], h1["last_seen"] < 1) == ("alive", True)
+    finally:
+        running.stop()
+    stale = eventually(lambda: (h1 := client.get("/v1/hosts/h1").json())["agent"].startswith("stale") and h1, what="stale")
+    assert re.fullmatch(r"stale: last seen \d+ s ago", stale["agent"]) and stale["last_seen"] >= 0.6
+    assert stale["state"] == "converged", "its last report stands: the data plane outlives the agent"
+    assert client.get("/v1/hosts").json()["hosts"][1]["agent"] == "no heartbeat"
+    shown = netvirt("status", "--controller", str(client.base_url).rstrip("/"))
+    assert "(stale: last seen " in shown.stdout and shown.stdout.count("(no heartbeat)") == 2, shown.stdout

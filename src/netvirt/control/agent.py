@@ -4,6 +4,8 @@ Contract: ``Agent(host, store, backend).run(stop)`` loops until ``stop`` is set:
 1. full resync — read the host's desired graph (``/netvirt/desired/<host>``) and reconcile;
 2. follow — watch that key and reconcile on every change (coalescing bursts); every
    ``resync_interval`` seconds go back to 1 (which also repairs drift in the data plane).
+Meanwhile it writes a ``Heartbeat`` (``/netvirt/heartbeat/<host>``) every ``heartbeat_interval``
+seconds, so readers can tell a live agent from one that stopped (``Heartbeat.stale``).
 Reconcile is idempotent: ``plan`` first — a graph the backend cannot realise is reported as
 ``failed`` and the data plane keeps its last good state; otherwise ``backend.apply`` (or
 ``teardown`` when nothing is desired), then the realized graph and an ``AgentStatus`` are written
@@ -27,8 +29,10 @@ from netvirt.control.state import (
     AgentState,
     AgentStatus,
     Blob,
+    Heartbeat,
     TreeWriter,
     desired_key,
+    heartbeat_key,
     read_tree,
     realized_blobs,
     realized_key,
@@ -88,12 +92,14 @@ class Agent:
         backend: Backend,
         *,
         resync_interval: float = 30.0,
+        heartbeat_interval: float = 10.0,
         backoff: Backoff | None = None,
     ) -> None:
         self.host = host
         self.store = store
         self.backend = backend
         self.resync_interval = resync_interval
+        self.heartbeat_interval = heartbeat_interval
         self.backoff = backoff or Backoff()
         self.identity = f"{os.getpid()}@{socket.gethostname()}"
         self.status: AgentStatus | None = None  # the last report written
@@ -114,6 +120,7 @@ class Agent:
         """Keep the host converged until ``stop`` is set."""
         while not stop.is_set():
             try:
+                self.beat()
                 start = self.resync()
                 self.backoff.reset()
                 self.follow(start, stop)
@@ -130,16 +137,26 @@ class Agent:
         return listing.revision + 1
 
     def follow(self, start: int, stop: threading.Event) -> None:
-        """Reconcile every change of the desired key until ``stop`` or the next resync is due."""
+        """Reconcile every change of the desired key until ``stop`` or the next resync is due;
+        ``beat`` every ``heartbeat_interval`` seconds meanwhile."""
         key = desired_key(self.host)
-        until = time.monotonic() + self.resync_interval
+        now = time.monotonic()
+        until, beat = now + self.resync_interval, now + self.heartbeat_interval
         with self.store.watch(key, start) as watch:
             self._watch = watch
-            while not stop.is_set() and (remaining := until - time.monotonic()) > 0:
-                mine = [e for e in watch.next(remaining) if e.key == key]
+            while not stop.is_set() and (remaining := until - (now := time.monotonic())) > 0:
+                if now >= beat:
+                    self.beat()
+                    beat = now + self.heartbeat_interval
+                mine = [e for e in watch.next(min(remaining, beat - now)) if e.key == key]
                 if mine:
                     last = mine[-1]  # only the newest desired state matters
                     self.published(last.value if last.type is EventType.PUT else None, last.revision)
+
+    def beat(self) -> None:
+        """Say this agent is alive: write its ``Heartbeat`` (now, and the interval it keeps)."""
+        heartbeat = Heartbeat(agent=self.identity, at=time.time(), interval=self.heartbeat_interval)
+        self.store.put(heartbeat_key(self.host), heartbeat.to_json())
 
     # --- one reconcile ----------------------------------------------------------------------------
 

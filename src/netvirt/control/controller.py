@@ -10,7 +10,8 @@ Contract:
 - Applies are serialised (a lock here, the compare in the store across controllers);
   ``expected_revision`` that is not the current spec revision raises ``StaleSpec``.
 - A rejected spec (``SpecError`` from ``loads``, ``CompileError``) changes nothing.
-- ``hosts()`` / ``host(name)``: desired vs realized revision, the agent's status, ``in_sync``.
+- ``hosts()`` / ``host(name)``: desired vs realized revision, the agent's status and heartbeat
+  (``liveness``: alive, or stale since when), ``in_sync``.
 - ``run_embedded(spec, backend)``: the single-machine path — the same controller on an embedded
   store with one in-process agent per host.
 
@@ -32,15 +33,18 @@ from netvirt.control.state import (
     BATCH_OPERATIONS,
     BLOBS,
     DESIRED,
+    HEARTBEAT,
     SPEC_KEY,
     STATUS,
     SWEEP_KEY,
     AgentState,
     AgentStatus,
     Blob,
+    Heartbeat,
     Live,
     TreeWriter,
     desired_key,
+    heartbeat_key,
     host_of,
     read_tree,
     realized_blobs,
@@ -93,6 +97,16 @@ class HostState:
     host: str
     desired_revision: int
     status: AgentStatus | None
+    heartbeat: Heartbeat | None = None
+
+    def liveness(self, now: float | None = None) -> str:
+        """``alive``, ``stale: last seen 42 s ago`` (no heartbeat for ``STALE_AFTER`` intervals),
+        or ``no heartbeat``."""
+        if self.heartbeat is None:
+            return "no heartbeat"
+        if self.heartbeat.stale(now):
+            return f"stale: last seen {self.heartbeat.age(now):.0f} s ago"
+        return "alive"
 
     @property
     def in_sync(self) -> bool:
@@ -310,16 +324,26 @@ class Controller:
         """Every host that has a desired graph or an agent report, sorted by name."""
         desired = {host_of(e.key): e.mod_revision for e in self.store.list(DESIRED, keys_only=True).entries}
         reports = {host_of(e.key): AgentStatus.from_json(e.value) for e in self.store.list(STATUS).entries}
-        return [HostState(host, desired.get(host, 0), reports.get(host)) for host in sorted(desired.keys() | reports.keys())]
+        beats = {host_of(e.key): Heartbeat.from_json(e.value) for e in self.store.list(HEARTBEAT).entries}
+        return [
+            HostState(host, desired.get(host, 0), reports.get(host), beats.get(host))
+            for host in sorted(desired.keys() | reports.keys())
+        ]
 
     def host(self, name: str) -> HostDetail | None:
         """One host's detail, or None if the store knows nothing about it."""
         desired = self.store.get(desired_key(name))
         realized = self.store.get(realized_key(name))
         status = self.store.get(status_key(name))
+        heartbeat = self.store.get(heartbeat_key(name))
         if desired is None and realized is None and status is None:
             return None
-        state = HostState(name, desired.mod_revision if desired else 0, AgentStatus.from_json(status.value) if status else None)
+        state = HostState(
+            name,
+            desired.mod_revision if desired else 0,
+            AgentStatus.from_json(status.value) if status else None,
+            Heartbeat.from_json(heartbeat.value) if heartbeat else None,
+        )
         want, have = _graph(self.store, desired), _graph(self.store, realized, realized_blobs(name))
         changes = diff(have or HostGraph(host=name), want or HostGraph(host=name)).changes
         return HostDetail(state, want, have, tuple(f"{c.op} {c.kind} {c.key}" for c in changes))
@@ -359,11 +383,14 @@ BackendChoice = str | Callable[[str], Backend]
 class Embedded:
     """A controller, its store and one in-process agent per host (the single-machine path)."""
 
-    def __init__(self, store: Store, backend: BackendChoice, *, resync_interval: float = 30.0) -> None:
+    def __init__(
+        self, store: Store, backend: BackendChoice, *, resync_interval: float = 30.0, heartbeat_interval: float = 10.0
+    ) -> None:
         self.store = store
         self.controller = Controller(store)
         self._make = (lambda host: make_backend(backend, host)) if isinstance(backend, str) else backend
         self.resync_interval = resync_interval
+        self.heartbeat_interval = heartbeat_interval
         self.agents: dict[str, AgentThread] = {}
 
     def apply(self, spec: Spec) -> ApplyResult:
@@ -371,7 +398,10 @@ class Embedded:
         result = self.controller.apply(spec)
         for host in spec.hosts:
             if host.name not in self.agents:
-                agent = Agent(host.name, self.store, self._make(host.name), resync_interval=self.resync_interval)
+                agent = Agent(
+                    host.name, self.store, self._make(host.name),
+                    resync_interval=self.resync_interval, heartbeat_interval=self.heartbeat_interval,
+                )
                 self.agents[host.name] = AgentThread(agent).start()
         return result
 

@@ -189,6 +189,8 @@ def _host_state(state: HostState) -> dict[str, Any]:
         "in_sync": state.in_sync,
         "desired_revision": state.desired_revision,
         "status": status,
+        "agent": state.liveness(),
+        "last_seen": None if state.heartbeat is None else round(state.heartbeat.age(), 1),
     }
 
 

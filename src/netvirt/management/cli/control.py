@@ -80,6 +80,9 @@ def agent(
     store: StoreOption = None,
     backend: Annotated[BackendName, typer.Option(help="The data plane to drive.")] = BackendName.sim,
     resync: Annotated[float, typer.Option(help="Seconds between full resyncs (repairs drift).")] = 30.0,
+    heartbeat: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between heartbeats (stale after 3 missed).")
+    ] = 10.0,
 ) -> None:
     """Keep HOST's data plane equal to its desired graph, reporting back; runs until SIGTERM/SIGINT."""
     from netvirt.control.agent import Agent, AgentThread, make_backend
@@ -94,7 +97,7 @@ def agent(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    running = AgentThread(Agent(host, opened, data_plane, resync_interval=resync)).start()
+    running = AgentThread(Agent(host, opened, data_plane, resync_interval=resync, heartbeat_interval=heartbeat)).start()
     try:
         while not stop.wait(1):
             pass
@@ -178,7 +181,7 @@ def status(
                 state["state"],
                 str(state["desired_revision"]),
                 str(report.get("realized_revision", "-")),
-                report.get("agent", "-"),
+                f'{report.get("agent", "-")} ({state["agent"]})',
                 "; ".join(report.get("errors", [])),
             )
         Console(width=200).print(table)
