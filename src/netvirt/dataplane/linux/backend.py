@@ -26,7 +26,7 @@ it while something listens on its port in its namespace.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -53,6 +53,8 @@ from netvirt.graph import (
     DeviceKind,
     HostGraph,
     NetworkGraph,
+    ObjectKind,
+    Op,
     Problem,
     RpFilter,
     Segment,
@@ -107,6 +109,8 @@ class LinuxBackend:
         self.state_dir = Path(state_dir)
         self.progress = progress or (lambda host, what: None)
         self._applied: HostGraph | None = None
+        # (graph, filter) of the last successful apply, which the next one trusts (see apply)
+        self._trusted: tuple[HostGraph, Filter] | None = None
         self.last_report: ApplyReport | None = None
         self.last_teardown: list[CleanupReport] = []
 
@@ -190,16 +194,31 @@ class LinuxBackend:
     def _apply(self, graph: HostGraph) -> ApplyReport:
         problems = self.check(graph)
         if problems:
-            return ApplyReport(errors=tuple(problems))
-        before = self._read(graph)
+            return ApplyReport(errors=tuple(problems))  # nothing touched: the trust still holds
+        trusted, self._trusted = self._trusted, None  # until this apply has succeeded
+        if trusted is not None and trusted[1] == self.filter and self._namespaces_exist(trusted[0]):
+            before, scope = trusted[0], _Scope.changed(trusted[0], graph)
+        else:
+            before, scope = self._read(graph), _Scope.everything(graph)
         self._applied = graph
         try:
             with Builder(self.names, self.state_dir, BUILD_LOCK_TIMEOUT) as build:
-                _Realisation(self, build, graph).run()
+                _Realisation(self, build, graph, scope).run()
         except (LinkError, NotOwned, RecordError, RulesetError, netns.CommandFailed, OSError) as error:
             return ApplyReport(errors=(Problem(graph.host, f"kernel: {error}"),))
+        self._trusted = (graph, self.filter)
         # sockets are the applications' (not made here): counted neither before nor after
         return ApplyReport.from_diff(diff(_without_sockets(before), _without_sockets(graph)))
+
+    def forget(self) -> None:
+        """Stop trusting the last apply: the next ``apply`` converges everything from what the
+        kernel holds (a full resync, which also repairs drift) instead of only what changed."""
+        self._trusted = None
+
+    def _namespaces_exist(self, graph: HostGraph) -> bool:
+        """Whether every kernel namespace of ``graph`` still exists (one directory listing): a
+        cheap guard against a teardown from elsewhere, not a drift check."""
+        return {self.names.graph_namespace(graph.host, ns.name) for ns in graph.namespaces} <= set(netns.names())
 
     # --- read back ------------------------------------------------------------------------------
 
@@ -241,6 +260,7 @@ class LinuxBackend:
     def teardown(self) -> None:
         """Remove this host's kernel objects, and underlay segments no host uses any more."""
         self.progress(self.host, "tearing down")
+        self._trusted = None
         self.last_teardown = [
             cleanup(self.names, self.state_dir, select=self._host_objects),
             cleanup(self.names, self.state_dir, select=self._unused_segments),
@@ -285,14 +305,86 @@ def _expected_ports(names: Names, host_links: Iterable[Owned], recorded: Iterabl
     return found
 
 
-class _Realisation:
-    """One ``apply``: the steps, in the order the kernel needs them."""
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What one apply converges: the graph namespaces whose own state (namespace, loopback,
+    links to prune, sysctls, routes, neighbours) is converged, the devices (namespace, name)
+    converged, and the namespaces whose filter/NAT rules are."""
 
-    def __init__(self, backend: LinuxBackend, build: Builder, graph: HostGraph) -> None:
-        self.backend, self.build, self.graph = backend, build, graph
+    namespaces: frozenset[str]
+    devices: frozenset[tuple[str, str]]
+    rules: frozenset[str]
+
+    @classmethod
+    def everything(cls, graph: HostGraph) -> "_Scope":
+        """All of ``graph``: the full converge, for a kernel whose state is unknown."""
+        names = frozenset(ns.name for ns in graph.namespaces)
+        return cls(names, frozenset(dev.key for dev in graph.devices), names)
+
+    @classmethod
+    def changed(cls, old: HostGraph, new: HostGraph) -> "_Scope":
+        """What differs between ``old`` (realised by the last successful apply) and ``new``, plus
+        what converging it may disturb: both ends of a veth pair, and everything referring to a
+        device that may be re-created (ports of a bridge, a VXLAN on its underlay device, bridge
+        FDB entries naming it; its namespace's routes and neighbours)."""
+        namespaces: set[str] = set()
+        devices: set[tuple[str, str]] = set()
+        rules: set[str] = set()
+        for change in diff(old, new).changes:
+            if change.kind is ObjectKind.NAMESPACE and change.new is not None:
+                namespaces.add(change.new.name)
+                if change.op is Op.ADD or {"filter", "nat"} & set(change.fields):
+                    rules.add(change.new.name)
+            elif change.kind is ObjectKind.DEVICE:
+                namespaces.add((change.new or change.old).namespace)  # a removed one: prune it there
+                if change.new is not None:
+                    devices.add(change.new.key)
+        by_key = {dev.key: dev for dev in new.devices}
+        before = {dev.key: dev for dev in old.devices}
+        pending = list(devices)
+        while pending:
+            dev = by_key[pending.pop()]
+            more = [(dev.config.peer_namespace, dev.config.peer)] if isinstance(dev.config, Veth) else []
+            if _may_recreate(before.get(dev.key), dev):
+                more += [other.key for other in new.devices_in(dev.namespace) if _refers(other, dev.name)]
+            for key in more:
+                if key in by_key and key not in devices:
+                    devices.add(key)
+                    namespaces.add(key[0])
+                    pending.append(key)
+        present = {ns.name for ns in new.namespaces}
+        return cls(frozenset(namespaces & present), frozenset(devices), frozenset(rules))
+
+
+def _may_recreate(old: Device | None, new: Device) -> bool:
+    """Whether converging ``old`` into ``new`` may delete and re-create the kernel link (which
+    takes its ports, FDB entries, routes and neighbours with it)."""
+    if old is None or old.kind is not new.kind or old.parent != new.parent:
+        return True
+    if isinstance(old.config, Tunnel) and isinstance(new.config, Tunnel):
+        return replace(old.config, fdb=(), flood=()) != replace(new.config, fdb=(), flood=())
+    return isinstance(new.config, Veth) and old.config != new.config
+
+
+def _refers(dev: Device, name: str) -> bool:
+    """Whether ``dev`` names device ``name`` of its namespace (as bridge, underlay or FDB port)."""
+    return dev.master == name or dev.parent == name or (
+        isinstance(dev.config, Bridge) and any(entry.device == name for entry in dev.config.fdb))
+
+
+class _Realisation:
+    """One ``apply``: the steps, in the order the kernel needs them, over the ``scope``."""
+
+    def __init__(self, backend: LinuxBackend, build: Builder, graph: HostGraph, scope: _Scope) -> None:
+        self.backend, self.build, self.graph, self.scope = backend, build, graph, scope
         self.names = backend.names
         self.kernel = {ns.name: self.names.graph_namespace(graph.host, ns.name) for ns in graph.namespaces}
-        self.links = [dev for dev in graph.devices if dev.kind is not DeviceKind.SOCKET]
+        self.links = [dev for dev in graph.devices if dev.kind is not DeviceKind.SOCKET and dev.key in scope.devices]
+        self.spaces = [ns for ns in graph.namespaces if ns.name in scope.namespaces]
+        self.by_namespace: dict[str, list[Device]] = {ns.name: [] for ns in self.spaces}
+        for dev in graph.devices:
+            if dev.namespace in self.by_namespace and dev.kind is not DeviceKind.SOCKET:
+                self.by_namespace[dev.namespace].append(dev)
 
     def step(self, what: str) -> None:
         self.backend.progress(self.graph.host, what)
@@ -313,8 +405,8 @@ class _Realisation:
         self.step("done")
 
     def namespaces(self) -> None:
-        for name in self.kernel.values():
-            self.build.named_namespace(name)
+        for ns in self.spaces:
+            self.build.named_namespace(self.kernel[ns.name])
         recorded = [obj.name for obj in self.build.record.objects if isinstance(obj, OwnedNamespace)]
         for name in self.names.host_namespaces(self.graph.host, recorded):
             if name not in self.kernel.values():
@@ -344,25 +436,25 @@ class _Realisation:
                                  src_ports=config.src_ports, ttl=config.ttl, learning=config.learning,
                                  underlay=dev.parent, remote=config.remote, udp_checksum=config.udp_checksum)
                 build.vxlan(kernel[dev.namespace], dev.name, spec, mtu=dev.mtu)
-        for ns in self.graph.namespaces:
-            build.prune_links(kernel[ns.name], [dev.name for dev in self.links if dev.namespace == ns.name])
+        for ns in self.spaces:
+            build.prune_links(kernel[ns.name], [dev.name for dev in self.by_namespace[ns.name]])
         for dev in self.links:
             build.link(kernel[dev.namespace], dev.name, mtu=dev.mtu, mac=dev.mac, master=dev.master,
                        nomaster=dev.master is None, up=dev.up)
 
     def addresses(self) -> None:
-        for ns in self.graph.namespaces:
+        for ns in self.spaces:
             # IPv6 only where the graph gives an address: no link-local addresses, router
             # solicitations or MLD reports from bridges, ports and tunnels the model does not have
             self.build.sysctls(self.kernel[ns.name], {
                 f"net/ipv6/conf/{dev.name}/disable_ipv6": int(not any(a.version == 6 for a in dev.addresses))
-                for dev in self.links if dev.namespace == ns.name
+                for dev in self.by_namespace[ns.name]
             })
         for dev in self.links:
             self.build.addresses(self.kernel[dev.namespace], dev.name, dev.addresses)
 
     def forwarding(self) -> None:
-        for ns in self.graph.namespaces:
+        for ns in self.spaces:
             rp_filter = RP_FILTER[ns.rp_filter]
             values: dict[str, str | int] = {
                 "net.ipv4.ip_forward": int(ns.ip_forward),
@@ -370,7 +462,7 @@ class _Realisation:
                 "net.ipv4.conf.all.rp_filter": rp_filter,
                 "net.ipv4.conf.default.rp_filter": rp_filter,
             }
-            values |= {f"net/ipv4/conf/{dev.name}/rp_filter": rp_filter for dev in self.links if dev.namespace == ns.name}
+            values |= {f"net/ipv4/conf/{dev.name}/rp_filter": rp_filter for dev in self.by_namespace[ns.name]}
             self.build.sysctls(self.kernel[ns.name], values)
 
     def routes(self) -> None:
@@ -381,14 +473,16 @@ class _Realisation:
             if isinstance(dev.config, Tunnel):
                 flood = [(FLOOD_MAC, remote) for remote in dev.config.flood]
                 self.build.vxlan_fdb(where, dev.name, flood + [(e.mac, e.remote) for e in dev.config.fdb])  # type: ignore[misc]
-        for ns in self.graph.namespaces:
+        for ns in self.spaces:
             where = self.kernel[ns.name]
             self.build.routes(where, ns.routes)
-            devices = [dev.name for dev in self.links if dev.namespace == ns.name]
+            devices = [dev.name for dev in self.by_namespace[ns.name]]
             self.build.namespace_neighbours(where, devices, ns.neighbours)
 
     def rules(self) -> None:
         for ns in self.graph.namespaces:
+            if ns.name not in self.scope.rules:
+                continue
             where = self.kernel[ns.name]
             ruleset = Ruleset(filter=ns.filter, nat=ns.nat)
             if not ruleset.chains():
