@@ -27,6 +27,7 @@ only when that host has something new to do.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -228,24 +229,24 @@ class TreeWriter:
     def _fragment(self, value: Any, shared: bool = False) -> bytes:
         """The text of ``value``; ``shared``: remember it (an item of a long list, e.g. an FDB entry
         or a neighbour: the same object on many hosts)."""
-        if isinstance(value, tuple):
-            long = len(value) > SPLIT
-            return self._list([self._fragment(item, long) for item in value])
-        if not dataclasses.is_dataclass(value):
-            return json.dumps(to_data(value)).encode()
         remembered = self._memo.get(id(value))
         if remembered is not None:
             return remembered[1]
-        fields = members(value)
-        if any(_cut(item) for _, item in fields):
-            text = b"{" + b", ".join(json.dumps(name).encode() + b": " + self._member(item) for name, item in fields) + b"}"
+        if isinstance(value, tuple):
+            long = len(value) > SPLIT
+            return self._list([self._fragment(item, long) for item in value])
+        if _is_dataclass(value.__class__):
+            fields = members(value)
+            if any(_cut(item) for _, item in fields):
+                text = b"{" + b", ".join(json.dumps(name).encode() + b": " + self._member(item) for name, item in fields) + b"}"
+            else:
+                text = json.dumps(to_data(value)).encode()
+            if isinstance(value, PIECES):
+                text, shared = self._ref(text), True
         else:
             text = json.dumps(to_data(value)).encode()
-        if isinstance(value, PIECES):
-            text = self._ref(text)
-        elif not shared:
-            return text
-        self._memo[id(value)] = (value, text)
+        if shared:
+            self._memo[id(value)] = (value, text)
         return text
 
     def _member(self, item: Any) -> bytes:
@@ -264,27 +265,35 @@ class TreeWriter:
         return b"[" + b", ".join(parts) + b"]"
 
 
+@functools.cache
+def _is_dataclass(cls: type) -> bool:
+    return dataclasses.is_dataclass(cls)
+
+
+def _long(value: Any) -> bool:
+    """A tuple cut into blobs of its own: long, or holding pieces."""
+    return isinstance(value, tuple) and (len(value) > SPLIT or (bool(value) and isinstance(value[0], PIECES)))
+
+
 def _cut(value: Any) -> bool:
     """Whether the text of ``value`` has blobs of its own: a long list, pieces, or a graph object
     with a member that does (one level down: a device's tunnel or bridge config and its FDB)."""
     if isinstance(value, tuple):
-        return len(value) > SPLIT or (bool(value) and isinstance(value[0], PIECES))
-    if dataclasses.is_dataclass(value):
-        return any(isinstance(item, tuple) and (len(item) > SPLIT or bool(item) and isinstance(item[0], PIECES)) for _, item in members(value))
-    return False
+        return _long(value)
+    return _is_dataclass(value.__class__) and any(_long(item) for _, item in members(value))
 
 
 def _chunks(parts: list[bytes]) -> Iterable[list[bytes]]:
     """``parts`` cut after each part whose CRC-32 is a multiple of ``AVERAGE`` (at least 2 parts a
     chunk, at most 4 x ``AVERAGE``): where the cuts fall depends on the parts, not their positions."""
-    chunk: list[bytes] = []
-    for part in parts:
-        chunk.append(part)
-        if len(chunk) >= 2 and (zlib.crc32(part) % AVERAGE == 0 or len(chunk) == 4 * AVERAGE):
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    start, most = 0, 4 * AVERAGE
+    for end in [at + 1 for at, crc in enumerate(map(zlib.crc32, parts)) if crc % AVERAGE == 0] + [len(parts)]:
+        while end - start > most:
+            yield parts[start : start + most]
+            start += most
+        if end - start >= 2 or end - start == 1 and end == len(parts):
+            yield parts[start:end]
+            start = end
 
 
 class Live:
