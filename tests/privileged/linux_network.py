@@ -46,10 +46,12 @@ class Network:
         return found
 
     def apply(self, filter: str = "nftables") -> None:
-        """(Re)apply every host graph with ``filter``; fails the test on any error."""
+        """(Re)apply every host graph with ``filter`` as a full converge (repairing drift, like
+        ``netvirt up``); fails the test on any error."""
         for graph in self.graph.hosts:
             backend = self.backends[graph.host]
             backend.filter = filter
+            backend.forget()
             report = backend.apply(graph)
             assert report.ok, report.errors
 

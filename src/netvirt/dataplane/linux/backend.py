@@ -324,8 +324,8 @@ class _Scope:
     @classmethod
     def changed(cls, old: HostGraph, new: HostGraph) -> "_Scope":
         """What differs between ``old`` (realised by the last successful apply) and ``new``, plus
-        what converging it may disturb: both ends of a veth pair, and everything referring to a
-        device that may be re-created (ports of a bridge, a VXLAN on its underlay device, bridge
+        what converging it may disturb: everything a device that may be re-created takes along
+        (the other end of a veth pair, ports of a bridge, a VXLAN on its underlay device, bridge
         FDB entries naming it; its namespace's routes and neighbours)."""
         namespaces: set[str] = set()
         devices: set[tuple[str, str]] = set()
@@ -344,9 +344,11 @@ class _Scope:
         pending = list(devices)
         while pending:
             dev = by_key[pending.pop()]
-            more = [(dev.config.peer_namespace, dev.config.peer)] if isinstance(dev.config, Veth) else []
-            if _may_recreate(before.get(dev.key), dev):
-                more += [other.key for other in new.devices_in(dev.namespace) if _refers(other, dev.name)]
+            if not _may_recreate(before.get(dev.key), dev):
+                continue
+            more = [other.key for other in new.devices_in(dev.namespace) if _refers(other, dev.name)]
+            if isinstance(dev.config, Veth):
+                more.append((dev.config.peer_namespace, dev.config.peer))
             for key in more:
                 if key in by_key and key not in devices:
                     devices.add(key)
