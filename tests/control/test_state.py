@@ -85,6 +85,18 @@ def test_one_more_item_in_a_long_list_changes_one_chunk_per_level():
     assert all(len(children(value)) <= max(SPLIT, 4 * AVERAGE) for value in after.blobs.values())
 
 
+def test_a_writer_taking_over_literals_writes_the_same_trees():
+    first = TreeWriter()
+    before = router(3_000)
+    first.graph(before)
+    known = first.literals()
+    assert len(known) == 3_000 and all(REF not in text for _, text in known.values()), "the neighbours, no pieces"
+    after = Namespace(name="r1", kind=NamespaceKind.ROUTER, neighbours=before.neighbours[1:], ip_forward=True)
+    carried, fresh = TreeWriter(known), TreeWriter()
+    assert carried.graph(after) == fresh.graph(after)
+    assert carried.blobs == fresh.blobs and assemble(fresh.graph(after).id, fresh.blobs).decode() == to_json(after)
+
+
 def test_read_tree_from_a_store_and_a_missing_blob(store: Store):
     graph = host_with_pods("h1", 200)
     writer = TreeWriter()

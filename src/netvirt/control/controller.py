@@ -171,6 +171,7 @@ class Controller:
         self._lock = threading.Lock()
         self._published: _Published | None = None
         self._engine: Engine | None = None  # compiles what ``_published`` holds, incrementally
+        self._literals: dict[int, tuple[object, bytes]] = {}  # the last publish's texts of shared list items
 
     # --- the spec ---------------------------------------------------------------------------------
 
@@ -218,7 +219,7 @@ class Controller:
             touched = set(self._engine.graphs)
             incremental = False
         graphs = self._engine.graphs
-        writer = TreeWriter()
+        writer = TreeWriter(self._literals)
         after: dict[str, _Host] = {}
         for host, graph in graphs.items():
             old = before.get(host)
@@ -257,6 +258,7 @@ class Controller:
         else:
             unused = [key for blob, keys in stored.items() if blob not in live for key in keys]
         live.dropped.clear()
+        self._literals = writer.literals()
         self._published = _Published(published, self._sweep(published, sweep, unused), spec_blob, after, live)
         return ApplyResult(published, changed, removed, unchanged, incremental)
 

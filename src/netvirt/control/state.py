@@ -194,11 +194,17 @@ class TreeWriter:
 
     ``blobs`` holds every blob made (id -> value). A graph object is encoded once per writer: its
     text is remembered by identity, so graphs that share objects (the compiler shares them between
-    hosts) cost one encoding. The writer keeps the objects it saw alive, so identities stay valid."""
+    hosts) cost one encoding. ``known`` (a previous writer's ``literals()``) saves encoding long
+    lists' items again. Remembered objects are kept alive, so their identities stay valid."""
 
-    def __init__(self) -> None:
+    def __init__(self, known: Mapping[int, tuple[object, bytes]] | None = None) -> None:
         self.blobs: dict[str, bytes] = {}
         self._memo: dict[int, tuple[object, bytes]] = {}
+        self._known = known or {}
+
+    def literals(self) -> dict[int, tuple[object, bytes]]:
+        """The remembered texts of long lists' items that name no blob, so never go stale."""
+        return {key: value for key, value in self._memo.items() if REF not in value[1]}
 
     def reuse(self, piece: object, blob: str) -> None:
         """Take ``blob`` (stored already) as the text of ``piece`` instead of encoding it again."""
@@ -231,6 +237,9 @@ class TreeWriter:
         or a neighbour: the same object on many hosts)."""
         remembered = self._memo.get(id(value))
         if remembered is not None:
+            return remembered[1]
+        if shared and (remembered := self._known.get(id(value))) is not None:
+            self._memo[id(value)] = remembered
             return remembered[1]
         if isinstance(value, tuple):
             long = len(value) > SPLIT
