@@ -1,12 +1,13 @@
 """The controller: publishes a spec's per-host desired graphs, and reports how the hosts are doing.
 
 Contract:
-- ``apply(spec, expected_revision)`` compiles ``spec``, stores the spec and every changed host
-  graph as blobs (``state``), then publishes them in ONE store transaction guarded by the spec
-  key's revision: the spec pointer and the desired pointer of every host whose graph changed (hosts
-  no longer in the spec lose theirs). Agents therefore never see a half-published version, and an
-  unchanged host's desired revision does not move. Applying what is applied writes nothing. Blobs
-  nothing points to any more are swept afterwards.
+- ``apply(spec, expected_revision)`` compiles ``spec``, stores the blobs of the spec's and every
+  changed host graph's tree that are not stored yet (``state``), then publishes them in ONE store
+  transaction guarded by the spec key's (and the sweep key's) revision: the spec pointer and the
+  desired pointer of every host whose graph changed (hosts no longer in the spec lose theirs).
+  Agents therefore never see a half-published version, and an unchanged host's desired revision
+  does not move. Applying what is applied writes nothing. Blobs no tree uses any more are swept
+  afterwards (reference counts, ``state.Live``).
 - Applies are serialised (a lock here, the compare in the store across controllers);
   ``expected_revision`` that is not the current spec revision raises ``StaleSpec``.
 - A rejected spec (``SpecError`` from ``loads``, ``CompileError``) changes nothing.
@@ -16,9 +17,10 @@ Contract:
   store with one in-process agent per host.
 
 Compiling is incremental (``compile.Engine``) while the controller's engine reflects the stored
-spec: only the hosts the engine reports changed are serialised and compared. After a restart,
-when another controller wrote since, or after a failed publish, it compiles everything and
-compares blob hashes with what is stored.
+spec: only the hosts the engine reports changed are encoded, and of those only the namespaces and
+devices that are new objects. After a restart, when another controller published or swept since,
+or after a failed publish, it compiles and encodes everything, compares root hashes with what is
+stored, writes the missing blobs and sweeps the ones its version does not use.
 """
 
 import logging
