@@ -16,6 +16,10 @@ Contract: ``LinuxBackend(host, deployment=...)`` implements ``dataplane.api.Back
   sysctls, and the namespace's filter and NAT chains through nftables (default) or iptables.
   Namespaces and links of this host that the graph no longer has are removed. Kernel errors come
   back as ``ApplyReport.errors``; the next ``apply`` converges from wherever it stopped.
+  After a successful ``apply(old)``, ``apply(new)`` is incremental: it trusts that the kernel
+  still holds ``old`` and converges only what ``diff(old, new)`` names (and what re-creating a
+  device disturbs). The first apply, one after a failed apply or ``teardown``, and one after
+  ``forget()`` converge everything (the kernel state is unknown; this also repairs drift).
 - ``realized()``: the host's graph read back from the kernel (``readback``); ``drift(graph)``
   lists what the graph model cannot show (foreign links, re-ordered or foreign rules).
 - ``teardown()``: removes this host's namespaces (and with them everything inside), its ports on

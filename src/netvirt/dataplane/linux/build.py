@@ -113,8 +113,7 @@ class Builder:
             raise NotOwned(f"namespace {name} is not named like deployment {self.names.deployment}'s")
         self.record.add(OwnedNamespace(name))
         netns.ensure(name)
-        for scope in ("all", "default"):
-            netns.sysctl(name, f"net.ipv6.conf.{scope}.accept_dad", 0)
+        netns.sysctls(name, {f"net.ipv6.conf.{scope}.accept_dad": 0 for scope in ("all", "default")})
         self._do(name, links.set_link, "lo", up=True)
         return name
 

@@ -250,18 +250,18 @@ def sysctls(name: str, values: dict[str, str | int]) -> None:
 
 def read_sysctls(name: str, keys: Sequence[str]) -> dict[str, str | None]:
     """The values of ``keys`` inside namespace ``name`` (None for a key that does not exist)."""
-    files = {key: _sysctl_file(key) for key in keys}
+    return call_in(name, read_sysctls_here, keys)
 
-    def access() -> dict[str, str | None]:
-        found: dict[str, str | None] = {}
-        for key, file in files.items():
-            try:
-                found[key] = file.read_text().strip()
-            except FileNotFoundError:
-                found[key] = None
-        return found
 
-    return call_in(name, access)
+def read_sysctls_here(keys: Sequence[str]) -> dict[str, str | None]:
+    """``read_sysctls`` for the namespace of the calling thread (inside ``call_in``)."""
+    found: dict[str, str | None] = {}
+    for key in keys:
+        try:
+            found[key] = _sysctl_file(key).read_text().strip()
+        except FileNotFoundError:
+            found[key] = None
+    return found
 
 
 def exec_in(name: str, argv: Sequence[str]) -> None:

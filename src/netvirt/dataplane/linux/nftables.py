@@ -293,11 +293,20 @@ def _brief(digests: list[str | None]) -> str:
     return "[" + ", ".join(d or "foreign" for d in digests) + "]" if digests else "[] (flushed)"
 
 
+def read_table(namespace: str, table: str) -> list[dict] | None:
+    """The JSON items of ``table`` in ``namespace`` (None: there is no such table)."""
+    return _listing(namespace, ["list", "table", FAMILY, table])
+
+
 def realized(namespace: str, table: str, ruleset: Ruleset) -> Ruleset:
     """The part of ``ruleset`` that is in place in ``namespace``, read back: each chain that
     exists (with the kernel's policy) holding the rules whose ``nv:`` digest is found in it, in
     ruleset order. What cannot be identified (foreign or re-ordered rules) only ``drift`` tells."""
-    items = _listing(namespace, ["list", "table", FAMILY, table])
+    return realized_in(read_table(namespace, table), ruleset)
+
+
+def realized_in(items: list[dict] | None, ruleset: Ruleset) -> Ruleset:
+    """``realized`` over a table already read (``read_table``)."""
     if items is None:
         return Ruleset()
     have = _shape(items)

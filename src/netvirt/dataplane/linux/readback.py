@@ -173,29 +173,30 @@ def _read_space(name: str) -> _Space:
     finally:
         ipr.close()
     keys = ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.ipv4.conf.all.rp_filter"]
-    return _Space(name, found, routes, neighbours, bridge_fdb, vxlan_fdb, netns.read_sysctls(name, keys),
-                  listening(name))
+    sysctls, sockets = netns.call_in(name, lambda: (netns.read_sysctls_here(keys), _listening_here()))
+    return _Space(name, found, routes, neighbours, bridge_fdb, vxlan_fdb, sysctls, sockets)
 
 
 def listening(name: str) -> set[tuple[str, int]]:
     """(proto, port) of the TCP sockets listening and UDP sockets bound in namespace ``name``."""
+    return netns.call_in(name, _listening_here)
 
-    def scan() -> set[tuple[str, int]]:
-        found = set()
-        for proto, files in (("tcp", ("tcp", "tcp6")), ("udp", ("udp", "udp6"))):
-            for file in files:
-                try:
-                    lines = open(f"/proc/thread-self/net/{file}").read().splitlines()[1:]
-                except FileNotFoundError:
+
+def _listening_here() -> set[tuple[str, int]]:
+    """``listening`` for the namespace of the calling thread."""
+    found = set()
+    for proto, files in (("tcp", ("tcp", "tcp6")), ("udp", ("udp", "udp6"))):
+        for file in files:
+            try:
+                lines = open(f"/proc/thread-self/net/{file}").read().splitlines()[1:]
+            except FileNotFoundError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if proto == "tcp" and fields[3] != _TCP_LISTEN:
                     continue
-                for line in lines:
-                    fields = line.split()
-                    if proto == "tcp" and fields[3] != _TCP_LISTEN:
-                        continue
-                    found.add((proto, int(fields[1].rsplit(":", 1)[1], 16)))
-        return found
-
-    return netns.call_in(name, scan)
+                found.add((proto, int(fields[1].rsplit(":", 1)[1], 16)))
+    return found
 
 
 def read_host(
@@ -338,8 +339,9 @@ def _namespace(names: Names, graph_name: str, kernel_name: str, space: _Space, r
     chains: tuple[tuple[Chain, ...], tuple[Chain, ...]] = ((), ())
     if reference is not None and (reference.filter or reference.nat):
         wanted = Ruleset(filter=reference.filter, nat=reference.nat)
-        if filter_in_use(names, kernel_name, filter) == "nftables":
-            found = nftables.realized(kernel_name, names.nft_table, wanted)
+        table = nftables.read_table(kernel_name, names.nft_table)  # one nft run when it is there
+        if table is not None or filter_in_use(names, kernel_name, filter) == "nftables":
+            found = nftables.realized_in(table, wanted)
         else:
             found = iptables.realized(kernel_name, names, wanted)
         chains = (found.filter, found.nat)
