@@ -158,6 +158,9 @@ class CrashHalfway:
     def realized(self) -> HostGraph:
         return self.inner.realized()
 
+    def forget(self) -> None:
+        self.inner.forget()
+
     def teardown(self) -> None:
         self.inner.teardown()
 

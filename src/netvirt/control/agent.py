@@ -130,7 +130,9 @@ class Agent:
                 stop.wait(delay)
 
     def resync(self) -> int:
-        """Reconcile with the desired graph as stored now; the revision to watch from."""
+        """Reconcile with the desired graph as stored now, converging the whole data plane (which
+        repairs drift); the revision to watch from."""
+        self.backend.forget()
         listing = self.store.list(desired_key(self.host))
         entry = next((e for e in listing.entries if e.key == desired_key(self.host)), None)
         self.published(entry.value if entry else None, entry.mod_revision if entry else 0)

@@ -100,6 +100,11 @@ class Backend(Protocol):
         """What really exists, read back."""
         ...
 
+    def forget(self) -> None:
+        """Stop trusting what the last ``apply`` did: the next one converges everything from what
+        really exists (a full resync, which also repairs drift), not only what the graph changed."""
+        ...
+
     def teardown(self) -> None:
         """Remove everything this backend made, and nothing else."""
         ...

@@ -47,5 +47,8 @@ class SimBackend:
     def realized(self) -> HostGraph:
         return self._graph
 
+    def forget(self) -> None:
+        """Nothing to distrust: the simulator's state is the graph it was given."""
+
     def teardown(self) -> None:
         self._graph = HostGraph(host=self.host)
