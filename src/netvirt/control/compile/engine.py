@@ -321,7 +321,7 @@ class Engine:
             self._touch_router(pending, router, spec_changed=router in inputs["routers"])
         self._touch_endpoints(pending)
         rebuilt = 0
-        for host, keys in pending.dirty.items():
+        for host, keys in sorted(pending.dirty.items()):
             parts = self.parts.get(host)
             for key in keys if parts is not None else ():
                 if key in parts:
