@@ -11,6 +11,7 @@ from etcd_server import etcd, free_port  # noqa: F401 - etcd is a fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from netvirt.control.store.base import LISTS_PER_CALL
 from netvirt.control.store import (
     Compacted,
     Compare,
@@ -74,6 +75,17 @@ def test_list_by_prefix_sorted_with_revision(store: Store, ns: str):
     assert listing.revision == store.revision()
     assert [e.value for e in store.list(ns + "dir/").entries] == [b"dir/x", b"dir/y"]
     assert store.list(ns + "nothing/").entries == ()
+
+
+def test_lists_reads_many_prefixes_at_one_revision_in_batches(store: Store, ns: str):
+    prefixes = [f"{ns}{n:03d}/" for n in range(LISTS_PER_CALL + 6)]  # two etcd transactions
+    store.txn([Put(f"{prefix}{part}", f"{prefix}{part}".encode()) for prefix in prefixes[:60] for part in "ab"])
+    store.txn([Put(f"{prefix}{part}", f"{prefix}{part}".encode()) for prefix in prefixes[60:] for part in "ab"])
+    listings = store.lists([*prefixes, ns + "missing/"])
+    assert [listing.entries for listing in listings[:-1]] == [store.list(prefix).entries for prefix in prefixes]
+    assert [e.value for e in listings[3].entries] == [f"{prefixes[3]}a".encode(), f"{prefixes[3]}b".encode()]
+    assert listings[-1].entries == () and store.lists([]) == ()
+    assert {listing.revision for listing in listings[:LISTS_PER_CALL]} == {store.revision()}
 
 
 def test_transaction_is_atomic_and_one_revision(store: Store, ns: str):

@@ -121,12 +121,16 @@ class Blob:
 
     def read(self, store: Store, space: str = BLOBS) -> bytes | None:
         """Its own value (references not followed), or None when it is not (or no longer) stored whole."""
-        return _fetch(store, space, self.id)
+        return _fetch_all(store, space, [self.id])[0]
 
 
-def _fetch(store: Store, space: str, blob: str) -> bytes | None:
-    value = b"".join(entry.value for entry in store.list(f"{space}{blob}/").entries)
-    return value if hashlib.sha256(value).hexdigest() == blob else None
+def _fetch_all(store: Store, space: str, blobs: list[str]) -> list[bytes | None]:
+    """The values of ``blobs`` (None for one not stored whole), read with ``Store.lists``."""
+    found = []
+    for blob, listing in zip(blobs, store.lists([f"{space}{blob}/" for blob in blobs])):
+        value = b"".join(entry.value for entry in listing.entries)
+        found.append(value if hashlib.sha256(value).hexdigest() == blob else None)
+    return found
 
 
 def children(value: bytes) -> list[str]:
@@ -153,16 +157,16 @@ def read_tree(store: Store, root: Blob, space: str = BLOBS, cache: dict[str, byt
     blobs again; it is left holding exactly this tree's blobs."""
     known = cache if cache is not None else {}
     values: dict[str, bytes] = {}
-    wanted = [root.id]
-    while wanted:
-        blob = wanted.pop()
-        if blob in values:
-            continue
-        value = known.get(blob)
-        if value is None and (value := _fetch(store, space, blob)) is None:
-            return None
-        values[blob] = value
-        wanted += children(value)
+    level = [root.id]
+    while level:  # one round trip per level of the tree for the blobs not in the cache
+        missing = [blob for blob in level if blob not in known]
+        fetched = dict(zip(missing, _fetch_all(store, space, missing))) if missing else {}
+        for blob in level:
+            value = known[blob] if blob in known else fetched[blob]
+            if value is None:
+                return None
+            values[blob] = value
+        level = list(dict.fromkeys(child for blob in level for child in children(values[blob]) if child not in values))
     if cache is not None:
         cache.clear()
         cache.update(values)

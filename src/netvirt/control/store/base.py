@@ -122,6 +122,10 @@ class Watch(ABC):
         self.close()
 
 
+LISTS_PER_CALL = 64
+"""Prefixes read in one ``lists`` call: under etcd's default --max-txn-ops (128)."""
+
+
 class Store(ABC):
     """A revisioned key-value store; see the module docstring for the contract."""
 
@@ -135,6 +139,12 @@ class Store(ABC):
     def list(self, prefix: str, keys_only: bool = False) -> Listing:
         """Every entry whose key starts with ``prefix``, and the revision they were read at
         (``keys_only``: every value reads as b"")."""
+
+    def lists(self, prefixes: Sequence[str]) -> tuple[Listing, ...]:
+        """``list`` of each of ``prefixes``, in as few round trips as the store allows (etcd: one
+        transaction per ``LISTS_PER_CALL`` prefixes); the listings of one round trip are read at
+        one revision."""
+        return tuple(self.list(prefix) for prefix in prefixes)
 
     @abstractmethod
     def txn(self, operations: Sequence[Operation], compares: Sequence[Compare] = ()) -> int:

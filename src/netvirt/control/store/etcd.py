@@ -24,6 +24,7 @@ from netvirt.control.store.base import (
     Entry,
     Event,
     EventType,
+    LISTS_PER_CALL,
     Listing,
     Operation,
     Store,
@@ -84,6 +85,17 @@ class EtcdStore(Store):
     def list(self, prefix: str, keys_only: bool = False) -> Listing:
         data = self.call("/v3/kv/range", {**_range(prefix), "keys_only": keys_only})
         return Listing(tuple(_entry(kv) for kv in data.get("kvs", [])), int(data["header"]["revision"]))
+
+    def lists(self, prefixes: Sequence[str]) -> tuple[Listing, ...]:
+        found = []
+        for at in range(0, len(prefixes), LISTS_PER_CALL):
+            batch = prefixes[at : at + LISTS_PER_CALL]
+            data = self.call("/v3/kv/txn", {"success": [{"request_range": _range(prefix)} for prefix in batch]})
+            revision = int(data["header"]["revision"])
+            for reply in data.get("responses", []):
+                kvs = reply.get("response_range", {}).get("kvs", [])
+                found.append(Listing(tuple(_entry(kv) for kv in kvs), revision))
+        return tuple(found)
 
     def revision(self) -> int:
         data = self.call("/v3/kv/range", {"key": _b64(b"\0"), "count_only": True})

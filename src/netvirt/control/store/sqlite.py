@@ -80,17 +80,25 @@ class SqliteStore(Store):
         return _entry(row) if row else None
 
     def list(self, prefix: str, keys_only: bool = False) -> Listing:
-        low, high = _bounds(prefix)
+        return self._read([prefix], keys_only)[0]
+
+    def lists(self, prefixes: Sequence[str]) -> tuple[Listing, ...]:
+        return self._read(prefixes, False)
+
+    def _read(self, prefixes: Sequence[str], keys_only: bool) -> tuple[Listing, ...]:
+        """The entries under each prefix, in one read transaction."""
         columns = "key, x'', create_revision, mod_revision, version" if keys_only else "*"
+        found = []
         with self._session():
             self._db.execute("BEGIN")
             try:
-                rows = self._db.execute(f"SELECT {columns} FROM kv WHERE key >= ? AND key < ? ORDER BY key", (low, high))
-                entries = tuple(_entry(row) for row in rows)
+                for prefix in prefixes:
+                    rows = self._db.execute(f"SELECT {columns} FROM kv WHERE key >= ? AND key < ? ORDER BY key", _bounds(prefix))
+                    found.append(tuple(_entry(row) for row in rows))
                 revision = self._meta("revision")
             finally:
                 self._db.execute("COMMIT")
-        return Listing(entries, revision)
+        return tuple(Listing(entries, revision) for entries in found)
 
     def revision(self) -> int:
         with self._session():
