@@ -20,8 +20,12 @@ Contract: ``LinuxBackend(host, deployment=...)`` implements ``dataplane.api.Back
   still holds ``old`` and converges only what ``diff(old, new)`` names (and what re-creating a
   device disturbs). The first apply, one after a failed apply or ``teardown``, and one after
   ``forget()`` converge everything (the kernel state is unknown; this also repairs drift).
-- ``realized()``: the host's graph read back from the kernel (``readback``); ``drift(graph)``
-  lists what the graph model cannot show (foreign links, re-ordered or foreign rules).
+- ``realized()``: the host's graph read back from the kernel (``readback``). While the trust of
+  incremental applies holds, it reads again only the namespaces they touched since the last
+  ``realized()`` and takes the rest from that read-back; otherwise (first read, after a full or
+  failed apply, ``forget()``, ``teardown``) it reads everything, as ``read(graph)`` always does.
+  ``drift(graph)`` lists what the graph model cannot show (foreign links, re-ordered or foreign
+  rules), always from the kernel.
 - ``teardown()``: removes this host's namespaces (and with them everything inside), its ports on
   the underlay segments, and a segment nobody uses any more — exactly what the record lists.
 
@@ -115,6 +119,10 @@ class LinuxBackend:
         self._applied: HostGraph | None = None
         # (graph, filter) of the last successful apply, which the next one trusts (see apply)
         self._trusted: tuple[HostGraph, Filter] | None = None
+        # the last realized() read-back, and the graph namespaces incremental applies have touched
+        # since: while the trust holds, the next realized() reads only those again
+        self._read_back: HostGraph | None = None
+        self._touched: set[str] = set()
         self.last_report: ApplyReport | None = None
         self.last_teardown: list[CleanupReport] = []
 
@@ -202,8 +210,10 @@ class LinuxBackend:
         trusted, self._trusted = self._trusted, None  # until this apply has succeeded
         if trusted is not None and trusted[1] == self.filter and self._namespaces_exist(trusted[0]):
             before, scope = trusted[0], _Scope.changed(trusted[0], graph)
+            self._touched |= scope.touched
         else:
             before, scope = self._read(graph), _Scope.everything(graph)
+            self._read_back = None
         self._applied = graph
         try:
             with Builder(self.names, self.state_dir, BUILD_LOCK_TIMEOUT) as build:
@@ -227,7 +237,14 @@ class LinuxBackend:
     # --- read back ------------------------------------------------------------------------------
 
     def realized(self) -> HostGraph:
-        return self._read(self._applied)
+        """The host's graph read back from the kernel, described with the last applied graph.
+        Trusts what the last apply trusts: after incremental applies, namespaces none of them
+        touched since the last ``realized()`` are taken from that read-back, not read again."""
+        previous = self._read_back if self._trusted is not None else None
+        self._read_back = readback.read_host(self.names, self.host, self._applied, self.segments, self.filter,
+                                             previous=previous, stale=self._touched)
+        self._touched = set()
+        return self._read_back
 
     def read(self, reference: HostGraph) -> HostGraph:
         """The host's graph read back from the kernel, described (levels, techniques, origins,
@@ -318,12 +335,15 @@ class _Scope:
     namespaces: frozenset[str]
     devices: frozenset[tuple[str, str]]
     rules: frozenset[str]
+    touched: frozenset[str]
+    """The graph namespaces whose kernel state converging this scope may change (what a read-back
+    must look at again): the above, and where the other ends of changed or removed veths are."""
 
     @classmethod
     def everything(cls, graph: HostGraph) -> "_Scope":
         """All of ``graph``: the full converge, for a kernel whose state is unknown."""
         names = frozenset(ns.name for ns in graph.namespaces)
-        return cls(names, frozenset(dev.key for dev in graph.devices), names)
+        return cls(names, frozenset(dev.key for dev in graph.devices), names, names)
 
     @classmethod
     def changed(cls, old: HostGraph, new: HostGraph) -> "_Scope":
@@ -334,6 +354,7 @@ class _Scope:
         namespaces: set[str] = set()
         devices: set[tuple[str, str]] = set()
         rules: set[str] = set()
+        peers: set[str] = set()
         for change in diff(old, new).changes:
             if change.kind is ObjectKind.NAMESPACE and change.new is not None:
                 namespaces.add(change.new.name)
@@ -343,6 +364,8 @@ class _Scope:
                 namespaces.add((change.new or change.old).namespace)  # a removed one: prune it there
                 if change.new is not None:
                     devices.add(change.new.key)
+                peers |= {end.config.peer_namespace for end in (change.old, change.new)
+                          if end is not None and isinstance(end.config, Veth)}
         by_key = {dev.key: dev for dev in new.devices}
         before = {dev.key: dev for dev in old.devices}
         pending = list(devices)
@@ -359,7 +382,8 @@ class _Scope:
                     namespaces.add(key[0])
                     pending.append(key)
         present = {ns.name for ns in new.namespaces}
-        return cls(frozenset(namespaces & present), frozenset(devices), frozenset(rules))
+        touched = namespaces | rules | {namespace for namespace, _ in devices} | peers
+        return cls(frozenset(namespaces & present), frozenset(devices), frozenset(rules), frozenset(touched & present))
 
 
 def _may_recreate(old: Device | None, new: Device) -> bool:

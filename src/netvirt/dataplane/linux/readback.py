@@ -11,9 +11,15 @@ What the kernel does not know — levels, techniques, origins, namespace kinds, 
 lists — comes from ``reference`` (usually the desired graph), so a host in sync reads back equal
 to it and ``graph.diff`` shows exactly the drift. A NIC is a veth whose peer is its port on the
 underlay segment. A MAC the reference leaves to the kernel (None) reads back as None.
+
+With ``previous`` (an earlier ``read_host`` of the same host, trusted to still hold), only the
+graph namespaces named in ``stale``, and namespaces ``previous`` does not have, are read from the
+kernel; the others are taken from ``previous`` as they are, and a veth end there still pairs with
+the link it paired with. The namespaces come from the kernel's list either way.
 """
 
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_interface, ip_network
 
@@ -205,20 +211,28 @@ def read_host(
     reference: HostGraph | None,
     segments: dict[tuple[str, str, str], Segment],
     filter: str,
+    previous: HostGraph | None = None,
+    stale: Collection[str] = (),
 ) -> HostGraph:
     """What the kernel holds for ``host`` (see the module docstring)."""
     existing = netns.names()
     kernel = names.host_namespaces(host, [name for name in existing if netns.exists(name)])
     if not kernel:
         return HostGraph(host=host)
-    spaces = {name: _read_space(name) for name in kernel}
-    segment_spaces = {name: _read_space(name) for name in existing if is_segment(names, name) and netns.exists(name)}
+    graph_of = {name: graph_place(names, name)[1] for name in kernel}  # type: ignore[index]
+    kept = (set(graph_of.values()) - set(stale)) & {ns.name for ns in previous.namespaces} if previous else set()
+    spaces = {name: _read_space(name) for name in kernel if graph_of[name] not in kept}
     ref_ns = {ns.name: ns for ns in reference.namespaces} if reference else {}
     ref_dev = {dev.key: dev for dev in reference.devices} if reference else {}
-    graph_of = {name: graph_place(names, name)[1] for name in kernel}  # type: ignore[index]
-    kernel_of = {graph: name for name, graph in graph_of.items()}
-    reader = _Reader(names, host, spaces, segment_spaces, graph_of, kernel_of, ref_dev)
-    namespaces, devices = [], []
+    read = {graph_of[name] for name in spaces}
+    # a NIC is told from a veth by its port on the segment: read segments only for NICs read here
+    nics = any(dev.kind is DeviceKind.NIC and dev.namespace in read for dev in ref_dev.values())
+    segment_spaces = {name: _read_space(name) for name in existing
+                      if nics and is_segment(names, name) and netns.exists(name)}
+    kept_devices = [dev for dev in previous.devices if dev.namespace in kept] if previous else []
+    reader = _Reader(names, host, spaces, segment_spaces, graph_of, ref_dev, kept_devices)
+    namespaces = [ns for ns in previous.namespaces if ns.name in kept] if previous else []
+    devices = list(kept_devices)
     for kernel_name, space in spaces.items():
         graph_name = graph_of[kernel_name]
         reference_ns = ref_ns.get(graph_name)
@@ -245,10 +259,14 @@ def read_host(
 class _Reader:
     """Turns kernel links into graph devices, with the reference's labels."""
 
-    def __init__(self, names, host, spaces, segment_spaces, graph_of, kernel_of, ref_dev) -> None:
+    def __init__(self, names, host, spaces, segment_spaces, graph_of, ref_dev, kept_devices) -> None:
         self.names, self.host = names, host
         self.spaces, self.segment_spaces = spaces, segment_spaces
-        self.graph_of, self.kernel_of, self.ref_dev = graph_of, kernel_of, ref_dev
+        self.graph_of, self.ref_dev = graph_of, ref_dev
+        self.kernel_of = {graph_of[name]: name for name in spaces}  # of the namespaces read
+        # (namespace, name) -> the veth end, in a namespace not read, that was paired with it
+        self.kept_peers = {(dev.config.peer_namespace, dev.config.peer): (dev.namespace, dev.name)
+                           for dev in kept_devices if isinstance(dev.config, Veth)}
 
     def device(self, namespace: str, link: _Link) -> Device | None:
         reference = self.ref_dev.get((namespace, link.name))
@@ -313,6 +331,9 @@ class _Reader:
             port = segment_port(self.names, self.host, namespace, link.name)
             if any(self._paired(link, space.links.get(port)) for space in self.segment_spaces.values()):
                 return DeviceKind.NIC, None
+        kept = self.kept_peers.get((namespace, link.name))
+        if kept is not None:  # its peer is in a namespace not read, which is trusted unchanged
+            return DeviceKind.VETH, Veth(peer=kept[1], peer_namespace=kept[0])
         candidates = []
         if reference is not None and isinstance(reference.config, Veth):
             kernel_peer = self.kernel_of.get(reference.config.peer_namespace)
