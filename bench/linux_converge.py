@@ -12,8 +12,14 @@ per host, the node agent's path), in seconds for all hosts together:
 - ``remove_incremental``: and back to the original spec;
 - ``add_full``: fresh backends apply the one-endpoint-more graphs (the full converge of the same
   change);
-and the ratios full / incremental. ``in_sync`` says whether each incremental result read back
-equal to the desired graphs. Namespaces are prefixed ``nvt`` and always removed.
+and the ratios full / incremental. After each incremental apply, the node agent's report reads
+the hosts back: ``*_realized_incremental`` is ``realized()`` (only the namespaces the apply
+touched are read again), ``*_read_full`` a full read-back of the same kernel (``read``, what
+``realized()`` cost before); ``realized_full`` is ``realized()`` after the restart's full
+converge (everything is read). ``*_report_full_over_incremental`` compares apply + read-back,
+the agent's cost per change, both ways. ``in_sync`` says whether each incremental result read
+back equal to the desired graphs, and each cheap read-back equal to the full one. Namespaces are
+prefixed ``nvt`` and always removed.
 
 Run as root: .venv/bin/python bench/linux_converge.py [--hosts 2 --endpoints 30]
 """
@@ -24,6 +30,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +38,7 @@ from netvirt.control.compile import compile_network
 from netvirt.dataplane.linux.backend import LinuxBackend, network_backends
 from netvirt.dataplane.linux.cleanup import cleanup
 from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
-from netvirt.graph import DeviceKind, NetworkGraph
+from netvirt.graph import DeviceKind, HostGraph, NetworkGraph
 from netvirt.management.spec.generate import generated
 from netvirt.management.spec.loader import build
 from netvirt.management.spec.source import Source, read
@@ -60,13 +67,26 @@ def timed_apply(backends: dict[str, LinuxBackend], network: NetworkGraph) -> flo
     return time.perf_counter() - start
 
 
-def in_sync(backends: dict[str, LinuxBackend], network: NetworkGraph) -> bool:
-    """Whether every host reads back as its graph (sockets aside: nothing listens in a bench)."""
-    return all(
-        backends[graph.host].read(graph) == replace(graph, devices=tuple(
-            dev for dev in graph.devices if dev.kind is not DeviceKind.SOCKET))
-        for graph in network.hosts
-    )
+def timed_read(read: Callable[[LinuxBackend, HostGraph], HostGraph], backends: dict[str, LinuxBackend],
+               network: NetworkGraph) -> tuple[float, dict[str, HostGraph]]:
+    """Seconds to read every host back with ``read``, and what it read."""
+    start = time.perf_counter()
+    found = {graph.host: read(backends[graph.host], graph) for graph in network.hosts}
+    return time.perf_counter() - start, found
+
+
+def cheap(backend: LinuxBackend, graph: HostGraph) -> HostGraph:
+    return backend.realized()
+
+
+def full(backend: LinuxBackend, graph: HostGraph) -> HostGraph:
+    return backend.read(graph)
+
+
+def in_sync(found: dict[str, HostGraph], network: NetworkGraph) -> bool:
+    """Whether every host read back as its graph (sockets aside: nothing listens in a bench)."""
+    return all(found[graph.host] == replace(graph, devices=tuple(
+        dev for dev in graph.devices if dev.kind is not DeviceKind.SOCKET)) for graph in network.hosts)
 
 
 def converge_costs(label: str, data: dict, host: str, network: str, state: Path) -> dict:
@@ -86,16 +106,23 @@ def converge_costs(label: str, data: dict, host: str, network: str, state: Path)
         times["noop_incremental"] = timed_apply(first, old)
         restarted = fresh()
         times["noop_full"] = timed_apply(restarted, old)
-        times["add_incremental"] = timed_apply(restarted, new)
-        synced &= in_sync(restarted, new)
-        times["remove_incremental"] = timed_apply(restarted, old)
-        synced &= in_sync(restarted, old)
+        times["realized_full"], _ = timed_read(cheap, restarted, old)
+        for change, graphs in (("add", new), ("remove", old)):
+            times[f"{change}_incremental"] = timed_apply(restarted, graphs)
+            times[f"{change}_realized_incremental"], realized = timed_read(cheap, restarted, graphs)
+            times[f"{change}_read_full"], read_back = timed_read(full, restarted, graphs)
+            synced &= realized == read_back and in_sync(read_back, graphs)
         times["add_full"] = timed_apply(fresh(), new)
     finally:
         cleanup(Names(deployment, TEST_PREFIX), state)
     out |= {f"{label}_{key}_s": round(value, 4) for key, value in times.items()}
     out[f"{label}_noop_full_over_incremental"] = round(times["noop_full"] / times["noop_incremental"], 1)
     out[f"{label}_add_full_over_incremental"] = round(times["add_full"] / times["add_incremental"], 1)
+    for change in ("add", "remove"):
+        read_full, realized = times[f"{change}_read_full"], times[f"{change}_realized_incremental"]
+        out[f"{label}_{change}_read_full_over_realized_incremental"] = round(read_full / realized, 1)
+        applied = times[f"{change}_incremental"]
+        out[f"{label}_{change}_report_full_over_incremental"] = round((applied + read_full) / (applied + realized), 1)
     out[f"{label}_in_sync"] = synced
     return out
 
