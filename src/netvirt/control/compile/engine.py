@@ -15,6 +15,7 @@ draws the graph and lists the handlers.
 """
 
 import bisect
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -70,10 +71,11 @@ class Pending:
     uplinks: set[str] = field(default_factory=set)  # routers whose uplink slot moved
     selections: set[tuple] = field(default_factory=set)  # (tenant, labels) whose endpoints changed
     tenants: set[str] = field(default_factory=set)  # tenants whose service rules changed
-    dirty: dict[str, set[PartKey]] = field(default_factory=dict)  # host -> parts to rebuild
+    dirty: defaultdict[str, set[PartKey]] = field(default_factory=lambda: defaultdict(set))  # host -> parts to rebuild
     structural: set[str] = field(default_factory=set)  # hosts with a namespace or device changed
     rekeyed: set[str] = field(default_factory=set)  # hosts that gained or lost a part
-    replaced: dict[str, list[tuple[PartKey, Part]]] = field(default_factory=dict)  # host -> (key, old part)
+    # host -> (key, old part) of each part replaced
+    replaced: defaultdict[str, list[tuple[PartKey, Part]]] = field(default_factory=lambda: defaultdict(list))
     contributions: set[str] = field(default_factory=set)  # hosts whose host-namespace share changed
 
 
@@ -334,7 +336,7 @@ class Engine:
         if old is None or not (self._same(old.namespaces, new.namespaces) and self._same(old.devices, new.devices)):
             pending.structural.add(host)
             if old is not None:
-                pending.replaced.setdefault(host, []).append((key, old))
+                pending.replaced[host].append((key, old))
             if new.shares or (old is not None and old.shares):
                 pending.contributions.add(host)
             return new
@@ -371,7 +373,7 @@ class Engine:
             elif old is None:
                 self.keys[host] = [HOST_KEY]
                 self.parts[host] = {HOST_KEY: None}  # type: ignore[dict-item]  # built by _parts
-                pending.dirty.setdefault(host, set()).add(HOST_KEY)
+                pending.dirty[host].add(HOST_KEY)
         for network, old_hosts in pending.net_hosts.items():
             new_hosts = f.net_hosts.get(network, frozenset())
             for host in old_hosts - new_hosts:
@@ -399,7 +401,7 @@ class Engine:
                 if key not in self.parts[host]:
                     bisect.insort(self.keys[host], key)
                     self.parts[host][key] = None  # type: ignore[assignment]  # built by _parts
-                    pending.dirty.setdefault(host, set()).add(key)
+                    pending.dirty[host].add(key)
                     pending.rekeyed.add(host)
 
     def _remove_keys(self, pending: Pending, host: str, keys: list[PartKey]) -> None:
@@ -416,7 +418,7 @@ class Engine:
 
     def _mark(self, pending: Pending, hosts: Iterable[str], key: PartKey) -> None:
         for host in hosts:
-            pending.dirty.setdefault(host, set()).add(key)
+            pending.dirty[host].add(key)
 
     def _touch_host(self, pending: Pending, host: str) -> None:
         """A host changed: all its parts; every host's part (on-link routes); the tunnels of its
@@ -495,7 +497,7 @@ class Engine:
         endpoints = self.facts.endpoints
         for name in names:
             if name in endpoints:
-                pending.dirty.setdefault(endpoints[name].host, set()).add((3, name, 0))
+                pending.dirty[endpoints[name].host].add((3, name, 0))
 
     # --- graphs ----------------------------------------------------------------------------------
 
