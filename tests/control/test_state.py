@@ -97,6 +97,20 @@ def test_a_writer_taking_over_literals_writes_the_same_trees():
     assert carried.blobs == fresh.blobs and assemble(fresh.graph(after).id, fresh.blobs).decode() == to_json(after)
 
 
+def test_a_spec_tree_is_its_as_data_json_and_a_new_version_reuses_unchanged_items():
+    spec = generate(6, 40)
+    first = TreeWriter()
+    root = first.spec(spec)
+    assert assemble(root.id, first.blobs) == json.dumps(as_data(spec), sort_keys=True).encode()
+    assert first.data(as_data(spec)) == root
+    known = first.literals()
+    assert all(id(item) in known for item in spec.endpoints), "every item's text is carried over"
+    edited = spec.model_copy(update={"endpoints": spec.endpoints[:-1]})  # shares the other items
+    carried = TreeWriter(known)
+    assert carried.spec(edited) == TreeWriter().data(as_data(edited))
+    assert all(carried.literals()[id(item)] is known[id(item)] for item in edited.endpoints), "not encoded again"
+
+
 def test_read_tree_from_a_store_and_a_missing_blob(store: Store):
     graph = host_with_pods("h1", 200)
     writer = TreeWriter()

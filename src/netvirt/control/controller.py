@@ -56,8 +56,8 @@ from netvirt.control.state import (
 )
 from netvirt.control.store import Compare, Conflict, Delete, Entry, Operation, Put, Store, StoreError, open_store
 from netvirt.dataplane.api import Backend
-from netvirt.graph import HostGraph, diff, from_json, to_json
-from netvirt.management.spec import Spec, as_data, loads
+from netvirt.graph import HostGraph, diff, from_json
+from netvirt.management.spec import Spec, loads
 
 
 log = logging.getLogger("netvirt.controller")
@@ -232,7 +232,7 @@ class Controller:
                 for piece, blob in zip((*old.graph.namespaces, *old.graph.devices), old.pieces):
                     writer.reuse(piece, blob)  # unchanged pieces are not encoded again
             after[host] = _Host(graph, writer.graph(graph), tuple(writer.pieces(graph)))
-        spec_blob = writer.data(as_data(spec))
+        spec_blob = writer.spec(spec)
         changed = tuple(sorted(h for h, new in after.items() if h not in before or before[h].root != new.root))
         removed = tuple(sorted(before.keys() - graphs.keys()))
         unchanged = tuple(sorted(graphs.keys() - set(changed)))

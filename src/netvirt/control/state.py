@@ -40,6 +40,7 @@ from typing import Any
 from netvirt.control.store import Operation, Put, Store
 from netvirt.graph import Device, Namespace
 from netvirt.graph.codec import members, to_data
+from netvirt.management.spec import Spec, as_data, item_data
 
 SPEC_KEY = "/netvirt/spec"
 BLOBS = "/netvirt/blobs/"
@@ -222,6 +223,18 @@ class TreeWriter:
         """The root blob of the tree of ``json.dumps(value, sort_keys=True)``."""
         return self._root(self._data(value))
 
+    def spec(self, spec: Spec) -> Blob:
+        """``data(as_data(spec))``, each item of the spec's lists encoded once: its text is
+        remembered by identity, as a long list's items are (spec versions share unchanged items)."""
+        return self.data(as_data(spec, self._item))
+
+    def _item(self, item: object) -> "_Text":
+        remembered = self._memo.get(id(item)) or self._known.get(id(item))
+        if remembered is None:
+            remembered = (item, _Text(json.dumps(item_data(item), sort_keys=True).encode()))  # type: ignore[arg-type]
+        self._memo[id(item)] = remembered
+        return remembered[1]  # type: ignore[return-value]
+
     def pieces(self, graph: Any) -> list[str]:
         """The blob ids of ``graph``'s pieces (its namespaces, then its devices), once ``graph`` was written."""
         return [self._memo[id(piece)][1][1:].decode() for piece in (*graph.namespaces, *graph.devices)]
@@ -247,7 +260,10 @@ class TreeWriter:
             return remembered[1]
         if isinstance(value, tuple):
             long = len(value) > SPLIT
-            return self._list([self._fragment(item, long) for item in value])
+            text = self._list([self._fragment(item, long) for item in value])
+            if long:  # e.g. an FDB that many hosts' tunnels share: cut and hashed once
+                self._memo[id(value)] = (value, text)
+            return text
         if _is_dataclass(value.__class__):
             fields = members(value)
             if any(_cut(item) for _, item in fields):
@@ -269,13 +285,17 @@ class TreeWriter:
         if isinstance(value, dict):
             return b"{" + b", ".join(json.dumps(key).encode() + b": " + self._data(value[key]) for key in sorted(value)) + b"}"
         if isinstance(value, list):
-            return self._list([json.dumps(item, sort_keys=True).encode() for item in value])
+            return self._list([item if isinstance(item, _Text) else json.dumps(item, sort_keys=True).encode() for item in value])
         return json.dumps(value).encode()
 
     def _list(self, parts: list[bytes]) -> bytes:
         while len(parts) > SPLIT:
             parts = [self._ref(b", ".join(chunk)) for chunk in _chunks(parts)]
         return b"[" + b", ".join(parts) + b"]"
+
+
+class _Text(bytes):
+    """JSON text already encoded (a spec item's, from ``TreeWriter._item``)."""
 
 
 @functools.cache

@@ -7,7 +7,7 @@ printed as ``FILE:LINE:COL: error: SPEC.PATH: message``. ``docs/spec.md`` is the
 """
 
 from netvirt.management.spec.diff import Change, SpecDiff, diff
-from netvirt.management.spec.dump import as_data, dump, json_schema
+from netvirt.management.spec.dump import as_data, dump, item_data, json_schema
 from netvirt.management.spec.encap import overhead
 from netvirt.management.spec.generate import generate, starter_spec
 from netvirt.management.spec.loader import load, loads
@@ -45,6 +45,7 @@ __all__ = [
     "diff",
     "dump",
     "generate",
+    "item_data",
     "json_schema",
     "starter_spec",
     "AppLayer",

@@ -1,11 +1,12 @@
 """Writing specs out: ``dump`` (YAML that loads back to an equal Spec), ``as_data``, ``json_schema``."""
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
-from netvirt.management.spec.model import Spec
+from netvirt.management.spec.model import Model, Spec
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -22,14 +23,26 @@ def _represent_list(dumper: yaml.SafeDumper, items: list[Any]) -> yaml.Node:
 _SpecDumper.add_representer(list, _represent_list)
 
 
-def as_data(spec: Spec) -> dict[str, Any]:
+LISTS = ("hosts", "networks", "routers", "endpoints", "policies", "services", "stacks")
+"""The spec's lists of named items, in the order a spec file has them."""
+
+
+def as_data(spec: Spec, item: Callable[[Model], Any] | None = None) -> dict[str, Any]:
     """The spec as plain JSON-compatible data, every key as written in a spec file.
 
     Keys equal to their default are left out, except ``version`` and ``name``; allocated values
     (VNIs, addresses, MACs, MTUs, VIPs) are kept, so loading this data gives an equal Spec.
+    ``item`` turns each item of the lists (``LISTS``) into its data (default ``item_data``;
+    a caller that publishes many versions may remember items by identity: versions share them).
     """
-    data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    return {"version": spec.version, "name": spec.name, **data}
+    head = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude=set(LISTS))
+    lists = {key: list(map(item or item_data, getattr(spec, key))) for key in LISTS if getattr(spec, key)}
+    return {"version": spec.version, "name": spec.name, **head, **lists}
+
+
+def item_data(item: Model) -> dict[str, Any]:
+    """One item of a spec's lists (a host, a network, an endpoint, ...) as ``as_data`` writes it."""
+    return item.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 
 def dump(spec: Spec) -> str:
