@@ -11,73 +11,17 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from ipaddress import ip_address, ip_network
-from pathlib import Path
 
 import pytest
 from linux_network import bring_up, tear_down
+from quickstart_edits import BASE, EDITS, add_endpoint, apply_all, edited, spec_of, without_sockets
 
 from netvirt.control.compile import compile_network
 from netvirt.dataplane.linux import netns
-from netvirt.dataplane.linux.backend import LinuxBackend, network_backends
+from netvirt.dataplane.linux.backend import network_backends
 from netvirt.dataplane.linux.cleanup import cleanup
 from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
-from netvirt.graph import DeviceKind, HostGraph, NetworkGraph, Route, Veth, diff
-from netvirt.management.spec.loader import build
-from netvirt.management.spec.source import Source, read
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
-BASE = read(QUICKSTART).data
-
-
-def spec_of(data: dict):
-    return build(Source(data, [], "quickstart"))
-
-
-def edited(change: Callable[[dict], None]) -> dict:
-    data = copy.deepcopy(BASE)
-    change(data)
-    return data
-
-
-def add_endpoint(data: dict) -> None:
-    data["endpoints"].append({"name": "web-3", "kind": "container", "host": "host-b", "network": "blue",
-                              "labels": {"app": "web"}, "listen": ["tcp/80"]})
-
-
-def remove_endpoint(data: dict) -> None:
-    data["endpoints"] = [e for e in data["endpoints"] if e["name"] != "client-1"]
-
-
-def change_policy(data: dict) -> None:
-    policy = next(p for p in data["policies"] if p["name"] == "blue-in")
-    policy["rules"][0]["dst_port"] = 8080
-    policy["default"] = "allow"
-
-
-def remove_network(data: dict) -> None:
-    data["networks"] = [n for n in data["networks"] if n["name"] != "orange"]
-    data["endpoints"] = [e for e in data["endpoints"] if e.get("network") != "orange"]
-
-
-def change_vni(data: dict) -> None:
-    """Re-creates the VXLAN devices of green (a VNI cannot change in place)."""
-    next(n for n in data["networks"] if n["name"] == "green")["vni"] = 5030
-
-
-EDITS = {"add_endpoint": add_endpoint, "remove_endpoint": remove_endpoint, "change_policy": change_policy,
-         "remove_network": remove_network, "change_vni": change_vni}
-
-
-def without_sockets(graph: HostGraph) -> HostGraph:
-    """Nothing listens in these tests: sockets are not read back."""
-    return replace(graph, devices=tuple(d for d in graph.devices if d.kind is not DeviceKind.SOCKET))
-
-
-def apply_all(backends: dict[str, LinuxBackend], network: NetworkGraph) -> None:
-    for graph in network.hosts:
-        report = backends[graph.host].apply(graph)
-        assert report.ok, report.errors
-
+from netvirt.graph import HostGraph, NetworkGraph, Route, Veth, diff
 
 @pytest.fixture
 def scratch(tmp_path) -> Iterator[Callable[[NetworkGraph], dict[str, HostGraph]]]:

@@ -7,70 +7,17 @@ read-back looked at: one the applies did not touch is trusted, one they touched 
 after ``forget``, a full or failed apply and a ``teardown``, ``realized`` reads everything."""
 
 import copy
-from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import ip_address, ip_network
-from pathlib import Path
 
 import pytest
 from linux_network import Network, bring_up, tear_down
+from quickstart_edits import BASE, EDITS, add_endpoint, apply_all, compiled, spec_of, without_sockets
 
 from netvirt.control.compile import compile_network
 from netvirt.dataplane.linux import netns
 from netvirt.dataplane.linux.backend import LinuxBackend
-from netvirt.graph import DeviceKind, HostGraph, NetworkGraph, Route, diff
-from netvirt.management.spec.loader import build
-from netvirt.management.spec.source import Source, read
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
-BASE = read(QUICKSTART).data
-
-
-def compiled(change: Callable[[dict], None] | None = None) -> NetworkGraph:
-    data = copy.deepcopy(BASE)
-    if change is not None:
-        change(data)
-    return compile_network(build(Source(data, [], "quickstart")))
-
-
-def add_endpoint(data: dict) -> None:
-    data["endpoints"].append({"name": "web-3", "kind": "container", "host": "host-b", "network": "blue",
-                              "labels": {"app": "web"}, "listen": ["tcp/80"]})
-
-
-def remove_endpoint(data: dict) -> None:
-    data["endpoints"] = [e for e in data["endpoints"] if e["name"] != "client-1"]
-
-
-def change_policy(data: dict) -> None:
-    policy = next(p for p in data["policies"] if p["name"] == "blue-in")
-    policy["rules"][0]["dst_port"] = 8080
-    policy["default"] = "allow"
-
-
-def remove_network(data: dict) -> None:
-    data["networks"] = [n for n in data["networks"] if n["name"] != "orange"]
-    data["endpoints"] = [e for e in data["endpoints"] if e.get("network") != "orange"]
-
-
-def change_vni(data: dict) -> None:
-    next(n for n in data["networks"] if n["name"] == "green")["vni"] = 5030
-
-
-EDITS = {"add_endpoint": add_endpoint, "remove_endpoint": remove_endpoint, "change_policy": change_policy,
-         "remove_network": remove_network, "change_vni": change_vni}
-
-
-def without_sockets(graph: HostGraph) -> HostGraph:
-    """Nothing listens in these tests: sockets are not read back."""
-    return replace(graph, devices=tuple(d for d in graph.devices if d.kind is not DeviceKind.SOCKET))
-
-
-def apply_all(backends: dict[str, LinuxBackend], network: NetworkGraph) -> None:
-    for graph in network.hosts:
-        report = backends[graph.host].apply(graph)
-        assert report.ok, report.errors
-
+from netvirt.graph import HostGraph, Route, diff
 
 def read_back_fully(backends: dict[str, LinuxBackend]) -> None:
     """Every backend's ``realized``: a full read-back, which the next ones reuse."""
@@ -80,7 +27,7 @@ def read_back_fully(backends: dict[str, LinuxBackend]) -> None:
 
 @pytest.fixture
 def network(tmp_path):
-    net = bring_up(build(Source(copy.deepcopy(BASE), [], "quickstart")), tmp_path / "realized")
+    net = bring_up(spec_of(copy.deepcopy(BASE)), tmp_path / "realized")
     try:
         yield net
     finally:
@@ -113,7 +60,7 @@ def test_edits_in_a_row_read_back_with_and_without_a_read_back_between(network):
     data = copy.deepcopy(BASE)
     for number, edit in enumerate(EDITS.values()):
         edit(data)
-        new = compile_network(build(Source(data, [], "quickstart")))
+        new = compile_network(spec_of(data))
         apply_all(network.backends, new)
         if number % 2:
             for graph in new.hosts:
