@@ -5,28 +5,12 @@ Every graph passes ``netvirt.graph.validate``. Hosts are ordered by name; a host
 NIC, its networks, its routers and its endpoints, each by name (``parts.assemble``).
 """
 
-import contextlib
-import gc
-from collections.abc import Iterator
-
 from netvirt.control.compile import naming
 from netvirt.control.compile.facts import CompileError, Facts
 from netvirt.control.compile.parts import assemble, build_part, part_keys
 from netvirt.graph import Attachment, HostGraph, NetworkGraph, Segment
 from netvirt.management.spec import Spec
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many acyclic objects: its full passes
-    over a large network's millions of graph objects would take most of the time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+from netvirt.management.spec.loader import paused_gc
 
 
 @paused_gc()

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from netvirt.control.compile.compiler import paused_gc, placement, segments
+from netvirt.control.compile.compiler import placement, segments
 from netvirt.control.compile.facts import Facts, policy_scopes, routers_by_network, uplink_slots
 from netvirt.control.compile.parts import HOST_KEY, Part, PartKey, assemble, build_part, part_keys
 from netvirt.graph import HostGraph, NetworkGraph
 from netvirt.management.spec import Endpoint, Policy, Spec
+from netvirt.management.spec.loader import paused_gc
 
 INPUTS = ("hosts", "networks", "routers", "endpoints", "policies", "services")
 HEADER = ("service_subnet",)  # the only top-level spec key the graphs depend on

@@ -29,22 +29,23 @@ SHORT_FORM = ("network", "ip", "ip6", "mac")
 
 def load(path: str | FilePath) -> Spec:
     """Load, validate and resolve a spec file (YAML or JSON) or a directory of them (merged)."""
-    with _bulk():
+    with paused_gc():
         return build(read(path))
 
 
 def loads(text: str, filename: str = "<string>") -> Spec:
     """Load, validate and resolve spec text; ``filename`` appears in problems (.json -> JSON)."""
-    with _bulk():
+    with paused_gc():
         return build(parse(text, filename))
 
 
 @contextlib.contextmanager
-def _bulk() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many acyclic objects.
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many acyclic objects (also a decorator).
 
     Loading creates about ten objects per value and none of them form cycles; with the collector
-    on, its full passes over them make a 50,000-endpoint load several times slower.
+    on, its full passes over them make a 50,000-endpoint load several times slower (and the
+    compiler's over a large network's millions of graph objects would take most of its time).
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -57,7 +58,7 @@ def _bulk() -> Iterator[None]:
 
 def build(source: Source) -> Spec:
     """Validate the source's data and return the resolved ``Spec``; raise ``SpecError`` if invalid."""
-    with _bulk():
+    with paused_gc():
         return _build(source)
 
 
