@@ -180,6 +180,21 @@ def test_a_port_add_touches_only_what_it_must(spec):
     assert all(s.path == "unchanged" for name, s in engine.stats.items())
 
 
+def test_a_port_add_rebuilds_a_host_graph_in_chunks_sharing_the_unchanged_parts(spec):
+    engine = Engine(spec)
+    before = dict(engine.graphs)
+    web = spec.endpoint("web-1")
+    moved = web.attachments[0].model_copy(update={"mac": "02:00:00:00:00:44"})
+    new = spec.model_copy(update={"endpoints": tuple(e.model_copy(update={"attachments": (moved,)}) if e is web else e for e in spec.endpoints)})
+    changed = engine.update(new)
+    for host, graph in changed.items():
+        old, now = before[host].devices.chunks, graph.devices.chunks
+        assert len(old) == len(now) == len(engine.keys[host])  # a chunk per part
+        kept = sum(a is b for a, b in zip(old, now))
+        assert 0 < kept < len(old), host  # only the parts the MAC is in were rebuilt
+    assert engine.graphs == {g.host: g for g in compile_network(new).hosts}
+
+
 def test_a_change_of_nothing_the_graphs_use_reports_no_host(spec):
     engine = Engine(spec)
     new = spec.model_copy(update={"description": "edited", "stacks": ()})

@@ -11,6 +11,7 @@ from netvirt.graph import (
     KINDS,
     Bridge,
     Chain,
+    Chunks,
     CtState,
     Device,
     DeviceKind,
@@ -18,6 +19,7 @@ from netvirt.graph import (
     GeneveOption,
     FdbEntry,
     GraphError,
+    HostGraph,
     Match,
     Mode,
     NatTarget,
@@ -30,7 +32,11 @@ from netvirt.graph import (
     Socket,
     Tunnel,
     Veth,
+    from_json,
+    to_json,
+    validate,
 )
+from netvirt.graph.values import copier
 
 
 def test_every_kind_has_defaults():
@@ -123,6 +129,39 @@ def test_lists_become_tuples_and_graphs_are_hashable():
     assert hash(graph) == hash(example_host())
     with pytest.raises(dataclasses.FrozenInstanceError):
         graph.host = "other"  # type: ignore[misc]
+
+
+def test_chunks_are_the_tuple_of_their_items():
+    items = ("a", "b", "c", "d")
+    chunks = Chunks([("a",), (), ("b", "c"), ("d",)])
+    assert chunks == items and items == chunks and chunks == Chunks([items]) and hash(chunks) == hash(items)
+    assert chunks != ("a", "b") and chunks != Chunks([("a", "b")]) and chunks != ["a", "b", "c", "d"]
+    fresh = Chunks(chunks.chunks)  # indexing walks the chunks until something made the flat tuple
+    assert [fresh[at] for at in range(4)] == [chunks[at] for at in range(4)] == list(items)
+    assert (len(chunks), list(chunks), chunks[-1], chunks[1:3]) == (4, list(items), "d", ("b", "c"))
+    assert "c" in chunks and "e" not in chunks and chunks.index("d") == 3 and bool(Chunks([(), ()])) is False
+    assert chunks + ("e",) == items + ("e",) and ("z",) + chunks == ("z", *items)
+    with pytest.raises(IndexError):
+        Chunks([("a",)])[1]
+    assert repr(chunks) == "Chunks(('a', 'b', 'c', 'd'))"
+
+
+def test_a_graph_in_chunks_equals_and_encodes_as_the_flat_one():
+    flat = example_host()
+    chunked = dataclasses.replace(
+        flat, namespaces=Chunks([flat.namespaces[:1], flat.namespaces[1:]]), devices=Chunks([(), flat.devices])
+    )
+    assert isinstance(chunked.devices, Chunks)  # the constructor keeps them: they are immutable
+    assert chunked == flat and flat == chunked and hash(chunked) == hash(flat)
+    assert to_json(chunked) == to_json(flat) and from_json(HostGraph, to_json(chunked)) == chunked
+    assert chunked.device(*flat.devices[-1].key) is flat.devices[-1] and validate(chunked) == validate(flat)
+
+
+def test_copier_copies_without_the_constructors_checks_and_names_unknown_fields():
+    with pytest.raises(TypeError, match="Tunnel has no field 'fbd'"):
+        copier(Tunnel, "fbd")
+    tunnel = Tunnel(vni=7)
+    assert copier(Tunnel, "vni")(tunnel, 1 << 30).vni == 1 << 30  # unchecked: the with_* methods check
 
 
 def test_mac_is_canonical_and_family_is_derived():

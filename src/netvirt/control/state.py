@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Any
 
 from netvirt.control.store import Operation, Put, Store
-from netvirt.graph import Device, Namespace
+from netvirt.graph import Chunks, Device, Namespace
 from netvirt.graph.codec import members, to_data
 from netvirt.management.spec import Spec, as_data, item_data
 
@@ -191,6 +191,8 @@ def write_blobs(store: Store, blobs: Iterable[tuple[Blob, bytes]], space: str = 
 
 PIECES = (Namespace, Device)
 """Graph objects stored as blobs of their own."""
+SEQUENCES = (tuple, Chunks)
+"""What graph objects hold lists in (encoded as JSON lists)."""
 
 
 class TreeWriter:
@@ -258,7 +260,7 @@ class TreeWriter:
         if shared and (remembered := self._known.get(id(value))) is not None:
             self._memo[id(value)] = remembered
             return remembered[1]
-        if isinstance(value, tuple):
+        if isinstance(value, SEQUENCES):
             long = len(value) > SPLIT
             text = self._list([self._fragment(item, long) for item in value])
             if long:  # e.g. an FDB that many hosts' tunnels share: cut and hashed once
@@ -305,13 +307,13 @@ def _is_dataclass(cls: type) -> bool:
 
 def _long(value: Any) -> bool:
     """A tuple cut into blobs of its own: long, or holding pieces."""
-    return isinstance(value, tuple) and (len(value) > SPLIT or (bool(value) and isinstance(value[0], PIECES)))
+    return isinstance(value, SEQUENCES) and (len(value) > SPLIT or (bool(value) and isinstance(value[0], PIECES)))
 
 
 def _cut(value: Any) -> bool:
     """Whether the text of ``value`` has blobs of its own: a long list, pieces, or a graph object
     with a member that does (one level down: a device's tunnel or bridge config and its FDB)."""
-    if isinstance(value, tuple):
+    if isinstance(value, SEQUENCES):
         return _long(value)
     return _is_dataclass(value.__class__) and any(_long(item) for _, item in members(value))
 

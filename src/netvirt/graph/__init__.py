@@ -82,7 +82,7 @@ from netvirt.graph.rules import (
     policy_action,
 )
 from netvirt.graph.validate import Problem, validate
-from netvirt.graph.values import GraphError, IPAddress, IPInterface, IPNetwork
+from netvirt.graph.values import Chunks, GraphError, IPAddress, IPInterface, IPNetwork
 
 __all__ = [
     "FLOOD_MAC",
@@ -93,6 +93,7 @@ __all__ = [
     "SWITCH_KINDS",
     "TUNNEL_KINDS",
     "Accept",
+    "Chunks",
     "Action",
     "Affinity",
     "Attachment",

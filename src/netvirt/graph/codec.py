@@ -26,7 +26,7 @@ from ipaddress import (
 )
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from netvirt.graph.values import GraphError
+from netvirt.graph.values import Chunks, GraphError
 
 T = TypeVar("T")
 Decoder = Callable[[Any, str], Any]
@@ -84,7 +84,7 @@ def _encoder(cls: type) -> Callable[[Any], Any]:
         return _same
     if issubclass(cls, bytes):
         return bytes.hex
-    if issubclass(cls, tuple):
+    if issubclass(cls, (tuple, Chunks)):
         return _encode_tuple
     if issubclass(cls, frozenset):
         return _encode_frozenset
@@ -110,7 +110,7 @@ def _enum_value(value: Enum) -> Any:
     return value.value
 
 
-def _encode_tuple(value: tuple) -> list[Any]:
+def _encode_tuple(value: tuple | Chunks) -> list[Any]:
     return [_encoder(item.__class__)(item) for item in value]
 
 

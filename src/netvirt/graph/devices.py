@@ -19,7 +19,7 @@ from netvirt.graph.values import (
     check_mac,
     check_name,
     check_range,
-    copy_with,
+    copier,
     freeze_collections,
 )
 
@@ -182,12 +182,15 @@ class Tunnel:
         ``fdb`` must be a tuple of ``FdbEntry`` (each checked when it was made)."""
         if type(fdb) is not tuple:
             raise GraphError(f"tunnel vni {self.vni} fdb: expected a tuple of FdbEntry, got {type(fdb).__name__}")
-        return copy_with(self, fdb=fdb)
+        return _tunnel_with_fdb(self, fdb)
 
     @property
     def options_length(self) -> int:
         """Bytes the options add to every packet."""
         return sum(option.length for option in self.options)
+
+
+_tunnel_with_fdb = copier(Tunnel, "fdb")
 
 
 class MacvlanMode(StrEnum):
@@ -386,7 +389,7 @@ class Device:
     def with_config(self, config: DeviceConfig | None) -> "Device":
         """This device with ``config`` instead, checked as the constructor checks a config."""
         self._check_config(config)
-        return copy_with(self, config=config)
+        return _device_with_config(self, config)
 
     @classmethod
     def of(cls, kind: DeviceKind, name: str, namespace: str, **fields: object) -> "Device":
@@ -402,3 +405,6 @@ class Device:
     def key(self) -> tuple[str, str]:
         """The device's identity: (namespace, name)."""
         return (self.namespace, self.name)
+
+
+_device_with_config = copier(Device, "config")

@@ -7,6 +7,8 @@ their ``Veth`` config instead). A ``NetworkGraph`` is all hosts plus the underla
 NICs attach to — what a simulator needs to walk a packet from host to host. Identities: namespaces
 by name, devices by (namespace, name), links by their unordered pair of ends, hosts and segments
 by name. Each namespace implicitly has a loopback ``lo`` (127.0.0.1/8, ::1/128), as in Linux.
+A graph's ``namespaces`` and ``devices`` are tuples or, in compiled graphs, ``Chunks`` (one chunk
+per part, shared with the previous graph where the part did not change): read them as sequences.
 """
 
 from dataclasses import dataclass

@@ -23,8 +23,9 @@ from typing import Any
 
 from netvirt.control.compile.compiler import placement, segments
 from netvirt.control.compile.facts import Facts, policy_scopes, routers_by_network, uplink_slots
-from netvirt.control.compile.parts import HOST_KEY, Part, PartKey, assemble, build_part, part_keys
-from netvirt.graph import HostGraph, NetworkGraph
+from netvirt.control.compile.parts import HOST_KEY, Part, PartKey, assemble, build_part, build_parts, part_keys
+from netvirt.graph import Chunks, HostGraph, NetworkGraph
+from netvirt.graph.values import copier
 from netvirt.management.spec import Endpoint, Policy, Spec
 from netvirt.management.spec.loader import paused_gc
 
@@ -47,6 +48,8 @@ NODES: dict[str, tuple[str, ...]] = {
     "graphs": ("parts", "placement"),
 }
 """Every node and its inputs, in the order they run (the engine's wiring, as in inc-proc-northd.c)."""
+
+STRUCTURE, SHARES, SAME = "structure", "shares", "same"  # how a rebuilt part differs (Engine._change)
 
 Delta = dict[str, tuple[Any, Any]]  # name -> (old object or None, new object or None)
 
@@ -72,7 +75,7 @@ class Pending:
     uplinks: set[str] = field(default_factory=set)  # routers whose uplink slot moved
     selections: set[tuple] = field(default_factory=set)  # (tenant, labels) whose endpoints changed
     tenants: set[str] = field(default_factory=set)  # tenants whose service rules changed
-    dirty: defaultdict[str, set[PartKey]] = field(default_factory=lambda: defaultdict(set))  # host -> parts to rebuild
+    dirty: defaultdict[PartKey, set[str]] = field(default_factory=lambda: defaultdict(set))  # part -> hosts to rebuild it on
     structural: set[str] = field(default_factory=set)  # hosts with a namespace or device changed
     rekeyed: set[str] = field(default_factory=set)  # hosts that gained or lost a part
     # host -> (key, old part) of each part replaced
@@ -120,8 +123,8 @@ class Engine:
         self.graphs: dict[str, HostGraph] = {h: assemble(h, self.parts[h].values()) for h in sorted(self.keys)}
         self.stats = {name: NodeStats("recompute", 0) for name in NODES}
         self.stats["graphs"].touched = len(self.graphs)
-        self._equal: dict[tuple[int, int], bool] = {}
-        self.offsets: dict[str, dict[PartKey, tuple[int, int]]] = {}  # host -> part -> (namespace, device) index
+        self._last_compared: tuple[Any, Any, str] = (None, None, SAME)  # see _change
+        self.chunk_of: dict[str, dict[PartKey, int]] = {}  # host -> part -> its chunk in the host's graph
 
     # --- incremental -----------------------------------------------------------------------------
 
@@ -144,7 +147,7 @@ class Engine:
         self._parts(pending)
         changed = self._graphs(pending)
         self.facts.stale.clear()
-        self._equal.clear()
+        self._last_compared = (None, None, SAME)
         return changed
 
     def _delta(self, kind: str, spec: Spec) -> Delta:
@@ -323,45 +326,48 @@ class Engine:
         for router in set(inputs["routers"]) | pending.uplinks | set(pending.router_hosts):
             self._touch_router(pending, router, spec_changed=router in inputs["routers"])
         self._touch_endpoints(pending)
-        rebuilt = 0
-        for host, keys in sorted(pending.dirty.items()):
-            parts = self.parts.get(host)
-            for key in keys if parts is not None else ():
-                if key in parts:
-                    parts[key] = self._rebuilt(pending, host, key, parts[key], build_part(f, host, key))
-                    rebuilt += 1
+        rebuilt, parts_of = 0, self.parts
+        for key, hosts in sorted(pending.dirty.items()):
+            placed = [host for host in sorted(hosts) if key in parts_of.get(host, ())]
+            for host, new in build_parts(f, key, placed):
+                parts = parts_of[host]
+                old = parts[key]
+                if old is not new:
+                    parts[key] = self._rebuilt(pending, host, key, old, new)
+            rebuilt += len(placed)
         self._stat("parts", rebuilt)
 
     def _rebuilt(self, pending: Pending, host: str, key: PartKey, old: Part | None, new: Part) -> Part:
         """The part to keep (the old object when equal) and what changed on ``host``."""
-        if old is None or not (self._same(old.namespaces, new.namespaces) and self._same(old.devices, new.devices)):
+        change = STRUCTURE if old is None else self._change(old, new)
+        if change is STRUCTURE:
             pending.structural.add(host)
             if old is not None:
                 pending.replaced[host].append((key, old))
             if new.shares or (old is not None and old.shares):
                 pending.contributions.add(host)
             return new
-        if (old.shares or new.shares) and (
-            (old.routes, old.neighbours, old.input, old.output, old.nat_output, old.nat_postrouting)
-            != (new.routes, new.neighbours, new.input, new.output, new.nat_output, new.nat_postrouting)
-        ):
+        if change is SHARES:
             pending.contributions.add(host)
             return new
-        return old
+        return old  # type: ignore[return-value]
 
-    def _same(self, old: tuple, new: tuple) -> bool:
-        """Element-wise equality; a pair of objects shared by many hosts is compared once."""
-        if len(old) != len(new):
-            return False
-        for a, b in zip(old, new):
-            if a is not b:
-                key = (id(a), id(b))
-                equal = self._equal.get(key)
-                if equal is None:
-                    equal = self._equal[key] = a == b
-                if not equal:
-                    return False
-        return True
+    def _change(self, old: Part, new: Part) -> str:
+        """What differs between two parts: STRUCTURE (their namespaces or devices), SHARES (only
+        what they add to the host namespace) or SAME. The last pair compared is remembered: the
+        parts of one key are rebuilt host after host, and a pair shared by all of them (a
+        router's namespace) is compared once."""
+        if old is new:
+            return SAME
+        last = self._last_compared
+        if last[0] is old and last[1] is new:
+            return last[2]
+        if old.namespaces != new.namespaces or old.devices != new.devices:
+            change = STRUCTURE
+        else:
+            change = SHARES if old[2:] != new[2:] else SAME
+        self._last_compared = (old, new, change)
+        return change
 
     def _placement_keys(self, pending: Pending) -> None:
         """Add and remove parts where placement changed (hosts, networks, routers, endpoints)."""
@@ -374,7 +380,7 @@ class Engine:
             elif old is None:
                 self.keys[host] = [HOST_KEY]
                 self.parts[host] = {HOST_KEY: None}  # type: ignore[dict-item]  # built by _parts
-                pending.dirty[host].add(HOST_KEY)
+                pending.dirty[HOST_KEY].add(host)
         for network, old_hosts in pending.net_hosts.items():
             new_hosts = f.net_hosts.get(network, frozenset())
             for host in old_hosts - new_hosts:
@@ -402,7 +408,7 @@ class Engine:
                 if key not in self.parts[host]:
                     bisect.insort(self.keys[host], key)
                     self.parts[host][key] = None  # type: ignore[assignment]  # built by _parts
-                    pending.dirty[host].add(key)
+                    pending.dirty[key].add(host)
                     pending.rekeyed.add(host)
 
     def _remove_keys(self, pending: Pending, host: str, keys: list[PartKey]) -> None:
@@ -418,8 +424,7 @@ class Engine:
                     pending.contributions.add(host)
 
     def _mark(self, pending: Pending, hosts: Iterable[str], key: PartKey) -> None:
-        for host in hosts:
-            pending.dirty[host].add(key)
+        pending.dirty[key].update(hosts)
 
     def _touch_host(self, pending: Pending, host: str) -> None:
         """A host changed: all its parts; every host's part (on-link routes); the tunnels of its
@@ -498,15 +503,15 @@ class Engine:
         endpoints = self.facts.endpoints
         for name in names:
             if name in endpoints:
-                pending.dirty[endpoints[name].host].add((3, name, 0))
+                pending.dirty[(3, name, 0)].add(endpoints[name].host)
 
     # --- graphs ----------------------------------------------------------------------------------
 
     def _graphs(self, pending: Pending) -> dict[str, HostGraph]:
-        """Handler: parts. Reassemble the hosts with a changed part — by splicing the changed
-        parts into the old graph when the host kept its parts and their sizes, else from all parts
-        (the host namespace only when what the parts add to it changed). A host whose only change
-        is in that namespace is reported when the namespace really differs."""
+        """Handler: parts. Reassemble the hosts with a changed part — by swapping the changed
+        parts' chunks into the old graph when the host kept its parts and their namespaces' names,
+        else from all parts (the host namespace only when what the parts add to it changed). A
+        host whose only change is in that namespace is reported when the namespace really differs."""
         changed = {}
         for host in sorted((pending.structural | pending.contributions) & self.keys.keys()):
             old = self.graphs.get(host)
@@ -516,7 +521,7 @@ class Engine:
             if graph is None:
                 own = old.namespaces[0] if old is not None and host not in pending.contributions else None
                 graph = assemble(host, map(self.parts[host].__getitem__, self.keys[host]), own)
-                self.offsets.pop(host, None)
+                self.chunk_of.pop(host, None)
             if host in pending.structural or old is None or old.namespaces[0] != graph.namespaces[0]:
                 changed[host] = graph
                 self.graphs[host] = graph
@@ -524,36 +529,30 @@ class Engine:
         return changed
 
     def _splice(self, host: str, old: HostGraph, replaced: list[tuple[PartKey, Part]]) -> HostGraph | None:
-        """``old`` with each replaced part's namespaces and devices swapped for the new part's, or
-        None when a part changed size (then the host is assembled from all its parts)."""
-        offsets = self.offsets.get(host)
-        if offsets is None:
-            offsets = self.offsets[host] = part_offsets(self.parts[host], self.keys[host])
-        namespaces, devices = old.namespaces, old.devices
+        """``old`` with each replaced part's chunks swapped for the new part's: O(parts), sharing
+        every other chunk. None when a part's namespaces changed names (``assemble`` checks them)."""
+        index = self.chunk_of.get(host)
+        if index is None:
+            index = self.chunk_of[host] = {key: at for at, key in enumerate(self.keys[host])}
+        namespaces, devices = list(old.namespaces.chunks), list(old.devices.chunks)  # type: ignore[attr-defined]
+        parts = self.parts[host]
         for key, before in replaced:
-            after = self.parts[host][key]
-            if len(after.namespaces) != len(before.namespaces) or len(after.devices) != len(before.devices):
+            after = parts[key]
+            if after.namespaces is not before.namespaces and [n.name for n in after.namespaces] != [n.name for n in before.namespaces]:
                 return None
-            ns_at, dev_at = offsets[key]
-            if after.namespaces:
-                namespaces = namespaces[:ns_at] + after.namespaces + namespaces[ns_at + len(after.namespaces) :]
-            if after.devices:
-                devices = devices[:dev_at] + after.devices + devices[dev_at + len(after.devices) :]
-        return HostGraph(host=host, namespaces=namespaces, devices=devices)
+            at = index[key]
+            namespaces[at + 1] = after.namespaces  # chunk 0 is the host namespace
+            devices[at] = after.devices
+        return with_parts(old, Chunks(namespaces), Chunks(devices))
 
     def _stat(self, node: str, touched: int, recompute: bool = False) -> None:
         if touched or recompute:
             self.stats[node] = NodeStats("recompute" if recompute else "incremental", touched)
 
 
-def part_offsets(parts: dict[PartKey, Part], keys: list[PartKey]) -> dict[PartKey, tuple[int, int]]:
-    """Where each part's namespaces and devices start in its host graph (the host namespace is 0)."""
-    found, namespace, device = {}, 1, 0
-    for key in keys:
-        found[key] = (namespace, device)
-        namespace += len(parts[key].namespaces)
-        device += len(parts[key].devices)
-    return found
+with_parts = copier(HostGraph, "namespaces", "devices")
+"""(graph, namespaces, devices) -> the graph with those: every namespace and device in them was
+checked when built, and no check of HostGraph's constructor reads them (the splice's hot path)."""
 
 
 def common_prefix(a: tuple, b: tuple) -> int:

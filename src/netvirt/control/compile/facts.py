@@ -218,13 +218,17 @@ class Facts:
 
         return self.cached(("fdb-group", network, host), build)
 
-    def tunnel_fdb(self, network: str, host: str) -> tuple[FdbEntry, ...]:
-        """The MAC of every remote endpoint attachment (by host name, then endpoint name): one
-        object shared by every host without members on the network."""
+    def tunnel_fdb(self, network: str) -> Callable[[str], tuple[FdbEntry, ...]]:
+        """host -> the MAC of every remote endpoint attachment on ``network`` (by host name, then
+        endpoint name): one object shared by every host without members on the network."""
         groups, everything = self.fdb_groups(network)
-        if host in groups:
-            return tuple(chain.from_iterable(group for where, group in groups.items() if where != host))
-        return everything
+
+        def remote(host: str) -> tuple[FdbEntry, ...]:
+            if host in groups:
+                return tuple(chain.from_iterable(group for where, group in groups.items() if where != host))
+            return everything
+
+        return remote
 
     def neighbours(self, network: str) -> tuple[Neighbour, ...]:
         """Neighbour entries (on the router leg) for every endpoint address on ``network``."""

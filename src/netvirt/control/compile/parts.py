@@ -7,7 +7,7 @@ and devices in part order (host, networks, routers, endpoints; each by name). do
 ("Compiler") describes the topology these builders emit.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from ipaddress import ip_network
 from itertools import chain
 from operator import attrgetter
@@ -19,6 +19,7 @@ from netvirt.control.compile.policy import ESTABLISHED, interface_rules
 from netvirt.graph import (
     Bridge,
     Chain,
+    Chunks,
     Device,
     DeviceKind,
     FdbEntry,
@@ -117,27 +118,32 @@ def bridge_part(facts: Facts, network: str, host: str) -> Part:
     return Part(devices=(bridge,))
 
 
-def tunnel_part(facts: Facts, network: str, host: str) -> Part:
-    """The network's tunnel on ``host`` (or, for ``encap: none``, its provider NIC). When only its
-    FDB moved since the last build (a port came or went: same network, host and flood list), the
-    last device gets the new FDB swapped in (``with_fdb``) instead of being built and checked anew."""
+def tunnel_parts(facts: Facts, network: str, hosts: Iterable[str]) -> Iterator[tuple[str, Part]]:
+    """The network's tunnel on each of ``hosts`` (or, for ``encap: none``, its provider NIC). When
+    only its FDB moved since the last build (a port came or went: same network, host and flood
+    list), the last device gets the new FDB swapped in (``with_fdb``) instead of being built and
+    checked anew."""
     spec_net = facts.networks[network]
     if spec_net.encap == "none":
-        nic = Device.of(
-            DeviceKind.NIC, naming.provider_nic(network), host, mtu=spec_net.mtu, master=naming.bridge(network),
-            origin=f"network/{network}",
-        )
-        return Part(devices=(nic,))
-    spec_host, flood, fdb = facts.hosts[host], facts.flood(network).others(host), facts.tunnel_fdb(network, host)
-    last = facts.tunnels.get((network, host))
-    if last is not None and last[0] is spec_net and last[1] is spec_host and last[2] is flood:
-        tunnel = last[3]
-        if tunnel.config.fdb is not fdb:  # type: ignore[union-attr]
-            tunnel = tunnel.with_config(tunnel.config.with_fdb(fdb))  # type: ignore[union-attr]
-    else:
-        tunnel = tunnel_device(spec_net, host, spec_host.underlay.ip, flood, fdb)
-    facts.tunnels[(network, host)] = (spec_net, spec_host, flood, tunnel)
-    return Part(devices=(tunnel,))
+        for host in hosts:
+            nic = Device.of(
+                DeviceKind.NIC, naming.provider_nic(network), host, mtu=spec_net.mtu, master=naming.bridge(network),
+                origin=f"network/{network}",
+            )
+            yield host, Part(devices=(nic,))
+        return
+    flood, remote_fdb, tunnels = facts.flood(network), facts.tunnel_fdb(network), facts.tunnels
+    for host in hosts:
+        spec_host, others, fdb = facts.hosts[host], flood.others(host), remote_fdb(host)
+        last = tunnels.get((network, host))
+        if last is not None and last[0] is spec_net and last[1] is spec_host and last[2] is others:
+            tunnel = last[3]
+            if tunnel.config.fdb is not fdb:  # type: ignore[union-attr]
+                tunnel = tunnel.with_config(tunnel.config.with_fdb(fdb))  # type: ignore[union-attr]
+        else:
+            tunnel = tunnel_device(spec_net, host, spec_host.underlay.ip, others, fdb)
+        tunnels[(network, host)] = (spec_net, spec_host, others, tunnel)
+        yield host, Part(devices=(tunnel,))
 
 
 def tunnel_device(spec_net: Network, host: str, local, flood: tuple, fdb: tuple) -> Device:
@@ -168,10 +174,17 @@ def tunnel_device(spec_net: Network, host: str, local, flood: tuple, fdb: tuple)
 # --- routers -------------------------------------------------------------------------------------
 
 
-def router_namespace_part(facts: Facts, router: str, host: str) -> Part:
-    """The router's namespace; the same object on every host with the same underlay family."""
-    version = facts.hosts[host].underlay.version
-    return facts.cached(("router-ns", router, version), lambda: Part(namespaces=(router_namespace(facts, router, version),)))
+def router_namespace_parts(facts: Facts, router: str, hosts: Iterable[str]) -> Iterator[tuple[str, Part]]:
+    """The router's namespace on each of ``hosts``: one object for all hosts of an underlay family."""
+    found: dict[int, Part] = {}
+    for host in hosts:
+        version = facts.hosts[host].underlay.version
+        part = found.get(version)
+        if part is None:
+            part = found[version] = facts.cached(
+                ("router-ns", router, version), lambda: Part(namespaces=(router_namespace(facts, router, version),))
+            )
+        yield host, part
 
 
 def router_namespace(facts: Facts, router: str, version: int) -> Namespace:
@@ -180,11 +193,10 @@ def router_namespace(facts: Facts, router: str, version: int) -> Namespace:
     the uplink (``version``: the underlay's address family)."""
     spec_router = facts.routers[router]
     routes: list[Route] = []
-    neighbours: list[Neighbour] = []
     for name in spec_router.networks:
         leg = naming.router_leg(name)
         routes.extend(facts.route(subnet, leg) for _, subnet in gateways(facts.networks[name]))
-        neighbours.extend(facts.neighbours(name))
+    neighbours = Chunks(map(facts.neighbours, spec_router.networks))  # a chunk per network: a port moves one
     for route in spec_router.routes:
         dev = next(
             (naming.router_leg(name) for name in spec_router.networks if route.via in subnet_of(facts.networks[name], route.via.version)),
@@ -201,7 +213,7 @@ def router_namespace(facts: Facts, router: str, version: int) -> Namespace:
         name=router,
         kind=NamespaceKind.ROUTER,
         routes=tuple(routes),
-        neighbours=tuple(neighbours),
+        neighbours=neighbours,
         ip_forward=True,
         ipv6_forward=True,
         nat=nat,
@@ -399,15 +411,26 @@ def part_keys(facts: Facts, host: str, networks: Iterable[str], routers: Iterabl
     return sorted(keys)
 
 
+def build_parts(facts: Facts, key: PartKey, hosts: Iterable[str]) -> Iterator[tuple[str, Part]]:
+    """(host, the part ``key`` of it) for each of ``hosts``, in their order: one pass per part
+    key, so what the hosts share is looked up once (the engine rebuilds a key on many hosts)."""
+    group, name, kind = key
+    if group == 1 and kind == 1:
+        return tunnel_parts(facts, name, hosts)
+    if group == 2 and kind == 0:
+        return router_namespace_parts(facts, name, hosts)
+    return ((host, build_part(facts, host, key)) for host in hosts)
+
+
 def build_part(facts: Facts, host: str, key: PartKey) -> Part:
     """The part ``key`` of ``host``."""
     group, name, kind = key
     if group == 0:
         return host_part(facts, host)
     if group == 1:
-        return (bridge_part, tunnel_part)[kind](facts, name, host)
+        return bridge_part(facts, name, host) if kind == 0 else next(tunnel_parts(facts, name, [host]))[1]
     if group == 2:
-        return (router_namespace_part, router_legs_part)[kind](facts, name, host)
+        return router_legs_part(facts, name, host) if kind == 1 else next(router_namespace_parts(facts, name, [host]))[1]
     return endpoint_part(facts, name)
 
 
@@ -416,18 +439,17 @@ def build_part(facts: Facts, host: str, key: PartKey) -> Part:
 
 def assemble(host: str, parts: Iterable[Part], own: Namespace | None = None) -> HostGraph:
     """The host's graph: its namespace (``own``, else built from the parts' contributions), then
-    the parts' namespaces and devices in part order."""
+    the parts' namespaces and devices in part order, a chunk per part."""
     parts = tuple(parts)
-    namespaces = tuple(chain.from_iterable(map(NAMESPACES, parts)))
-    names = set(map(NAME, namespaces))
-    if len(names) != len(namespaces) or host in names:
-        raise clash(host, namespaces)
+    names = [ns.name for part in parts for ns in part.namespaces]
+    if len(set(names)) != len(names) or host in names:
+        raise clash(host, tuple(chain.from_iterable(map(NAMESPACES, parts))))
     if own is None:
         own = host_namespace(host, [part for part in parts if part.shares])
-    return HostGraph(host=host, namespaces=(own, *namespaces), devices=tuple(chain.from_iterable(map(DEVICES, parts))))
+    return HostGraph(host=host, namespaces=Chunks(((own,), *map(NAMESPACES, parts))), devices=Chunks(map(DEVICES, parts)))
 
 
-NAMESPACES, DEVICES, NAME = attrgetter("namespaces"), attrgetter("devices"), attrgetter("name")
+NAMESPACES, DEVICES = attrgetter("namespaces"), attrgetter("devices")
 
 
 def host_namespace(host: str, parts: list[Part]) -> Namespace:
