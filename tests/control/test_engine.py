@@ -231,6 +231,16 @@ def test_removing_a_host_drops_its_graph():
     assert engine.update(load(data)) == {} and "h2" not in engine.graphs
 
 
+@pytest.mark.parametrize("encap", ["vxlan", "none"])
+def test_a_network_on_no_host_comes_and_goes_without_changing_a_graph(encap):
+    data = base()
+    engine = Engine(load(data))
+    data["networks"].append({"name": "unused", "tenant": "t0", "subnet": "10.9.0.0/24", "encap": encap})
+    assert engine.update(load(data)) == {}
+    data["networks"].pop()
+    assert engine.update(load(data)) == {} and engine.graphs == {g.host: g for g in compile_network(load(data)).hosts}
+
+
 def test_spec_roundtrip_is_no_change(spec):
     engine = Engine(spec)
     assert engine.update(loads(json.dumps(as_data(spec)), "same.json")) == {}

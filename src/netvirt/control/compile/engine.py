@@ -329,6 +329,8 @@ class Engine:
         rebuilt, parts_of = 0, self.parts
         for key, hosts in sorted(pending.dirty.items()):
             placed = [host for host in sorted(hosts) if key in parts_of.get(host, ())]
+            if not placed:
+                continue  # e.g. a removed network's parts: gone with its hosts' keys, nothing to build
             for host, new in build_parts(f, key, placed):
                 parts = parts_of[host]
                 old = parts[key]
