@@ -64,8 +64,8 @@ def test_pieces_are_blobs_and_shared_objects_are_encoded_once():
     writer = TreeWriter()
     for graph in graphs:
         writer.graph(graph)
-        for piece, blob in zip((*graph.namespaces, *graph.devices), writer.pieces(graph)):
-            assert assemble(blob, writer.blobs).decode() == to_json(piece)
+        for piece, reference in zip((*graph.namespaces, *graph.devices), writer.references(graph)):
+            assert reference[:1] == REF and assemble(reference[1:].decode(), writer.blobs).decode() == to_json(piece)
     routers = {id(ns) for graph in graphs for ns in graph.namespaces if ns.kind is NamespaceKind.ROUTER}
     texts = {to_json(ns) for graph in graphs for ns in graph.namespaces if ns.kind is NamespaceKind.ROUTER}
     assert len(routers) < sum(ns.kind is NamespaceKind.ROUTER for g in graphs for ns in g.namespaces), "the compiler shares them"

@@ -145,11 +145,11 @@ class HostDetail:
 @dataclass(frozen=True, slots=True)
 class _Host:
     """A published host graph: the graph (None when only read back as a pointer), its tree's root,
-    and the blob of each of its pieces (namespaces, then devices)."""
+    and the text of each of its pieces in the tree (namespaces, then devices: ``TreeWriter.references``)."""
 
     graph: HostGraph | None
     root: Blob
-    pieces: tuple[str, ...] = ()
+    pieces: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,9 +229,8 @@ class Controller:
                 after[host] = old if old.graph is graph else _Host(graph, old.root, old.pieces)
                 continue
             if old is not None and old.graph is not None:
-                for piece, blob in zip((*old.graph.namespaces, *old.graph.devices), old.pieces):
-                    writer.reuse(piece, blob)  # unchanged pieces are not encoded again
-            after[host] = _Host(graph, writer.graph(graph), tuple(writer.pieces(graph)))
+                writer.reuse((*old.graph.namespaces, *old.graph.devices), old.pieces)  # unchanged pieces are not encoded again
+            after[host] = _Host(graph, writer.graph(graph), writer.references(graph))
         spec_blob = writer.spec(spec)
         changed = tuple(sorted(h for h, new in after.items() if h not in before or before[h].root != new.root))
         removed = tuple(sorted(before.keys() - graphs.keys()))

@@ -32,9 +32,10 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from itertools import chain
 from typing import Any
 
 from netvirt.control.store import Operation, Put, Store
@@ -207,15 +208,29 @@ class TreeWriter:
     def __init__(self, known: Mapping[int, tuple[object, bytes]] | None = None) -> None:
         self.blobs: dict[str, bytes] = {}
         self._memo: dict[int, tuple[object, bytes]] = {}
+        self._literals: dict[int, tuple[object, bytes]] = {}  # the memo's texts that name no blob
         self._known = known or {}
 
     def literals(self) -> dict[int, tuple[object, bytes]]:
-        """The remembered texts of long lists' items that name no blob, so never go stale."""
-        return {key: value for key, value in self._memo.items() if REF not in value[1]}
+        """The remembered texts of long lists' items and spec items: they name no blob, so never go stale."""
+        return self._literals
 
-    def reuse(self, piece: object, blob: str) -> None:
-        """Take ``blob`` (stored already) as the text of ``piece`` instead of encoding it again."""
-        self._memo[id(piece)] = (piece, REF + blob.encode())
+    def reuse(self, pieces: Sequence[object], references: Sequence[bytes]) -> None:
+        """Take each of ``references`` (``references(graph)`` of a graph written before, its blobs
+        stored) as the text of the piece at its position instead of encoding the piece again."""
+        self._memo.update(zip(map(id, pieces), zip(pieces, references)))
+
+    def references(self, graph: Any) -> tuple[bytes, ...]:
+        """The texts of ``graph``'s pieces (its namespaces, then its devices: each REF and its blob
+        id), once ``graph`` was written."""
+        memo = self._memo
+        return tuple(memo[id(piece)][1] for piece in chain(graph.namespaces, graph.devices))
+
+    def _remember(self, remembered: tuple[object, bytes]) -> None:
+        """Remember (value, text) of a shared value: a piece's reference, a list item's or a spec item's text."""
+        self._memo[id(remembered[0])] = remembered
+        if REF not in remembered[1]:
+            self._literals[id(remembered[0])] = remembered
 
     def graph(self, obj: object) -> Blob:
         """The root blob of the tree of ``to_json(obj)``."""
@@ -234,12 +249,9 @@ class TreeWriter:
         remembered = self._memo.get(id(item)) or self._known.get(id(item))
         if remembered is None:
             remembered = (item, _Text(json.dumps(item_data(item), sort_keys=True).encode()))  # type: ignore[arg-type]
-        self._memo[id(item)] = remembered
+        self._remember(remembered)
         return remembered[1]  # type: ignore[return-value]
 
-    def pieces(self, graph: Any) -> list[str]:
-        """The blob ids of ``graph``'s pieces (its namespaces, then its devices), once ``graph`` was written."""
-        return [self._memo[id(piece)][1][1:].decode() for piece in (*graph.namespaces, *graph.devices)]
 
     def _root(self, text: bytes) -> Blob:
         blob = Blob.of(text)
@@ -258,7 +270,7 @@ class TreeWriter:
         if remembered is not None:
             return remembered[1]
         if shared and (remembered := self._known.get(id(value))) is not None:
-            self._memo[id(value)] = remembered
+            self._remember(remembered)
             return remembered[1]
         if isinstance(value, SEQUENCES):
             long = len(value) > SPLIT
@@ -277,7 +289,7 @@ class TreeWriter:
         else:
             text = json.dumps(to_data(value)).encode()
         if shared:
-            self._memo[id(value)] = (value, text)
+            self._remember((value, text))
         return text
 
     def _member(self, item: Any) -> bytes:
