@@ -252,7 +252,6 @@ class TreeWriter:
         self._remember(remembered)
         return remembered[1]  # type: ignore[return-value]
 
-
     def _root(self, text: bytes) -> Blob:
         blob = Blob.of(text)
         self.blobs[blob.id] = text
