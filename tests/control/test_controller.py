@@ -10,6 +10,7 @@ from control_helpers import eventually
 from etcd_server import etcd  # noqa: F401 - fixture
 
 from netvirt.control.compile import compile_host, compile_network
+from netvirt.control import controller as controller_module
 from netvirt.control.controller import Controller, StaleSpec, run_embedded
 from netvirt.control.state import BLOBS, DESIRED, SPEC_KEY, Blob, children, desired_key, host_of, read_tree
 from netvirt.control.store import Store, open_store
@@ -281,6 +282,24 @@ def test_embedded_path_converges_and_reports():
         embedded.teardown()
         assert all(embedded.backend(h).realized() == HostGraph(host=h) for h in ("h1", "h2", "h3"))
         assert [s.summary for s in embedded.controller.hosts()] == ["idle"] * 3
+
+
+def test_host_detail_reads_again_when_the_graph_it_reads_is_replaced(tmp_path: Path, monkeypatch):
+    with open_store(f"sqlite://{tmp_path / 's.db'}") as store:
+        controller = Controller(store)
+        controller.apply(loads(SPEC))
+        newer = loads(edited("tcp/80", "tcp/81"))
+        reading = controller_module.read_tree
+
+        def replaced_meanwhile(*args, **kwargs):
+            monkeypatch.setattr(controller_module, "read_tree", reading)
+            controller.apply(newer)  # publishes h1's new graph and sweeps the blobs being read
+            return reading(*args, **kwargs)
+
+        monkeypatch.setattr(controller_module, "read_tree", replaced_meanwhile)
+        detail = controller.host("h1")
+        assert detail.desired == compile_host(newer, "h1") != compile_host(loads(SPEC), "h1")
+        assert detail.state.desired_revision == store.get(desired_key("h1")).mod_revision
 
 
 def test_host_detail_shows_what_is_not_realized_yet(tmp_path: Path):

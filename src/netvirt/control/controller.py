@@ -335,8 +335,8 @@ class Controller:
 
     def host(self, name: str) -> HostDetail | None:
         """One host's detail, or None if the store knows nothing about it."""
-        desired = self.store.get(desired_key(name))
-        realized = self.store.get(realized_key(name))
+        desired, want = _read_graph(self.store, desired_key(name))
+        realized, have = _read_graph(self.store, realized_key(name), realized_blobs(name))
         status = self.store.get(status_key(name))
         heartbeat = self.store.get(heartbeat_key(name))
         if desired is None and realized is None and status is None:
@@ -347,7 +347,6 @@ class Controller:
             AgentStatus.from_json(status.value) if status else None,
             Heartbeat.from_json(heartbeat.value) if heartbeat else None,
         )
-        want, have = _graph(self.store, desired), _graph(self.store, realized, realized_blobs(name))
         changes = diff(have or HostGraph(host=name), want or HostGraph(host=name)).changes
         return HostDetail(state, want, have, tuple(f"{c.op} {c.kind} {c.key}" for c in changes))
 
@@ -364,11 +363,21 @@ class Controller:
             time.sleep(poll)
 
 
-def _graph(store: Store, pointer: Entry | None, space: str = BLOBS) -> HostGraph | None:
-    """The graph a pointer names, or None (no pointer, or its tree is gone)."""
-    blob = _pointed(pointer.value) if pointer else None
-    data = read_tree(store, blob, space) if blob else None
-    return from_json(HostGraph, data) if data else None
+def _read_graph(store: Store, key: str, space: str = BLOBS) -> tuple[Entry | None, HostGraph | None]:
+    """The pointer at ``key`` and the graph it names (None: no pointer, or its tree is gone or
+    damaged). A tree swept while it was read — a newer version replaced it (the controller's
+    publish, an agent's report) — is read again from the newer pointer."""
+    pointer = store.get(key)
+    while pointer is not None:
+        blob = _pointed(pointer.value)
+        data = read_tree(store, blob, space) if blob else None
+        if data is not None:
+            return pointer, from_json(HostGraph, data)
+        again = store.get(key)
+        if again is None or again.mod_revision == pointer.mod_revision:
+            return again, None
+        pointer = again
+    return None, None
 
 
 def _pointed(value: bytes) -> Blob | None:
