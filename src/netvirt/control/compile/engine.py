@@ -511,8 +511,8 @@ class Engine:
 
     def _graphs(self, pending: Pending) -> dict[str, HostGraph]:
         """Handler: parts. Reassemble the hosts with a changed part — by swapping the changed
-        parts' chunks into the old graph when the host kept its parts and their namespaces' names,
-        else from all parts (the host namespace only when what the parts add to it changed). A
+        parts' chunks into the old graph when the host kept its parts and their namespaces, else
+        from all parts (the host namespace only when what the parts add to it changed). A
         host whose only change is in that namespace is reported when the namespace really differs."""
         changed = {}
         for host in sorted((pending.structural | pending.contributions) & self.keys.keys()):
@@ -532,7 +532,7 @@ class Engine:
 
     def _splice(self, host: str, old: HostGraph, replaced: list[tuple[PartKey, Part]]) -> HostGraph | None:
         """``old`` with each replaced part's chunks swapped for the new part's: O(parts), sharing
-        every other chunk. None when a part's namespaces changed names (``assemble`` checks them)."""
+        every other chunk. None when a part gained or lost a namespace (``assemble`` checks names)."""
         index = self.chunk_of.get(host)
         if index is None:
             index = self.chunk_of[host] = {key: at for at, key in enumerate(self.keys[host])}
@@ -540,8 +540,8 @@ class Engine:
         parts = self.parts[host]
         for key, before in replaced:
             after = parts[key]
-            if after.namespaces is not before.namespaces and [n.name for n in after.namespaces] != [n.name for n in before.namespaces]:
-                return None
+            if len(after.namespaces) != len(before.namespaces):
+                return None  # a part's namespaces are named by its key (router, endpoint): only their number changes
             at = index[key]
             namespaces[at + 1] = after.namespaces  # chunk 0 is the host namespace
             devices[at] = after.devices
