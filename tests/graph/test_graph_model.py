@@ -140,6 +140,7 @@ def test_chunks_are_the_tuple_of_their_items():
     assert [fresh[at] for at in range(4)] == [chunks[at] for at in range(4)] == list(items)
     assert (len(chunks), list(chunks), chunks[-1], chunks[1:3]) == (4, list(items), "d", ("b", "c"))
     assert "c" in chunks and "e" not in chunks and chunks.index("d") == 3 and bool(Chunks([(), ()])) is False
+    assert chunks.count("b") == 1 and list(reversed(chunks)) == list(reversed(items))
     assert chunks + ("e",) == items + ("e",) and ("z",) + chunks == ("z", *items)
     with pytest.raises(IndexError):
         Chunks([("a",)])[1]

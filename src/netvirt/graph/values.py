@@ -7,6 +7,7 @@ Contract: graph objects hold ``ipaddress`` values (never strings) and canonical 
 
 import dataclasses
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache
 from itertools import chain
@@ -102,8 +103,8 @@ class Chunks(Sequence[Item]):
     tuple of all their items, in order. A host graph compiled from parts keeps each part's
     namespaces and devices as one chunk, so the graph that replaces a part shares every other
     chunk with the graph before it: a port change rebuilds a host's graph in O(parts), not
-    O(devices). Iteration walks the chunks; indexing a slice or hashing makes (and keeps) the
-    flat tuple once."""
+    O(devices). Iteration, ``len`` and ``count`` walk the chunks; slicing, negative indexes,
+    ``index``, ``reversed`` and hashing make (and keep) the flat tuple once."""
 
     __slots__ = ("chunks", "_flat", "_length")
 
@@ -134,6 +135,15 @@ class Chunks(Sequence[Item]):
                 index -= len(chunk)
             raise IndexError("Chunks index out of range")
         return self.flat()[index]
+
+    def __reversed__(self) -> Iterator[Item]:
+        return reversed(self.flat())
+
+    def index(self, value: object, start: int = 0, stop: int = sys.maxsize) -> int:
+        return self.flat().index(value, start, stop)
+
+    def count(self, value: object) -> int:
+        return sum(chunk.count(value) for chunk in self.chunks)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Chunks):
