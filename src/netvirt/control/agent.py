@@ -37,6 +37,7 @@ from netvirt.control.state import (
     realized_blobs,
     realized_key,
     status_key,
+    stored_blobs,
     write_blobs,
 )
 from netvirt.control.store import Delete, EventType, Put, Store, StoreError, Watch
@@ -104,7 +105,7 @@ class Agent:
         self.identity = f"{os.getpid()}@{socket.gethostname()}"
         self.status: AgentStatus | None = None  # the last report written
         self._realized_written: Blob | None = None  # the root of the realized tree last written
-        self._realized_blobs: dict[str, int] | None = None  # blobs in our realized space: chunks stored
+        self._realized_blobs: dict[str, list[str]] | None = None  # blobs in our realized space -> their chunk keys
         self._desired_blobs: dict[str, bytes] = {}  # the blobs of the desired tree last read
         self._good_revision = 0  # desired revision the data plane realizes
         self._watch: Watch | None = None
@@ -262,26 +263,22 @@ class Agent:
                 log.warning("agent %s: revision %d failed: %s", self.host, desired_revision, "; ".join(errors))
         return status
 
-
     def _store_realized(self, blobs: dict[str, bytes]) -> None:
         """Write the blobs of a realized tree that our space does not hold yet."""
         space = realized_blobs(self.host)
         if self._realized_blobs is None:
-            self._realized_blobs = {}
-            for entry in self.store.list(space, keys_only=True).entries:
-                blob = entry.key.removeprefix(space).split("/")[0]
-                self._realized_blobs[blob] = self._realized_blobs.get(blob, 0) + 1
+            self._realized_blobs = stored_blobs(self.store, space)
         new = [(Blob(blob, len(value)), value) for blob, value in blobs.items()]
-        new = [(blob, value) for blob, value in new if self._realized_blobs.get(blob.id) != len(blob.keys())]
+        new = [(blob, value) for blob, value in new if len(self._realized_blobs.get(blob.id, ())) != len(blob.keys())]
         write_blobs(self.store, new, space)
-        self._realized_blobs.update((blob.id, len(blob.keys())) for blob, _ in new)
+        self._realized_blobs.update((blob.id, blob.keys(space)) for blob, _ in new)
 
     def _sweep_realized(self, used: Iterable[str]) -> None:
         """Delete the blobs of our space that the realized tree just written does not use."""
         assert self._realized_blobs is not None
-        space, keep = realized_blobs(self.host), set(used)
+        keep = set(used)
         unused = [blob for blob in self._realized_blobs if blob not in keep]
-        keys = [f"{space}{blob}/{n:06d}" for blob in unused for n in range(self._realized_blobs[blob])]
+        keys = [key for blob in unused for key in self._realized_blobs[blob]]
         for at in range(0, len(keys), BATCH_OPERATIONS):
             self.store.txn([Delete(key) for key in keys[at : at + BATCH_OPERATIONS]])
         for blob in unused:

@@ -52,6 +52,7 @@ from netvirt.control.state import (
     realized_blobs,
     realized_key,
     status_key,
+    stored_blobs,
     write_blobs,
 )
 from netvirt.control.store import Compare, Conflict, Delete, Entry, Operation, Put, Store, StoreError, open_store
@@ -184,9 +185,9 @@ class Controller:
                 try:
                     return self._publish(spec, expected_revision)
                 except Conflict:
-                    if expected_revision is not None and self._spec_revision() != expected_revision:
-                        raise StaleSpec(expected_revision, self._spec_revision()) from None
-            raise StaleSpec(expected_revision or 0, self._spec_revision())
+                    if expected_revision is not None and self._revision(SPEC_KEY) != expected_revision:
+                        raise StaleSpec(expected_revision, self._revision(SPEC_KEY)) from None
+            raise StaleSpec(expected_revision or 0, self._revision(SPEC_KEY))
 
     def apply_text(self, text: str, filename: str, expected_revision: int | None = None) -> ApplyResult:
         """Validate spec text exactly as ``netvirt validate`` does (``SpecError``), then ``apply``."""
@@ -210,9 +211,8 @@ class Controller:
             touched = set(self._engine.update(spec))  # incremental: only the hosts that changed
             incremental = True
         else:  # what the store holds: every blob's chunks, the pointers; compile everything
-            entry = self.store.get(SWEEP_KEY)
-            sweep = entry.mod_revision if entry else 0
-            stored = self._stored_blobs()
+            sweep = self._revision(SWEEP_KEY)
+            stored = stored_blobs(self.store)
             pointers = {host_of(e.key): _pointed(e.value) for e in self.store.list(DESIRED).entries}
             before = {host: _Host(None, blob) for host, blob in pointers.items() if blob is not None}
             spec_entry = self.store.get(SPEC_KEY)
@@ -263,13 +263,6 @@ class Controller:
         self._published = _Published(published, self._sweep(published, sweep, unused), spec_blob, after, live)
         return ApplyResult(published, changed, removed, unchanged, incremental)
 
-    def _stored_blobs(self) -> dict[str, list[str]]:
-        """Every blob in the store and the keys of its chunks."""
-        chunks: dict[str, list[str]] = {}
-        for entry in self.store.list(BLOBS, keys_only=True).entries:
-            chunks.setdefault(entry.key.removeprefix(BLOBS).split("/")[0], []).append(entry.key)
-        return chunks
-
     def _sweep(self, spec_revision: int, sweep: int, keys: list[str]) -> int:
         """Delete the blob chunk ``keys``, each transaction guarded by the spec key's revision
         ``spec_revision`` (a newer version may use them again) and the sweep key's revision
@@ -301,7 +294,7 @@ class Controller:
     def delete(self, expected_revision: int | None = None) -> ApplyResult:
         """Remove the spec and every desired graph in one transaction (agents then tear down)."""
         with self._lock:
-            revision = self._spec_revision()
+            revision = self._revision(SPEC_KEY)
             if expected_revision is not None and expected_revision != revision:
                 raise StaleSpec(expected_revision, revision)
             hosts = tuple(sorted(host_of(e.key) for e in self.store.list(DESIRED, keys_only=True).entries))
@@ -311,14 +304,14 @@ class Controller:
             try:
                 published = self.store.txn(operations, [Compare(SPEC_KEY, revision)])
             except Conflict:
-                raise StaleSpec(revision, self._spec_revision()) from None
+                raise StaleSpec(revision, self._revision(SPEC_KEY)) from None
             self._published, self._engine = None, None
-            entry = self.store.get(SWEEP_KEY)
-            self._sweep(0, entry.mod_revision if entry else 0, [key for keys in self._stored_blobs().values() for key in keys])
+            self._sweep(0, self._revision(SWEEP_KEY), [key for keys in stored_blobs(self.store).values() for key in keys])
             return ApplyResult(published, (), hosts, ())
 
-    def _spec_revision(self) -> int:
-        entry = self.store.get(SPEC_KEY)
+    def _revision(self, key: str) -> int:
+        """The ``mod_revision`` of ``key`` (0: absent)."""
+        entry = self.store.get(key)
         return entry.mod_revision if entry else 0
 
     # --- the hosts --------------------------------------------------------------------------------

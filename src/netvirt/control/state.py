@@ -190,6 +190,14 @@ def write_blobs(store: Store, blobs: Iterable[tuple[Blob, bytes]], space: str = 
         store.txn(batch)
 
 
+def stored_blobs(store: Store, space: str = BLOBS) -> dict[str, list[str]]:
+    """Every blob stored in ``space`` and the keys of its chunks (keys only are read)."""
+    chunks: dict[str, list[str]] = {}
+    for entry in store.list(space, keys_only=True).entries:
+        chunks.setdefault(entry.key.removeprefix(space).split("/")[0], []).append(entry.key)
+    return chunks
+
+
 PIECES = (Namespace, Device)
 """Graph objects stored as blobs of their own."""
 SEQUENCES = (tuple, Chunks)
