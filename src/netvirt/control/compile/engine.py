@@ -359,8 +359,6 @@ class Engine:
         what they add to the host namespace) or SAME. The last pair compared is remembered: the
         parts of one key are rebuilt host after host, and a pair shared by all of them (a
         router's namespace) is compared once."""
-        if old is new:
-            return SAME
         last = self._last_compared
         if last[0] is old and last[1] is new:
             return last[2]
