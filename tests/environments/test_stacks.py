@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from netvirt.dataplane.sim import Action, Disposition
-from netvirt.environments import EnvironmentError, build
+from netvirt.environments import StackError, build
 from netvirt.graph import DeviceKind, validate
 from netvirt.management.spec import load, loads
 from netvirt.trace import Flow, Tracer
@@ -202,7 +202,7 @@ def test_xdp_on_the_node_shows_up_in_the_walk():
 def test_impossible_stacks_say_why():
     dpdk_in_pod = loads(stack_spec("{layer: host, os: linux}", "{layer: kubernetes}", "{layer: pod}",
                                    "{layer: app, io: dpdk}"))
-    with pytest.raises(EnvironmentError, match="app io dpdk needs a NIC it can bind.*Use io: af_xdp"):
+    with pytest.raises(StackError, match="app io dpdk needs a NIC it can bind.*Use io: af_xdp"):
         build(dpdk_in_pod, dpdk_in_pod.stacks[0])
     macvlan_in_vm_nat = loads(stack_spec("{layer: host, os: linux}", "{layer: kubernetes}",
                                          "{layer: container, network: macvlan}", "{layer: app}"))

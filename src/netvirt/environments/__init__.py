@@ -3,11 +3,11 @@ KVM/virtio, SR-IOV, containers, Kubernetes CNIs, DPDK, AF_XDP, XDP) -> device gr
 
 Contract: ``build(spec, stack) -> StackGraph``: a pure function of the spec; the graph carries
 every device's mode, system level and technique and the walkthrough ``Stage``s that group trace
-hops into the rows of the notes' tables. ``EnvironmentError`` explains a stack that cannot be
+hops into the rows of the notes' tables. ``StackError`` explains a stack that cannot be
 built (layer, reason, fix).
 """
 
-from netvirt.environments.builder import EnvironmentError
+from netvirt.environments.builder import StackError
 from netvirt.environments.stacks import StackGraph, build
 
-__all__ = ["EnvironmentError", "StackGraph", "build"]
+__all__ = ["StackError", "StackGraph", "build"]

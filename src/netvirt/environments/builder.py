@@ -3,7 +3,7 @@
 Contract: collects graph objects in the order they are added (graphs are deterministic), hands
 out MAC addresses from one counter (locally administered ``02:4e:56:00:00:NN`` — "NV"), and
 builds the ``HostGraph`` plus the outside world's segment. Names are checked by the graph
-constructors; ``finish`` validates the result and raises ``EnvironmentError`` listing problems.
+constructors; ``finish`` validates the result and raises ``StackError`` listing problems.
 """
 
 from dataclasses import dataclass, field
@@ -31,7 +31,7 @@ from netvirt.graph import (
 )
 
 
-class EnvironmentError(ValueError):
+class StackError(ValueError):
     """A stack that cannot be built: says which layer and why, and how to fix it."""
 
 
@@ -117,7 +117,7 @@ class GraphBuilder:
                                                                  mtu=self.segment_mtu),))
         problems = validate(network)
         if problems:
-            raise EnvironmentError("the environment graph is inconsistent (a netvirt bug): "
+            raise StackError("the environment graph is inconsistent (a netvirt bug): "
                                    + "; ".join(str(p) for p in problems))
         return network
 

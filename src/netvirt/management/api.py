@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from netvirt.control.compile import CompileError, compile_network
 from netvirt.control.controller import ApplyResult, Controller, HostState, StaleSpec
 from netvirt.control.store import StoreError
-from netvirt.environments import EnvironmentError
+from netvirt.environments import StackError
 from netvirt.graph import to_json
 from netvirt.management.cli.trace import BadInput, plan_trace, reach_probes
 from netvirt.management.spec import Spec, SpecError, as_data
@@ -130,7 +130,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
             tracer, flow, skip = plan_trace(
                 spec, query.source, query.to, query.proto, query.dport, query.sport, query.stack, query.size
             )
-        except (BadInput, EnvironmentError, CompileError) as error:
+        except (BadInput, StackError, CompileError) as error:
             raise HTTPException(422, str(error)) from None
         result: dict[str, Any] = json.loads(render.json_text(tracer.trace(flow, skip=skip)))
         return result

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from netvirt.control.compile import CompileError, compile_network
-from netvirt.environments import EnvironmentError, build
+from netvirt.environments import StackError, build
 from netvirt.management.cli.choices import TableOrJson
 from netvirt.management.cli.spec import load_or_exit
 from netvirt.management.spec import Spec
@@ -80,7 +80,7 @@ def trace(
     try:
         tracer, flow, skip = plan_trace(spec, source, target, None if proto is None else proto.value, dport, sport,
                                         stack, size)
-    except (BadInput, EnvironmentError, CompileError) as error:
+    except (BadInput, StackError, CompileError) as error:
         _fail(str(error))
     result = tracer.trace(flow, skip=skip)
     if format is Format.pcap:
