@@ -12,7 +12,9 @@ from test_sim_tunnels import overlay  # noqa: E402
 
 from netvirt.dataplane.sim import Disposition  # noqa: E402
 from netvirt.graph import (  # noqa: E402
+    Accept,
     Chain,
+    CtState,
     DeviceKind,
     Dnat,
     Match,
@@ -24,6 +26,7 @@ from netvirt.graph import (  # noqa: E402
     Route,
     Rule,
     Tunnel,
+    Verdict,
     Veth,
 )
 from netvirt.management.cli.trace import plan_trace  # noqa: E402
@@ -123,13 +126,19 @@ def test_hairpin_service_back_to_the_client():
     assert "back to itself" in only(trace, "hairpin").message
 
 
-def asymmetric(return_forwarding=True):
+def asymmetric(return_forwarding=True, firewall=True):
+    """a -> r1 -> b, b -> r2 -> a; with ``firewall`` r1 is a conntrack firewall (new tcp/80 and
+    established pass, the rest is dropped)."""
+    stateful = (Chain(hook=NetfilterHook.FORWARD, policy=Verdict.DROP, rules=(
+        Rule(match=Match(ct_states=frozenset({CtState.ESTABLISHED})), action=Accept()),
+        Rule(match=Match(proto=Proto.TCP, dst_ports=PortRange.single(80)), action=Accept()))),)
     lab = Lab()
     lab.ns("host")
     lab.bridge(address=None)
     lab.bridge(name="br1", address=None)
     for router, left, right in (("r1", "10.0.0.11/24", "10.1.0.11/24"), ("r2", "10.0.0.12/24", "10.1.0.12/24")):
-        lab.ns(router, NamespaceKind.ROUTER, ip_forward=return_forwarding or router == "r1")
+        lab.ns(router, NamespaceKind.ROUTER, ip_forward=return_forwarding or router == "r1",
+               filter=stateful if firewall and router == "r1" else ())
         for bridge, leg, address in (("br0", "l", left), ("br1", "r", right)):
             lab.add(DeviceKind.VETH, f"{router}-{leg}", "host", config=Veth(leg, router), master=bridge)
             lab.add(DeviceKind.VETH, leg, router, config=Veth(f"{router}-{leg}", "host"), addresses=[address])
@@ -143,6 +152,13 @@ def test_asymmetric_return_path():
     assert trace.disposition is Disposition.DELIVERED
     anomaly = only(trace, "asymmetric_return")
     assert "h1:r1" in anomaly.message and "h1:r2" in anomaly.message
+
+
+def test_asymmetric_stateless_routers_are_fine():
+    """Two stateless routers, one per direction (a distributed router's return path): no anomaly."""
+    trace = Tracer(asymmetric(firewall=False)).trace(Flow("h1", "a", A, ip_address("10.1.0.2"), "tcp", 40000, 80))
+    assert trace.disposition is Disposition.DELIVERED
+    assert "asymmetric_return" not in kinds(trace)
 
 
 def test_return_dropped():
@@ -192,3 +208,19 @@ def test_isolated_network():
     trace = tracer.trace(flow, skip=skip)
     assert trace.hops  # the outside world stays in the trace when nothing else happens
     assert {"isolated_network", "no_route"} <= kinds(trace)
+
+
+@pytest.mark.parametrize(("source", "target"), [("a", "b"), ("c", "b"), ("b", "a"), ("d", "a")])
+def test_distributed_router_answers_route_on_the_replying_host(source, target):
+    """The kernel's bridge pins the gateway MAC to the local router leg (sticky static FDB), so an
+    answer is routed by the copy on the replying host, never on a third host: no anomaly."""
+    spec = load(ROOT / "examples/distributed-router.yaml")
+    tracer, flow, skip = plan_trace(spec, source, target, None, None, 40000, None)
+    trace = tracer.trace(flow, skip=skip)
+    walk, answer = tracer.cache.exchange(flow.host, flow.namespace, flow.packet())
+    assert trace.disposition is Disposition.DELIVERED and answer.disposition is Disposition.DELIVERED
+    replier = spec.endpoint(target).host
+    routers = {e.host for e in answer.events if e.namespace == "r"}
+    assert routers == {replier}
+    assert {e.host for e in answer.events} == {replier, spec.endpoint(source).host}
+    assert "asymmetric_return" not in kinds(trace)

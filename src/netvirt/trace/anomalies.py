@@ -28,7 +28,7 @@ def check(trace: Trace, walk: Walk, answer: Walk | None, topology: Topology) -> 
     hops = [hop for hop in trace.hops if not hop.reply]
     for rule in (_drops, _mtu, _encapsulation, _nat, _bypass, _environment):
         found.extend(rule(hops, topology))
-    found.extend(_return_path(trace, walk, answer))
+    found.extend(_return_path(trace, walk, answer, topology))
     seen = set()
     unique = []
     for anomaly in sorted(found, key=lambda a: a.step):
@@ -224,7 +224,7 @@ def _environment(hops: list[Hop], topology: Topology):
                               "since 0.24 for VXLAN), or use a CNI backend without UDP encapsulation (host-gw)")
 
 
-def _return_path(trace: Trace, walk: Walk, answer: Walk | None):
+def _return_path(trace: Trace, walk: Walk, answer: Walk | None, topology: Topology):
     if answer is None:
         return
     forward = [(e.host, e.namespace) for e in walk.events if e.device is not None and not e.reply]
@@ -237,11 +237,30 @@ def _return_path(trace: Trace, walk: Walk, answer: Walk | None):
         return
     only_forward = [place for place in dict.fromkeys(forward) if place not in backward]
     only_backward = [place for place in dict.fromkeys(backward) if place not in forward]
-    if only_forward or only_backward:
+    events = walk.events + answer.events
+    stateful = [place for place in only_forward + only_backward if _stateful(topology, place, events)]
+    if stateful:
         text = "; ".join(filter(None, [
             "the request crosses " + ", ".join(f"{h}:{n}" for h, n in only_forward) if only_forward else "",
             "the answer crosses " + ", ".join(f"{h}:{n}" for h, n in only_backward) if only_backward else "",
         ]))
-        yield Anomaly("asymmetric_return", last, f"the answer takes another path than the request: {text}",
+        names = ", ".join(f"{h}:{n}" for h, n in stateful)
+        yield Anomaly("asymmetric_return", last,
+                      f"the answer takes another path than the request: {text}; {names} keeps connection state "
+                      "(NAT or a conntrack filter) and sees one direction only",
                       "stateful devices (NAT, conntrack firewalls) on only one path break connections; make both "
                       "directions route through the same hops")
+
+
+def _stateful(topology: Topology, place: tuple[str, str], events) -> bool:
+    """Whether the namespace keeps connection state that matters to this flow: it translated one of
+    its packets (NAT: the other direction must be translated back there), or it filtered one with
+    rules that match a conntrack state. A stateless router copy on one path only (a distributed
+    router's return path, a router whose masquerade is for other traffic) is fine."""
+    host, name = place
+    here = [e for e in events if e.host == host and e.namespace == name]
+    if any(e.action is Action.NAT for e in here):
+        return True
+    filtered = any(e.action in (Action.FILTER_ALLOW, Action.FILTER_DROP, Action.FILTER_REJECT) for e in here)
+    namespace = topology.spaces[place].namespace
+    return filtered and any(rule.match.ct_states for chain in namespace.filter for rule in chain.rules)

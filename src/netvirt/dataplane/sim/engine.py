@@ -304,14 +304,18 @@ class Simulator:
         return self.port_out(run, switch, port, frame)
 
     def _lookup(self, switch: Place, mac: bytes) -> Place | None:
+        """The port behind ``mac``: a static FDB entry first (netvirt's are sticky, as the kernel's
+        ``bridge fdb add ... sticky``: learning never moves them — an anycast gateway MAC heard
+        through a tunnel from a remote router copy stays on the local router leg), then what the
+        switch learned, then (hypervisor switches, NICs) the MAC of a port."""
         topology = self.topology
-        learned = self.learned.get(switch)
-        if learned and mac in learned:
-            return learned[mac]
         dev = topology.devices[switch]
         for entry in getattr(dev.config, "fdb", ()):
             if entry.device is not None and bytes.fromhex(entry.mac.replace(":", "")) == mac:
                 return (switch[0], switch[1], entry.device)
+        learned = self.learned.get(switch)
+        if learned and mac in learned:
+            return learned[mac]
         if dev.kind is not DeviceKind.BRIDGE:  # hypervisors and NICs know the MACs of their ports
             for port in self.ports(switch):
                 if topology.port_mac(port) == mac:
