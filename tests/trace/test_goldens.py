@@ -39,6 +39,11 @@ CASES = {
     "quickstart-policy-drop": ("examples/quickstart.yaml", "client-1", "db-1", None, None, 0),
     "quickstart-mtu-drop": ("examples/quickstart.yaml", "web-1", "web-2", None, None, 1500),
     "quickstart-tenant-isolation": ("examples/quickstart.yaml", "globex-1", "web-2", None, None, 0),
+    # reply paths across a distributed router (each answer routed on the replying host)
+    "distributed-router-a-b": ("examples/distributed-router.yaml", "a", "b", None, None, 0),
+    "distributed-router-c-b-udp": ("examples/distributed-router.yaml", "c", "b", "udp", 53, 0),
+    "distributed-router-d-a": ("examples/distributed-router.yaml", "d", "a", None, None, 0),
+    "distributed-router-b-c-icmp": ("examples/distributed-router.yaml", "b", "c", "icmp", None, 0),
 }
 
 
@@ -86,3 +91,20 @@ def test_goldens_say_what_the_cases_are_about():
     assert any(layer["layer"] == "geneve" for hop in geneve["hops"] for layer in hop["packet"]["layers"])
     cross = json.loads((GOLDENS / "quickstart-cross-host-vxlan.json").read_text())
     assert [hop["action"] for hop in cross["hops"]].count("encap") == 1
+
+
+def test_distributed_router_goldens_answer_on_the_replying_host():
+    """Each answer is routed by the router copy on the replying host and crosses only the two
+    hosts of the flow; its steps group its hops like the request's."""
+    for case, replier, sender in (("distributed-router-a-b", "h2", "h1"), ("distributed-router-c-b-udp", "h2", "h3"),
+                                  ("distributed-router-d-a", "h1", "h3"), ("distributed-router-b-c-icmp", "h3", "h2")):
+        golden = json.loads((GOLDENS / f"{case}.json").read_text())
+        answer = golden["answer"]
+        assert golden["disposition"] == answer["disposition"] == "delivered", case
+        assert {hop["namespace"] for hop in answer["hops"] if hop["namespace"].endswith(":r")} == {f"{replier}:r"}
+        assert {hop["namespace"].split(":")[0] for hop in answer["hops"]} == {replier, sender}, case
+        assert "asymmetric_return" not in {anomaly["kind"] for anomaly in golden["anomalies"]}, case
+        for walk in (golden, answer):
+            grouped = [index for step in walk["steps"] for index in step["hops"]]
+            assert grouped == list(range(len(walk["hops"]))), case
+            assert all(walk["hops"][i]["step"] == step["step"] for step in walk["steps"] for i in step["hops"])

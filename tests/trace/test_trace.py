@@ -22,6 +22,7 @@ from netvirt.wire import dissect, to_json  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = load(ROOT / "examples" / "quickstart.yaml")
 ANOMALY_1 = load(ROOT / "examples" / "seed" / "anomaly-1-virtualbox-k8s.yaml")
+STEP_KEYS = ["step", "name", "mode", "level", "technique", "hops"]
 HOP_KEYS = ["step", "mode", "level", "technique", "device", "namespace", "action", "packet", "mtu", "overhead"]
 
 
@@ -33,9 +34,18 @@ def traced(spec, source=None, target=None, **options):
 
 def test_json_has_exactly_the_documented_shape():
     data = json.loads(render.json_text(traced(QUICKSTART, "web-1", "web-2")))
-    assert list(data) == ["disposition", "reason", "hops", "anomalies"]
+    assert list(data) == ["disposition", "reason", "hops", "steps", "anomalies", "answer"]
     assert data["disposition"] == "delivered"
-    for hop in data["hops"]:
+    assert list(data["answer"]) == ["disposition", "reason", "hops", "steps"]
+    for walk in (data, data["answer"]):
+        for step in walk["steps"]:
+            assert list(step) == STEP_KEYS
+            assert all(walk["hops"][i]["step"] == step["step"] for i in step["hops"])
+        assert [i for step in walk["steps"] for i in step["hops"]] == list(range(len(walk["hops"])))
+    table = render.table(traced(QUICKSTART, "web-1", "web-2"))
+    for step in data["steps"]:  # the rows a script reads are the rows the table shows
+        assert f"{step['step']}. {step['name']}" in table and step["technique"] in table
+    for hop in data["hops"] + data["answer"]["hops"]:
         assert list(hop) == HOP_KEYS
         assert list(hop["packet"]) == ["summary", "layers", "bytes"]
         assert isinstance(hop["step"], int) and isinstance(hop["mtu"], int) and isinstance(hop["overhead"], int)
@@ -48,6 +58,8 @@ def test_json_has_exactly_the_documented_shape():
     assert steps == sorted(steps) and steps[0] == 1 and set(steps) == set(range(1, steps[-1] + 1))
     anomalies = json.loads(render.json_text(traced(ANOMALY_1)))["anomalies"]
     assert anomalies and all(list(a) == ["kind", "step", "message", "fix"] for a in anomalies)
+    refused = json.loads(render.json_text(traced(QUICKSTART, "client-1", "db-1")))
+    assert refused["answer"] is None  # no answer walk when the request was not delivered
 
 
 def test_rows_group_hops_and_number_them():
@@ -115,7 +127,7 @@ def test_flow_cache_hits_on_repeats_and_gives_the_same_trace():
         assert tracer.trace(flow, skip=skip) is first
     assert tracer.hits == 5 and tracer.hit_ratio == 5 / 6
     assert tracer.trace(flow, skip=skip, anomalies=False).anomalies == ()
-    assert tracer.cache.misses == 2  # the walk without the answer is another flow-cache entry
+    assert tracer.cache.misses == 1  # the same walk and answer (always walked): a flow-cache hit
     other = tracer.trace(dataclasses.replace(flow, src_port=40001), skip=skip)
     assert tracer.misses == 3 and other.disposition is Disposition.DELIVERED
     assert Tracer(tracer.topology.network).trace(flow, skip=skip) == first  # a fresh tracer agrees

@@ -8,7 +8,7 @@ the sending application, each namespace's IP stack, and runs of devices with the
 ``to_json`` is the public JSON interface documented in docs/trace.md.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netvirt.dataplane.sim import Action, Disposition, Event, Walk
 from netvirt.graph import Stage
@@ -107,17 +107,28 @@ class Trace:
     hops: tuple[Hop, ...]
     rows: tuple[Row, ...]
     anomalies: tuple[Anomaly, ...] = field(default=())
+    answer: "Trace | None" = None
+    """The destination's answer (SYN|ACK, UDP reply, echo reply) walked back to the sender, in the
+    state the request left; None when the request was not delivered to a kernel socket."""
 
     def to_json(self) -> dict:
-        return {
-            "disposition": self.disposition.value,
-            "reason": self.reason,
-            "hops": [hop.to_json() for hop in self.hops],
-            "anomalies": [anomaly.to_json() for anomaly in self.anomalies],
-        }
+        data = self._walk_json()
+        data["anomalies"] = [anomaly.to_json() for anomaly in self.anomalies]
+        data["answer"] = self.answer._walk_json() if self.answer is not None else None
+        return data
+
+    def _walk_json(self) -> dict:
+        index = {id(hop): i for i, hop in enumerate(self.hops)}
+        steps = [{"step": row.step, "name": row.name, "mode": row.mode, "level": row.level,
+                  "technique": row.technique, "hops": [index[id(hop)] for hop in row.hops]} for row in self.rows]
+        return {"disposition": self.disposition.value, "reason": self.reason,
+                "hops": [hop.to_json() for hop in self.hops], "steps": steps}
 
     def with_anomalies(self, anomalies) -> "Trace":
-        return Trace(self.disposition, self.reason, self.hops, self.rows, tuple(anomalies))
+        return replace(self, anomalies=tuple(anomalies))
+
+    def with_answer(self, answer: "Trace | None") -> "Trace":
+        return replace(self, answer=answer)
 
     @property
     def path(self) -> str:

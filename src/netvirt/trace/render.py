@@ -35,6 +35,9 @@ def _rows(trace: Trace, detail: bool) -> list[tuple[str, ...]]:
 
 def _footer(trace: Trace) -> list[str]:
     lines = [f"Outcome: {trace.disposition.value} — {trace.reason}", f"Path: {trace.path}"]
+    if trace.answer is not None:
+        lines += [f"Answer: {trace.answer.disposition.value} — {trace.answer.reason}",
+                  f"Answer path: {trace.answer.path}"]
     for anomaly in trace.anomalies:
         lines.append(f"Anomaly [{anomaly.kind}] at step {anomaly.step}: {anomaly.message}")
         lines.append(f"  fix: {anomaly.fix}")

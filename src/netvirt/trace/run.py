@@ -81,8 +81,10 @@ class Tracer:
             return found
         self.misses += 1
         self._warm = False  # the cache starts every walk from fresh state
-        walk, answer = self.cache.exchange(flow.host, flow.namespace, flow.packet(), answer=anomalies)
+        walk, answer = self.cache.exchange(flow.host, flow.namespace, flow.packet())
         trace = build(walk, self.topology.stages, skip=skip)
+        if answer is not None:
+            trace = trace.with_answer(build(answer, self.topology.stages))
         if anomalies:
             trace = trace.with_anomalies(check(trace, walk, answer, self.topology))
         if self.capacity:
