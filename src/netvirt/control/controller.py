@@ -11,6 +11,10 @@ Contract:
 - Applies are serialised (a lock here, the compare in the store across controllers);
   ``expected_revision`` that is not the current spec revision raises ``StaleSpec``.
 - A rejected spec (``SpecError`` from ``loads``, ``CompileError``) changes nothing.
+- ``add_endpoint``/``change_endpoint``/``remove_endpoint``: one endpoint of the applied spec,
+  validated as a whole spec (``spec.edit``: problems located in the endpoint's text) and published
+  like ``apply`` (guarded by the revision read; a concurrent apply makes it start over, unless
+  the caller gave ``expected_revision``: then ``StaleSpec``).
 - ``hosts()`` / ``host(name)``: desired vs realized revision, the agent's status and heartbeat
   (``liveness``: alive, or stale since when), ``in_sync``.
 - ``run_embedded(spec, backend)``: the single-machine path — the same controller on an embedded
@@ -58,7 +62,8 @@ from netvirt.control.state import (
 from netvirt.control.store import Compare, Conflict, Delete, Entry, Operation, Put, Store, StoreError, open_store
 from netvirt.dataplane.api import Backend
 from netvirt.graph import HostGraph, diff, from_json
-from netvirt.management.spec import Spec, loads
+from netvirt.management.spec import Endpoint, Spec, loads
+from netvirt.management.spec.edit import UnknownEndpoint, with_endpoint, without_endpoint
 
 
 log = logging.getLogger("netvirt.controller")
@@ -83,6 +88,21 @@ class ApplyResult:
     unchanged: tuple[str, ...]
     incremental: bool = False
     """The compile was incremental (the engine updated only what the edit touched)."""
+
+
+class NoSpec(LookupError):
+    """Nothing is applied: there is no spec to add an endpoint to."""
+
+    def __init__(self) -> None:
+        super().__init__("no spec is applied: apply one (with hosts and networks) before adding endpoints")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointResult:
+    """What a per-endpoint change published, and the endpoint as resolved (None once removed)."""
+
+    applied: ApplyResult
+    endpoint: Endpoint | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +195,7 @@ class Controller:
         self._published: _Published | None = None
         self._engine: Engine | None = None  # compiles what ``_published`` holds, incrementally
         self._literals: dict[int, tuple[object, bytes]] = {}  # the last publish's texts of shared list items
+        self._applied: Applied | None = None  # the spec object this controller last published (shares items with the engine's)
 
     # --- the spec ---------------------------------------------------------------------------------
 
@@ -245,6 +266,7 @@ class Controller:
             came = [(blob, value) for blob, value in came if len(stored.get(blob.id, ())) != len(blob.keys())]
         if old_spec == spec_blob and not changed and not removed and not came:
             self._published = _Published(revision, sweep, spec_blob, after, live)
+            self._applied = Applied(spec, revision)
             return ApplyResult(revision, (), (), unchanged, incremental)
         # 1. the blobs, in as many transactions as they need: nobody reads them before step 2
         write_blobs(self.store, came)
@@ -261,6 +283,7 @@ class Controller:
         live.dropped.clear()
         self._literals = writer.literals()
         self._published = _Published(published, self._sweep(published, sweep, unused), spec_blob, after, live)
+        self._applied = Applied(spec, published)
         return ApplyResult(published, changed, removed, unchanged, incremental)
 
     def _sweep(self, spec_revision: int, sweep: int, keys: list[str]) -> int:
@@ -285,11 +308,52 @@ class Controller:
             entry = self.store.get(SPEC_KEY)
             if entry is None:
                 return None
+            known = self._applied
+            if known is not None and known.revision == entry.mod_revision:
+                return known  # the object this controller published (no decoding; items shared with the engine)
             blob = _pointed(entry.value)
             data = read_tree(self.store, blob) if blob is not None else None
             if data is not None:
                 return Applied(loads(data.decode(), "store.json"), entry.mod_revision)
         raise StoreError(f"store {self.store.url}: the spec at {SPEC_KEY} points to data that is not there")
+
+    # --- one endpoint -----------------------------------------------------------------------------
+
+    def add_endpoint(self, text: str, filename: str, expected_revision: int | None = None) -> EndpointResult:
+        """Add the endpoint written in ``text`` to the applied spec (``spec.edit.with_endpoint``:
+        ``EndpointExists``, ``SpecError`` located in ``text``) and publish it like ``apply``."""
+        return self._edit(lambda spec: with_endpoint(spec, text, filename), expected_revision)
+
+    def change_endpoint(self, name: str, text: str, filename: str, expected_revision: int | None = None) -> EndpointResult:
+        """Replace endpoint ``name`` by the one in ``text`` (``UnknownEndpoint``; the name in
+        ``text`` must be ``name``, ``SpecError`` otherwise) and publish."""
+        return self._edit(lambda spec: with_endpoint(spec, text, filename, change=name), expected_revision)
+
+    def remove_endpoint(self, name: str, expected_revision: int | None = None) -> EndpointResult:
+        """Remove endpoint ``name`` (``UnknownEndpoint``; ``SpecError`` when something refers to it)."""
+        return self._edit(lambda spec: without_endpoint(spec, name), expected_revision, removed=name)
+
+    def _edit(self, edit: Callable[[Spec], Spec], expected_revision: int | None, removed: str = "") -> EndpointResult:
+        """Read the applied spec, edit it, publish it guarded by the revision read; a concurrent
+        apply makes it start over (unless the caller gave ``expected_revision``: ``StaleSpec``)."""
+        for _ in range(self.retries):
+            applied = self.current()
+            revision = applied.revision if applied else 0
+            if expected_revision is not None and expected_revision != revision:
+                raise StaleSpec(expected_revision, revision)
+            if applied is None:
+                raise UnknownEndpoint(removed) if removed else NoSpec()
+            edited = edit(applied.spec)
+            try:
+                result = self.apply(edited, revision)
+            except StaleSpec:
+                if expected_revision is not None:
+                    raise
+                continue
+            before = {id(endpoint) for endpoint in applied.spec.endpoints}
+            new = [endpoint for endpoint in edited.endpoints if id(endpoint) not in before]  # the edited one, by identity
+            return EndpointResult(result, new[0] if new else None)
+        raise StaleSpec(expected_revision or 0, self._revision(SPEC_KEY))
 
     def delete(self, expected_revision: int | None = None) -> ApplyResult:
         """Remove the spec and every desired graph in one transaction (agents then tear down)."""

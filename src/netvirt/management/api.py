@@ -5,6 +5,9 @@ Contract:
   invalid: 422 ``{"detail": {"summary", "problems": [{file, line, col, path, message, text}]}}``
   and nothing changes; a stale ``expected_revision``: 409; else the ``ApplyResult``.
 - ``GET /v1/spec`` (404 when none), ``DELETE /v1/spec[?expected_revision=N]``.
+- ``GET /v1/endpoints``, ``GET|PUT|DELETE /v1/endpoints/{name}``, ``POST /v1/endpoints``: one
+  endpoint of the applied spec, each change validated and published like ``PUT /v1/spec`` (422
+  located in the endpoint's text, 409 stale or a taken name, 404 absent).
 - ``GET /v1/hosts``, ``GET /v1/hosts/{host}``: desired vs realized revisions, agent status, and
   for one host both graphs and their differences.
 - ``POST /v1/trace`` {from, to, proto, dport, sport, stack, size} and ``GET /v1/reach``: the same
@@ -15,9 +18,11 @@ Contract:
 With a token configured every ``/v1`` request needs ``Authorization: Bearer <token>`` (401 otherwise).
 """
 
+import contextlib
 import hmac
 import ipaddress
 import json
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -27,12 +32,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from netvirt.control.compile import CompileError, compile_network
-from netvirt.control.controller import ApplyResult, Controller, HostState, StaleSpec
+from netvirt.control.controller import ApplyResult, Controller, EndpointResult, HostState, NoSpec, StaleSpec
 from netvirt.control.store import StoreError
 from netvirt.environments import StackError
 from netvirt.graph import to_json
 from netvirt.management.cli.trace import BadInput, plan_trace, reach_probes
-from netvirt.management.spec import Spec, SpecError, as_data
+from netvirt.management.spec import Spec, SpecError, as_data, item_data
+from netvirt.management.spec.edit import EndpointExists, UnknownEndpoint
 from netvirt.trace import Tracer, reachability, render
 
 
@@ -43,6 +49,16 @@ class SpecSubmission(BaseModel):
     filename: str = Field("spec.yaml", description="Named in problem locations; a .json name parses JSON.")
     expected_revision: int | None = Field(
         None, description="Apply only if the current spec revision is this (0: nothing applied); else 409."
+    )
+
+
+class EndpointSubmission(BaseModel):
+    """One endpoint, as the text of a spec file's endpoint item (YAML or JSON, short form allowed)."""
+
+    text: str = Field(description="The endpoint's text, e.g. 'name: web-3\\nhost: host-a\\nnetwork: blue'.")
+    filename: str = Field("endpoint.yaml", description="Named in problem locations; a .json name parses JSON.")
+    expected_revision: int | None = Field(
+        None, description="Change only if the current spec revision is this; else 409 (default: retried on races)."
     )
 
 
@@ -89,16 +105,46 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     @api.put("/spec")
     def apply_spec(submission: SpecSubmission) -> dict[str, Any]:
         """Validate, compile and publish a spec (atomically; a rejected spec changes nothing)."""
-        try:
+        with _refusals():
             result = controller.apply_text(submission.text, submission.filename, submission.expected_revision)
-        except SpecError as error:
-            problems = [problem.as_dict() | {"text": str(problem)} for problem in error.problems]
-            raise HTTPException(422, {"summary": error.summary, "problems": problems}) from None
-        except CompileError as error:
-            raise HTTPException(422, {"summary": "cannot compile", "problems": [{"text": str(error)}]}) from None
-        except StaleSpec as error:
-            raise HTTPException(409, str(error)) from None
         return _result(result)
+
+    @api.get("/endpoints")
+    def endpoints() -> dict[str, Any]:
+        """Every endpoint of the applied spec (allocated values filled in) and the spec's revision."""
+        applied = controller.current()
+        found = applied.spec.endpoints if applied else ()
+        return {"revision": applied.revision if applied else 0, "endpoints": [item_data(e) for e in found]}
+
+    @api.get("/endpoints/{name}")
+    def endpoint(name: str) -> dict[str, Any]:
+        """One endpoint of the applied spec; 404 when there is none of that name."""
+        applied = controller.current()
+        if applied is None or name not in applied.spec.index["endpoints"]:
+            raise HTTPException(404, f"the applied spec has no endpoint {name!r}")
+        return {"revision": applied.revision, "endpoint": item_data(applied.spec.endpoint(name))}
+
+    @api.post("/endpoints")
+    def add_endpoint(submission: EndpointSubmission) -> dict[str, Any]:
+        """Add one endpoint (its text as a spec file writes it) to the applied spec; validated as a
+        whole spec, problems located in the text; 409 when the name is taken or the spec moved."""
+        with _refusals():
+            edited = controller.add_endpoint(submission.text, submission.filename, submission.expected_revision)
+        return _endpoint_result(edited)
+
+    @api.put("/endpoints/{name}")
+    def change_endpoint(name: str, submission: EndpointSubmission) -> dict[str, Any]:
+        """Replace endpoint ``name`` by the one in the text (every key as it should be); 404 when absent."""
+        with _refusals():
+            edited = controller.change_endpoint(name, submission.text, submission.filename, submission.expected_revision)
+        return _endpoint_result(edited)
+
+    @api.delete("/endpoints/{name}")
+    def remove_endpoint(name: str, expected_revision: int | None = None) -> dict[str, Any]:
+        """Remove endpoint ``name``; 404 when absent, 422 when something still names it."""
+        with _refusals():
+            edited = controller.remove_endpoint(name, expected_revision)
+        return _endpoint_result(edited)
 
     @api.get("/spec")
     def get_spec() -> dict[str, Any]:
@@ -167,6 +213,28 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     app.include_router(api)
     return app
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """What an apply or an endpoint change refuses, as HTTP errors: 422 with every located problem,
+    409 for a stale revision or a taken name, 404 for what is not there."""
+    try:
+        yield
+    except SpecError as error:
+        problems = [problem.as_dict() | {"text": str(problem)} for problem in error.problems]
+        raise HTTPException(422, {"summary": error.summary, "problems": problems}) from None
+    except CompileError as error:
+        raise HTTPException(422, {"summary": "cannot compile", "problems": [{"text": str(error)}]}) from None
+    except (StaleSpec, EndpointExists) as error:
+        raise HTTPException(409, str(error)) from None
+    except (UnknownEndpoint, NoSpec) as error:
+        raise HTTPException(404, str(error)) from None
+
+
+def _endpoint_result(edited: EndpointResult) -> dict[str, Any]:
+    endpoint = item_data(edited.endpoint) if edited.endpoint is not None else None
+    return {**_result(edited.applied), "endpoint": endpoint}
 
 
 def _result(result: ApplyResult) -> dict[str, Any]:

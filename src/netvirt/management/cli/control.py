@@ -1,8 +1,8 @@
-"""``netvirt controller|agent|apply|get|delete|status``: the control plane's services and its client.
+"""``netvirt controller|agent|apply|get|delete|status|endpoint``: the control plane's services and its client.
 
 ``controller`` serves the REST API over a store; ``agent`` keeps one host converged; the other
-commands talk to a controller (``--controller URL``, default $NETVIRT_CONTROLLER or
-http://127.0.0.1:8470; token from ``--token-file`` or $NETVIRT_TOKEN). Exit codes: 0 ok,
+commands (``endpoint add|change|remove|list``: one endpoint of the applied spec) talk to a
+controller (``--controller URL``, default $NETVIRT_CONTROLLER or http://127.0.0.1:8470; token from ``--token-file`` or $NETVIRT_TOKEN). Exit codes: 0 ok,
 1 runtime failure (unreachable, conflict, not converged), 2 bad input (an invalid spec: every
 problem printed as FILE:LINE:COL: error: PATH: message, as ``netvirt validate`` prints them).
 """
@@ -46,6 +46,11 @@ def register(app: typer.Typer) -> None:
     # status: registered by cli.linux, which answers `status SPEC` itself and hands the rest here
     for command in (controller, agent, apply, get, delete):
         app.command()(command)
+    endpoints = typer.Typer(help="One endpoint of the applied spec: add, change, remove, list.", no_args_is_help=True)
+    for command, name in ((endpoint_add, "add"), (endpoint_change, "change"), (endpoint_remove, "remove"),
+                          (endpoint_list, "list")):
+        endpoints.command(name=name)(command)
+    app.add_typer(endpoints, name="endpoint")
 
 
 # --- services -------------------------------------------------------------------------------------
@@ -120,10 +125,7 @@ def apply(
     token_file: TokenOption = None,
 ) -> None:
     """Validate SPEC, then publish it to every host through the controller."""
-    try:
-        text = spec.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        _fail("apply", f"cannot read {spec}: {getattr(error, 'strerror', None) or error}", 2)
+    text = _read_text(spec, "apply")
     client = Client(controller, _token(token_file), "apply")
     body = {"text": text, "filename": str(spec), "expected_revision": expected_revision}
     result = client.call("PUT", "/v1/spec", json=body)
@@ -158,6 +160,86 @@ def delete(
     params = {} if expected_revision is None else {"expected_revision": expected_revision}
     result = Client(controller, _token(token_file), "delete").call("DELETE", "/v1/spec", params=params)
     typer.echo(f"deleted at revision {result['revision']}: {_hosts('removed', result['removed'])}")
+
+
+EndpointFile = Annotated[Path, typer.Argument(help="One endpoint as a spec file writes it (YAML or JSON; - reads stdin).")]
+RevisionOption = Annotated[int | None, typer.Option(help="Refuse (exit 1) unless the applied spec is at this revision.")]
+WaitOption = Annotated[bool, typer.Option(help="Wait until every host realized it.")]
+
+
+def endpoint_add(
+    file: EndpointFile,
+    controller: ControllerOption = DEFAULT_CONTROLLER,
+    expected_revision: RevisionOption = None,
+    wait: WaitOption = False,
+    token_file: TokenOption = None,
+) -> None:
+    """Add one endpoint to the applied spec (validated as a whole spec; problems located in FILE)."""
+    body = {"text": _read_text(file, "endpoint add"), "filename": str(file), "expected_revision": expected_revision}
+    _endpoint_changed(Client(controller, _token(token_file), "endpoint add"), "POST", "/v1/endpoints", body, wait)
+
+
+def endpoint_change(
+    name: Annotated[str, typer.Argument(help="The endpoint to change.")],
+    file: EndpointFile,
+    controller: ControllerOption = DEFAULT_CONTROLLER,
+    expected_revision: RevisionOption = None,
+    wait: WaitOption = False,
+    token_file: TokenOption = None,
+) -> None:
+    """Replace endpoint NAME by the one in FILE (keys left out are allocated or defaulted again)."""
+    body = {"text": _read_text(file, "endpoint change"), "filename": str(file), "expected_revision": expected_revision}
+    client = Client(controller, _token(token_file), "endpoint change")
+    _endpoint_changed(client, "PUT", f"/v1/endpoints/{name}", body, wait)
+
+
+def endpoint_remove(
+    name: Annotated[str, typer.Argument(help="The endpoint to remove.")],
+    controller: ControllerOption = DEFAULT_CONTROLLER,
+    expected_revision: RevisionOption = None,
+    wait: WaitOption = False,
+    token_file: TokenOption = None,
+) -> None:
+    """Remove endpoint NAME from the applied spec."""
+    params = {} if expected_revision is None else {"expected_revision": expected_revision}
+    client = Client(controller, _token(token_file), "endpoint remove")
+    _endpoint_changed(client, "DELETE", f"/v1/endpoints/{name}", None, wait, params=params)
+
+
+def endpoint_list(
+    controller: ControllerOption = DEFAULT_CONTROLLER,
+    format: Annotated[YamlOrJson, typer.Option("--format", "-f", help="Output format.")] = YamlOrJson.yaml,
+    token_file: TokenOption = None,
+) -> None:
+    """Print the applied spec's endpoints (with every allocated value) and its revision."""
+    reply = Client(controller, _token(token_file), "endpoint list").call("GET", "/v1/endpoints")
+    if format is YamlOrJson.json:
+        typer.echo(json.dumps(reply, indent=2))
+    else:
+        typer.echo(f"# revision {reply['revision']}")
+        typer.echo(yaml.safe_dump(reply["endpoints"], sort_keys=False, allow_unicode=True), nl=False)
+
+
+def _endpoint_changed(client: "Client", method: str, path: str, body: Any, wait: bool, **request: Any) -> None:
+    result = client.call(method, path, json=body, **request)
+    endpoint = result["endpoint"]
+    if endpoint is not None:
+        attachments = ", ".join(
+            f"{a['network']} {' '.join(str(a[k]) for k in ('ip', 'ip6', 'mac') if a.get(k))}" for a in endpoint["attachments"]
+        )
+        typer.echo(f"endpoint {endpoint['name']} on {endpoint['host']}: {attachments}")
+    typer.echo(f"applied revision {result['revision']}: {_hosts('changed', result['changed'])}")
+    if wait:
+        _wait(client, 60.0)
+
+
+def _read_text(file: Path, command: str) -> str:
+    import sys
+
+    try:
+        return sys.stdin.read() if str(file) == "-" else file.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        _fail(command, f"cannot read {file}: {getattr(error, 'strerror', None) or error}", 2)
 
 
 def status(
