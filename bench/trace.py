@@ -17,14 +17,14 @@ import json
 import time
 
 from netvirt.control.compile import compile_network
-from netvirt.management.cli.trace import plan_trace, reach_probes
+from netvirt.trace.plan import plan_trace, reach_probes
 from netvirt.management.spec import generate, load
 from netvirt.trace import Tracer, reach
 
 
 def traces(count: int, flows: int) -> dict:
     spec = load("examples/quickstart.yaml")
-    tracer, flow, skip = plan_trace(spec, "web-1", "web-2", None, None, 40000, None)
+    tracer, flow, skip = plan_trace(spec, "web-1", "web-2", None, None, 40000, None, compile=compile_network)
     workload = [dataclasses.replace(flow, src_port=40000 + i % flows) for i in range(count)]
     results = {}
     uncached = Tracer(tracer.topology.network, capacity=0)

@@ -12,7 +12,7 @@ ALLOWED = {
     "graph": {"wire"},
     "environments": {"graph", "wire", "management.spec"},
     "dataplane": {"graph", "wire"},
-    "trace": {"dataplane", "graph", "wire"},
+    "trace": {"dataplane", "graph", "environments", "wire", "management.spec"},
     "control": {"graph", "environments", "dataplane", "trace", "wire", "management.spec"},
     "management": {"wire", "graph", "environments", "dataplane", "trace", "control", "management.spec"},
 }
@@ -82,3 +82,32 @@ def test_every_plane_states_its_contract():
     for init in SRC.glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and "ontract" in doc, f"{init} must open with a docstring stating its contract"
+
+
+# The trace vocabulary (dataplane.events) is backend-neutral: trace never takes it from the simulator.
+VOCABULARY = {"Action", "Disposition", "CAUSES", "Event", "Walk"}
+# The building blocks of trace planning: only netvirt.trace.plan puts them together.
+PLANNING = {"netvirt.trace.Flow", "netvirt.trace.Probe", "netvirt.trace.with_internet", "netvirt.trace.INTERNET",
+            "netvirt.trace.reach", "netvirt.trace.run", "netvirt.trace.reachability.Probe",
+            "netvirt.trace.reachability.reach", "netvirt.environments.build"}
+
+
+def test_trace_takes_its_vocabulary_from_dataplane_events():
+    violations = []
+    for path in sorted((SRC / "trace").rglob("*.py")):
+        for imported in imports_of(path):
+            module, _, name = imported.rpartition(".")
+            if module.startswith("netvirt.dataplane.sim") and name in VOCABULARY:
+                violations.append(f"{module_name(path)} imports {name} from {module}: use netvirt.dataplane.events")
+    assert not violations, "\n".join(violations)
+
+
+def test_front_ends_do_not_plan_traces():
+    """The CLI and the REST API parse, call ``netvirt.trace.plan`` and render (issue 11)."""
+    violations = []
+    for path in sorted((SRC / "management").rglob("*.py")):
+        if plane_of(module_name(path)) != "management":
+            continue
+        found = {name for name in imports_of(path) if name in PLANNING or name.startswith("netvirt.trace.run.")}
+        violations += [f"{module_name(path)} imports {name}: plan in netvirt.trace.plan" for name in sorted(found)]
+    assert not violations, "\n".join(violations)

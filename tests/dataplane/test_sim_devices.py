@@ -6,7 +6,8 @@ from ipaddress import ip_address
 
 from sim_graphs import Lab, actions, assert_valid
 
-from netvirt.dataplane.sim import Action, Disposition, Simulator, probe
+from netvirt.dataplane.events import Action, Disposition
+from netvirt.dataplane.sim import Simulator, probe
 from netvirt.graph import (
     ACCEPT,
     DROP,

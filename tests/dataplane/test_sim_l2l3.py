@@ -5,7 +5,8 @@ from ipaddress import ip_address, ip_network
 
 from sim_graphs import Lab, actions, assert_valid
 
-from netvirt.dataplane.sim import Action, Disposition, Simulator, probe
+from netvirt.dataplane.events import Action, Disposition
+from netvirt.dataplane.sim import Simulator, probe
 from netvirt.dataplane.sim.packets import headers
 from netvirt.graph import DeviceKind, FdbEntry, NamespaceKind, Neighbour, Route, RouteType
 from netvirt.wire import dissect, icmpv4, icmpv6, tcp

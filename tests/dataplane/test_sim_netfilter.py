@@ -6,7 +6,8 @@ from ipaddress import ip_address, ip_network
 import pytest
 from sim_graphs import Lab, assert_valid
 
-from netvirt.dataplane.sim import Action, Disposition, Simulator, probe
+from netvirt.dataplane.events import Action, Disposition
+from netvirt.dataplane.sim import Simulator, probe
 from netvirt.dataplane.sim.packets import headers, response
 from netvirt.graph import (
     ACCEPT,

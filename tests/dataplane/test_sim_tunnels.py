@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_graphs import Lab, assert_valid
 
-from netvirt.dataplane.sim import Action, Disposition, Simulator, probe
+from netvirt.dataplane.events import Action, Disposition
+from netvirt.dataplane.sim import Simulator, probe
 from netvirt.dataplane.sim.packets import entropy, headers
 from netvirt.graph import DeviceKind, PortRange, Proto, Socket, Tunnel
 from netvirt.wire import dissect, flow_entropy, geneve, icmpv4, icmpv6, nvgre, udp, vxlan

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from netvirt.dataplane.sim import Action, Disposition
+from netvirt.dataplane.events import Action, Disposition
 from netvirt.environments import StackError, build
 from netvirt.graph import DeviceKind, validate
 from netvirt.management.spec import load, loads

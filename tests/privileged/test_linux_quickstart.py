@@ -183,11 +183,11 @@ def test_an_agent_resync_repairs_drift(network, tmp_path):
 def test_verify_all_agrees_with_the_simulator_and_catches_a_flushed_policy(network):
     from dataclasses import replace
 
-    from netvirt.management.cli.trace import reach_probes
+    from netvirt.trace.plan import verify_probes
     from netvirt.trace.verify import Verifier
 
-    probes = reach_probes(SPEC)
-    flows = [replace(p.flow, src_port=21000 + i) for i, p in enumerate(probes)]
+    probes = verify_probes(SPEC, 21000)
+    flows = [p.flow for p in probes]
     with Verifier(network.graph, network.names) as verifier:
         results = verifier.verify_all(flows)
         assert [(p.source, p.target, r.problems) for p, r in zip(probes, results) if not r.agrees] == []

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
 from sim_graphs import Lab  # noqa: E402
 from test_sim_tunnels import overlay  # noqa: E402
 
-from netvirt.dataplane.sim import Disposition  # noqa: E402
+from netvirt.dataplane.events import Disposition  # noqa: E402
 from netvirt.graph import (  # noqa: E402
     Accept,
     Chain,
@@ -29,7 +29,8 @@ from netvirt.graph import (  # noqa: E402
     Verdict,
     Veth,
 )
-from netvirt.management.cli.trace import plan_trace  # noqa: E402
+from netvirt.control.compile import compile_network  # noqa: E402
+from netvirt.trace.plan import plan_trace  # noqa: E402
 from netvirt.management.spec import load, loads  # noqa: E402
 from netvirt.trace import Flow, Tracer  # noqa: E402
 
@@ -107,7 +108,7 @@ def test_double_encapsulation():
 
 def test_double_nat_names_both_translations():
     spec = load(ROOT / "examples/seed/anomaly-2-wsl2-k8s.yaml")
-    tracer, flow, skip = plan_trace(spec, None, None, None, None, 40000, None)
+    tracer, flow, skip = plan_trace(spec, None, None, None, None, 40000, None, compile=compile_network)
     trace = tracer.trace(flow, skip=skip)
     anomaly = only(trace, "double_nat")
     assert "WSL2 port proxy" in anomaly.message and "kube-proxy" in anomaly.message
@@ -176,7 +177,7 @@ def test_return_dropped():
 def test_quickstart_anomalies(source, target, options, kind):
     spec = load(ROOT / "examples/quickstart.yaml")
     tracer, flow, skip = plan_trace(spec, source, target, None, options.get("dport"), 40000, None,
-                                    options.get("size", 0))
+                                    options.get("size", 0), compile=compile_network)
     anomaly = only(tracer.trace(flow, skip=skip), kind)
     if kind == "policy_drop":
         assert "policy green-in" in anomaly.message
@@ -204,7 +205,7 @@ def test_isolated_network():
     spec = loads("name: s\nstacks:\n  - name: s\n    layers:\n      - {layer: host, os: windows}\n"
                  "      - {layer: hypervisor, type: virtualbox, network: internal}\n      - {layer: vm}\n"
                  "      - {layer: app, listen: tcp/80}\n")
-    tracer, flow, skip = plan_trace(spec, None, None, None, None, 40000, None)
+    tracer, flow, skip = plan_trace(spec, None, None, None, None, 40000, None, compile=compile_network)
     trace = tracer.trace(flow, skip=skip)
     assert trace.hops  # the outside world stays in the trace when nothing else happens
     assert {"isolated_network", "no_route"} <= kinds(trace)
@@ -215,7 +216,7 @@ def test_distributed_router_answers_route_on_the_replying_host(source, target):
     """The kernel's bridge pins the gateway MAC to the local router leg (sticky static FDB), so an
     answer is routed by the copy on the replying host, never on a third host: no anomaly."""
     spec = load(ROOT / "examples/distributed-router.yaml")
-    tracer, flow, skip = plan_trace(spec, source, target, None, None, 40000, None)
+    tracer, flow, skip = plan_trace(spec, source, target, None, None, 40000, None, compile=compile_network)
     trace = tracer.trace(flow, skip=skip)
     walk, answer = tracer.cache.exchange(flow.host, flow.namespace, flow.packet())
     assert trace.disposition is Disposition.DELIVERED and answer.disposition is Disposition.DELIVERED

@@ -4,9 +4,9 @@ simulator sends, and the trace's overhead equal to the spec's (the derived MTU's
 from pathlib import Path
 
 from netvirt.control.compile import compile_network
-from netvirt.dataplane.sim.events import Action
+from netvirt.dataplane.events import Action
 from netvirt.graph import DeviceKind
-from netvirt.management.cli.trace import plan_trace
+from netvirt.trace.plan import plan_trace
 from netvirt.management.spec import load, overhead
 from netvirt.wire import dissect, geneve
 
@@ -15,7 +15,7 @@ SPEC = Path(__file__).resolve().parents[2] / "examples" / "encapsulations.yaml"
 
 def geneve_trace():
     spec = load(SPEC)
-    tracer, flow, skip = plan_trace(spec, "gen-a", "gen-b", None, None, 40000, None, 0)
+    tracer, flow, skip = plan_trace(spec, "gen-a", "gen-b", None, None, 40000, None, 0, compile=compile_network)
     return spec, tracer.trace(flow, skip=skip)
 
 

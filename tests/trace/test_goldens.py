@@ -16,7 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
 from sim_graphs import assert_valid  # noqa: E402
 
-from netvirt.management.cli.trace import plan_trace  # noqa: E402
+from netvirt.control.compile import compile_network  # noqa: E402
+from netvirt.trace.plan import plan_trace  # noqa: E402
 from netvirt.management.spec import load  # noqa: E402
 from netvirt.trace import render  # noqa: E402
 
@@ -52,7 +53,7 @@ def trace_of(case: str):
     spec = load(ROOT / spec_path)
     if target == "web-2" and source == "globex-1":  # web-2's address, seen from another tenant
         target = str(spec.endpoint("web-2").attachments[0].ip)
-    tracer, flow, skip = plan_trace(spec, source, target, proto, dport, 40000, None, size)
+    tracer, flow, skip = plan_trace(spec, source, target, proto, dport, 40000, None, size, compile=compile_network)
     return tracer.trace(flow, skip=skip)
 
 

@@ -13,8 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
 from sim_graphs import assert_valid  # noqa: E402
 
 from conftest import require_tool  # noqa: E402
-from netvirt.dataplane.sim import Action, Disposition  # noqa: E402
-from netvirt.management.cli.trace import plan_trace  # noqa: E402
+from netvirt.dataplane.events import Action, Disposition  # noqa: E402
+from netvirt.control.compile import compile_network  # noqa: E402
+from netvirt.trace.plan import plan_trace  # noqa: E402
 from netvirt.management.spec import load  # noqa: E402
 from netvirt.trace import Tracer, render  # noqa: E402
 from netvirt.wire import dissect, to_json  # noqa: E402
@@ -28,7 +29,7 @@ HOP_KEYS = ["step", "mode", "level", "technique", "device", "namespace", "action
 
 def traced(spec, source=None, target=None, **options):
     tracer, flow, skip = plan_trace(spec, source, target, options.get("proto"), options.get("dport"), 40000,
-                                    options.get("stack"), options.get("size", 0))
+                                    options.get("stack"), options.get("size", 0), compile=compile_network)
     return tracer.trace(flow, skip=skip)
 
 
@@ -120,7 +121,7 @@ def test_pcap_has_one_frame_per_hop_and_tshark_reads_it(tmp_path):
 
 
 def test_flow_cache_hits_on_repeats_and_gives_the_same_trace():
-    tracer, flow, skip = plan_trace(QUICKSTART, "web-1", "web-2", None, None, 40000, None)
+    tracer, flow, skip = plan_trace(QUICKSTART, "web-1", "web-2", None, None, 40000, None, compile=compile_network)
     first = tracer.trace(flow, skip=skip)
     assert (tracer.misses, tracer.cache.misses) == (1, 1)
     for _ in range(5):
@@ -134,8 +135,8 @@ def test_flow_cache_hits_on_repeats_and_gives_the_same_trace():
 
 
 def test_verdicts_match_full_traces():
-    tracer, _, _ = plan_trace(QUICKSTART, "web-1", "web-2", None, None, 40000, None)
-    from netvirt.management.cli.trace import reach_probes
+    tracer, _, _ = plan_trace(QUICKSTART, "web-1", "web-2", None, None, 40000, None, compile=compile_network)
+    from netvirt.trace.plan import reach_probes
 
     for probe in reach_probes(QUICKSTART)[:12]:
         assert tracer.verdict(probe.flow).disposition is Tracer(tracer.cache.simulator.topology.network).trace(

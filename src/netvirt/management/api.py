@@ -36,10 +36,10 @@ from netvirt.control.controller import ApplyResult, Controller, EndpointResult, 
 from netvirt.control.store import StoreError
 from netvirt.environments import StackError
 from netvirt.graph import to_json
-from netvirt.management.cli.trace import BadInput, plan_trace, reach_probes
 from netvirt.management.spec import Spec, SpecError, as_data, item_data
 from netvirt.management.spec.edit import EndpointExists, UnknownEndpoint
-from netvirt.trace import Tracer, reachability, render
+from netvirt.trace import reachability, render
+from netvirt.trace.plan import BadInput, plan_trace, reach_spec
 
 
 class SpecSubmission(BaseModel):
@@ -174,7 +174,8 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         spec = applied_spec()
         try:
             tracer, flow, skip = plan_trace(
-                spec, query.source, query.to, query.proto, query.dport, query.sport, query.stack, query.size
+                spec, query.source, query.to, query.proto, query.dport, query.sport, query.stack, query.size,
+                compile=compile_network,
             )
         except (BadInput, StackError, CompileError) as error:
             raise HTTPException(422, str(error)) from None
@@ -186,7 +187,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         """Every endpoint pair and service of the applied spec: the JSON of ``netvirt reach -f json``."""
         spec = applied_spec()
         try:
-            results = reachability.reach(Tracer(compile_network(spec)), reach_probes(spec))
+            results = reach_spec(spec, compile=compile_network)
         except CompileError as error:
             raise HTTPException(422, str(error)) from None
         answer: list[dict[str, Any]] = json.loads(reachability.to_json(results))

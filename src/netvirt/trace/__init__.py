@@ -6,10 +6,12 @@ step, mode, system level, technique, device, namespace, ``Action`` (a closed enu
 at that point, MTU and encapsulation overhead; ``Trace.rows`` group hops into the notes'
 walkthrough steps. Renderers (``render``): table, markdown, JSON (a public interface,
 docs/trace.md), pcap. ``anomalies.check`` explains what is wrong on a path and how to fix it;
-``reach`` answers reachability for many probes and compares two networks.
+``reach`` answers reachability for many probes and compares two networks. ``plan`` turns a
+spec's names (endpoints, services, ``IP:PORT``, ``external``) into flows and probe sets for every
+front end. The vocabulary (``Action``, ``Disposition``) is ``dataplane.events``, not the simulator's.
 """
 
-from netvirt.dataplane.sim import Action, Disposition
+from netvirt.dataplane.events import Action, Disposition
 from netvirt.trace.model import Anomaly, Hop, Row, Trace, build
 from netvirt.trace.reachability import Change, Probe, Reachability, compare, reach
 from netvirt.trace.run import INTERNET, Flow, Tracer, with_internet

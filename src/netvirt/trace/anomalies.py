@@ -13,7 +13,8 @@ invisible to tcpdump and netfilter), ``sriov_live_migration``, ``vxlan_checksum_
 ``forwarding_disabled``, ``no_fdb``, ``isolated_network``.
 """
 
-from netvirt.dataplane.sim import Action, Disposition, Topology, Walk
+from netvirt.dataplane.events import Action, Disposition, Walk
+from netvirt.dataplane.sim import Topology
 from netvirt.dataplane.sim.packets import headers
 from netvirt.graph import TUNNEL_KINDS, DeviceKind, Hypervisor, HypervisorSwitch, NamespaceKind, SwitchMode, \
     Wsl2Gateway, Wsl2Mode

@@ -1,6 +1,6 @@
 """The trace of one packet: ``Trace(disposition, reason, hops, anomalies)``, hops grouped in rows.
 
-Contract: a ``Hop`` is one simulator event (``dataplane.sim.Event``) with its walkthrough ``step``;
+Contract: a ``Hop`` is one event (``dataplane.events.Event``) with its walkthrough ``step``;
 consecutive hops of one stage form a ``Row`` (Step | Mode | System Level | Technique), numbered
 from 1 — the grouping of the notes' tables. Where the graph names stages (``graph.Stage``,
 environments do) a hop belongs to the stage of its place; other hops are grouped automatically:
@@ -10,7 +10,7 @@ the sending application, each namespace's IP stack, and runs of devices with the
 
 from dataclasses import dataclass, field, replace
 
-from netvirt.dataplane.sim import Action, Disposition, Event, Walk
+from netvirt.dataplane.events import Action, Disposition, Event, Walk
 from netvirt.graph import Stage
 from netvirt.wire import ParseError, dissect, summary, to_json
 

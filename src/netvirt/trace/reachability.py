@@ -11,7 +11,7 @@ endpoint of its tenant) is the caller's choice: ``netvirt reach`` builds them fr
 import json
 from dataclasses import dataclass
 
-from netvirt.dataplane.sim import Disposition
+from netvirt.dataplane.events import Disposition
 from netvirt.trace.run import Flow, Tracer
 
 

@@ -36,7 +36,8 @@ from netvirt.dataplane.linux import netns
 from netvirt.dataplane.linux.capture import Capture, Frame
 from netvirt.dataplane.linux.naming import Names
 from netvirt.dataplane.linux.readback import graph_place
-from netvirt.dataplane.sim import Action, Disposition, packets
+from netvirt.dataplane.events import Action, Disposition
+from netvirt.dataplane.sim import packets
 from netvirt.graph import DeviceKind, NetworkGraph, Socket
 from netvirt.trace.run import Flow, Tracer
 from netvirt.wire import ParseError, dissect

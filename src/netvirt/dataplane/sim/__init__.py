@@ -10,8 +10,7 @@ sends; every ``Event`` of the walk carries the packet's bytes at that hop (valid
 
 from netvirt.dataplane.sim.cache import FlowCache
 from netvirt.dataplane.sim.engine import Simulator
-from netvirt.dataplane.sim.events import CAUSES, Action, Disposition, Event, Walk
 from netvirt.dataplane.sim.packets import probe
 from netvirt.dataplane.sim.topology import Topology
 
-__all__ = ["CAUSES", "Action", "Disposition", "Event", "FlowCache", "Simulator", "Topology", "Walk", "probe"]
+__all__ = ["FlowCache", "Simulator", "Topology", "probe"]

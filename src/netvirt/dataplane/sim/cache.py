@@ -10,7 +10,7 @@ same place before. Sound because the graph is immutable and a fresh walk is a fu
 """
 
 from netvirt.dataplane.sim.engine import Simulator
-from netvirt.dataplane.sim.events import Walk
+from netvirt.dataplane.events import Walk
 from netvirt.graph import NetworkGraph
 
 

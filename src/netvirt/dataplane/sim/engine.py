@@ -9,12 +9,13 @@ fragments awaiting reassembly — so a reply sent after a request is ESTABLISHED
 
 Layering inside the package: ``engine`` (L2: devices, wires, switches, tunnels, hooks) uses
 ``stack`` (L3: routing, netfilter, delivery, answers); both append events to a ``Run``
-(``events``).
+(``run``).
 """
 
 from netvirt.dataplane.sim import packets
 from netvirt.dataplane.sim.classify import CompiledClassifier
-from netvirt.dataplane.sim.events import Action, Disposition, Event, Run, Walk
+from netvirt.dataplane.events import Action, Disposition, Event, Walk
+from netvirt.dataplane.sim.run import Run
 from netvirt.dataplane.sim.netfilter import packet_key
 from netvirt.dataplane.sim.packets import ETHERNET, headers
 from netvirt.dataplane.sim.stack import Stack

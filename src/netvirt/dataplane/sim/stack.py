@@ -13,7 +13,8 @@ Answers (TCP RST, ICMP errors) are walked back like any local packet, marked as 
 import zlib
 
 from netvirt.dataplane.sim import packets
-from netvirt.dataplane.sim.events import Action, Disposition, Event, Run
+from netvirt.dataplane.events import Action, Disposition, Event
+from netvirt.dataplane.sim.run import Run
 from netvirt.dataplane.sim.netfilter import Tracked, packet_key, rule_name, track
 from netvirt.dataplane.sim.packets import ETHERNET, ICMP, ICMPV6, TCP, UDP, Headers, headers
 from netvirt.dataplane.sim.topology import NamespaceIndex, Place

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -97,30 +96,29 @@ def demo(
 
 
 def simulate(console: Console, spec, network) -> None:
-    from netvirt.management.cli.trace import plan_trace, reach_probes
-    from netvirt.trace import Tracer, reach
     from netvirt.trace import reachability as reach_table
     from netvirt.trace import render
+    from netvirt.trace.plan import plan_trace, reach_spec
 
     console.rule(f"[bold]{spec.name}: {spec.description}")
     console.print(f"{len(spec.hosts)} hosts, {len(spec.networks)} networks, {len(spec.endpoints)} endpoints, "
                   f"{len(spec.routers)} router, {len(spec.policies)} policies, {len(spec.services)} service; "
                   f"compiled into {sum(len(g.namespaces) for g in network.hosts)} namespaces and "
                   f"{sum(len(g.devices) for g in network.hosts)} devices.\n")
-    tracer = Tracer(network)
     walks = [("client-1", "web-2", "a packet from a VM on host-a to a container on host-b, over VXLAN")]
     for source, target, what in walks:
-        _, flow, _ = plan_trace(spec, source, target, None, None, 40000, None)
+        tracer, flow, _ = plan_trace(spec, source, target, None, None, 40000, None, compile=lambda _: network)
         console.print(f"[bold]Predicted walkthrough: {what}[/bold]")
         console.print(render.table(tracer.trace(flow)), soft_wrap=True)
     if spec.stacks:
-        stack_tracer, flow, skip = plan_trace(spec, None, None, None, None, 40000, spec.stacks[0].name)
+        stack_tracer, flow, skip = plan_trace(spec, None, None, None, None, 40000, spec.stacks[0].name,
+                                              compile=lambda _: network)
         console.print(f"[bold]Predicted walkthrough: stack {spec.stacks[0].name} — "
                       f"{spec.stacks[0].description}[/bold]")
         console.print(render.table(stack_tracer.trace(flow, skip=skip)), soft_wrap=True)
     console.print("[bold]Reachability, predicted by the simulator[/bold] (every endpoint pair on its ports, "
                   "and the service from every endpoint)")
-    console.print(reach_table.table(reach(tracer, reach_probes(spec))), soft_wrap=True)
+    console.print(reach_table.table(reach_spec(spec, compile=lambda _: network)), soft_wrap=True)
 
 
 # --- the kernel -----------------------------------------------------------------------------------
@@ -166,13 +164,12 @@ def in_kernel(console: Console, spec, network) -> None:
 
 def verify_all(console: Console, spec, network, kernel_names) -> None:
     from netvirt.management.cli.linux import _verify_table
-    from netvirt.management.cli.trace import reach_probes
+    from netvirt.trace.plan import verify_probes
     from netvirt.trace.verify import Verifier
 
     console.print("[bold]netvirt verify --all[/bold]: every flow of the matrix sent for real (TCP connect, "
                   "ICMP echo), captured on every device, compared with the prediction")
-    probes = reach_probes(spec)
-    labelled = [(p.source, p.target, replace(p.flow, src_port=41000 + i)) for i, p in enumerate(probes)]
+    labelled = [(p.source, p.target, p.flow) for p in verify_probes(spec, 41000)]
     with console.status("probing"), Verifier(network, kernel_names) as verifier:
         results = verifier.verify_all([flow for _, _, flow in labelled])
     _verify_table(labelled, results, detail=False)

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -513,7 +512,7 @@ def verify(
     import random
 
     from netvirt.dataplane.linux import netns
-    from netvirt.management.cli.trace import BadInput, plan_trace, reach_probes
+    from netvirt.trace.plan import BadInput, plan_trace, verify_probes
     from netvirt.trace.verify import Verifier
 
     loaded, network, deployment = compiled(spec, "verify")
@@ -523,13 +522,12 @@ def verify(
         fail("verify", f"--proto {proto}: choose tcp, udp or icmp", 2)
     base = random.randrange(20000, 50000)  # fresh source ports: no conntrack state from earlier runs
     if all_:
-        probes = reach_probes(loaded)
-        labelled = [(p.source, p.target, replace(p.flow, src_port=base + i)) for i, p in enumerate(probes)]
+        labelled = [(p.source, p.target, p.flow) for p in verify_probes(loaded, base)]
     else:
         if "external" in (source, target):
             fail("verify", "the outside world is not built in the kernel; verify flows between endpoints", 2)
         try:
-            _, flow, _ = plan_trace(loaded, source, target, proto, dport, base, None)
+            _, flow, _ = plan_trace(loaded, source, target, proto, dport, base, None, compile=lambda _: network)
         except BadInput as error:
             fail("verify", str(error), 2)
         labelled = [(source, target, flow)]

@@ -1,11 +1,14 @@
-"""What the simulator reports: one ``Event`` per thing that happened to a packet, and the outcome.
+"""The trace vocabulary every backend speaks: one ``Event`` per thing that happened to a packet,
+and the outcome of its ``Walk``.
 
-Contract: ``Action`` is closed; every event names where it happened (host, namespace and device,
-or no device for the namespace's IP stack), the labels of that place (mode, system level,
-technique), and the packet as it is right after the event — an Ethernet frame, whose addresses
-are zero while a locally sent packet has not been routed yet. Traces (``netvirt.trace``) are built
-from events; the JSON names of actions and dispositions are part of the trace interface. ``Run`` is
-a walk in progress (the simulator's scratch state), ``Walk`` the finished one.
+Contract: ``Action`` and ``Disposition`` are closed, ``CAUSES`` lists the machine-readable drop and
+NAT causes; every event names where it happened (host, namespace and device, or no device for the
+namespace's IP stack), the labels of that place (mode, system level, technique), and the packet as
+it is right after the event — an Ethernet frame, whose addresses are zero while a locally sent
+packet has not been routed yet. The simulator predicts walks in these words; a backend that
+observes real traffic describes what it saw in the same words, without importing the simulator.
+Traces (``netvirt.trace``) are built from events; the JSON names of actions and dispositions are
+part of the trace interface (docs/trace.md).
 """
 
 from dataclasses import dataclass
@@ -142,28 +145,3 @@ class Walk:
     reason: str
     events: tuple[Event, ...]
     delivered_in: tuple[str, str] | None = None
-
-
-class Run:
-    """One walk in progress: its events (unless silent), outcome, overhead and budgets."""
-
-    __slots__ = ("events", "record", "result", "hops", "overhead", "in_reply", "answers", "heard", "where")
-
-    def __init__(self, record: bool = True) -> None:
-        self.events: list[Event] = []
-        self.record = record
-        self.result: tuple[Disposition, str] | None = None
-        self.hops = 0
-        self.overhead = 0
-        self.in_reply = False
-        self.answers = 1  # at most one generated answer (RST / ICMP error) per walk
-        self.heard: dict[bytes, tuple] | None = None  # neighbour resolution: address -> (MAC, place) that answers
-        self.where: tuple[str, str] | None = None  # (host, namespace) the packet was delivered in
-
-    def finish(self, disposition: Disposition, reason: str, where: tuple[str, str] | None = None) -> None:
-        """Record how the sent packet ended (delivery, ``where``, wins over any other ending)."""
-        if self.in_reply:
-            return
-        if self.result is None or disposition is Disposition.DELIVERED and self.result[0] is not Disposition.DELIVERED:
-            self.result = (disposition, reason)
-            self.where = where
