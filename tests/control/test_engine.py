@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netvirt.control.compile import CompileError, Engine, compile_network
-from netvirt.control.compile.engine import common_prefix, common_suffix
+from netvirt.control.compile.engine import INPUTS, ORDER, WIRING, common_prefix, common_suffix
+from netvirt.control.compile.parts import PartKind, part_key, part_keys
 from netvirt.graph import validate
 from netvirt.management.spec import SpecError, as_data, loads
 from netvirt.management.spec.analyze import Analysis
@@ -208,6 +209,32 @@ def test_a_service_subnet_change_recomputes(spec):
     assert engine.stats["settings"].path == "recompute"
     assert set(changed) == {"host-a", "host-b", "host-c"}  # every endpoint routes the service subnet
     assert engine.graphs == {g.host: g for g in compile_network(new).hosts}
+
+
+def test_the_wiring_runs_inputs_first_and_a_handlerless_input_recomputes(spec):
+    for at, name in enumerate(ORDER):
+        assert all(i in INPUTS or ORDER.index(i) < at for i, _ in WIRING[name].inputs), name
+        node = WIRING[name]
+        assert (node.recompute is not None) == any(handler is None for _, handler in node.inputs), name
+        assert (node.run is not None) == any(handler is not None for _, handler in node.inputs), name
+    engine = Engine(spec)
+    network = spec.networks[0].model_copy(update={"mtu": spec.networks[0].mtu - 10})
+    new = spec.model_copy(update={"networks": (network, *spec.networks[1:])})
+    engine.update(new)
+    # networks has no handler in selections and services_nat: they recompute; the rest is incremental
+    assert engine.stats["networks"].path == "incremental"
+    assert engine.stats["selections"].path == engine.stats["services_nat"].path == "recompute"
+    assert engine.stats["parts"].path == "incremental" and engine.stats["uplinks"].path == "unchanged"
+    assert engine.graphs == {g.host: g for g in compile_network(new).hosts}
+
+
+def test_part_keys_sort_in_assembly_order():
+    keys = part_keys(["n1", "n0"], ["r0"], ["e0"])
+    assert [(key.kind, key.name) for key in keys] == [
+        (PartKind.HOST, ""), (PartKind.BRIDGE, "n0"), (PartKind.TUNNEL, "n0"), (PartKind.BRIDGE, "n1"),
+        (PartKind.TUNNEL, "n1"), (PartKind.ROUTER_NAMESPACE, "r0"), (PartKind.ROUTER_LEGS, "r0"), (PartKind.ENDPOINT, "e0"),
+    ]
+    assert part_key(PartKind.TUNNEL, "n0") == keys[2]
 
 
 def test_a_failed_update_leaves_the_engine_as_it_was(spec, monkeypatch):

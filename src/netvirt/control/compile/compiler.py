@@ -7,7 +7,7 @@ NIC, its networks, its routers and its endpoints, each by name (``parts.assemble
 
 from netvirt.control.compile import naming
 from netvirt.control.compile.facts import CompileError, Facts
-from netvirt.control.compile.parts import assemble, build_part, part_keys
+from netvirt.control.compile.parts import assemble, build_hosts, part_keys
 from netvirt.graph import Attachment, HostGraph, NetworkGraph, Segment
 from netvirt.management.spec import Spec
 from netvirt.management.spec.loader import paused_gc
@@ -18,10 +18,8 @@ def compile_network(spec: Spec) -> NetworkGraph:
     """Every host's graph and the underlay segments joining their NICs."""
     facts = Facts(spec)
     placed = placement(facts)
-    hosts = tuple(
-        assemble(host, [build_part(facts, host, key) for key in part_keys(facts, host, *placed[host])])
-        for host in sorted(facts.hosts)
-    )
+    parts = build_hosts(facts, {host: part_keys(*placed[host]) for host in facts.hosts}, {})
+    hosts = tuple(assemble(host, parts[host].values()) for host in sorted(facts.hosts))
     return NetworkGraph(hosts=hosts, segments=segments(facts))
 
 
@@ -35,7 +33,8 @@ def compile_host(spec: Spec, host: str) -> HostGraph:
     networks = [name for name, hosts in facts.net_hosts.items() if host in hosts]
     routers = [name for name, hosts in facts.router_hosts.items() if host in hosts]
     endpoints = [name for name, endpoint in facts.endpoints.items() if endpoint.host == host]
-    return assemble(host, [build_part(facts, host, key) for key in part_keys(facts, host, networks, routers, endpoints)])
+    parts = build_hosts(facts, {host: part_keys(networks, routers, endpoints)}, {})
+    return assemble(host, parts[host].values())
 
 
 def placement(facts: Facts) -> dict[str, tuple[list[str], list[str], list[str]]]:

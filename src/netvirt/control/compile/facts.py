@@ -2,18 +2,18 @@
 
 Contract: ``Facts(spec)`` indexes the spec by name and derives the placement (which networks and
 routers are present on which hosts), the members of every network, the routers' uplink slots and
-the policy scopes. Larger derived values shared by many hosts (FDB groups, flood lists, neighbour
-lists, label selections, service rules, router namespaces) are memoised under a key with
-``cached``. Part builders (``parts.py``) read only this object, so the incremental engine keeps
-one ``Facts`` up to date key by key (``forget`` drops a memo; when the rebuilt value is equal, the
-old object is kept, so unchanged values stay identical objects and compare in O(1)).
+the policy scopes, and the larger values many hosts share: per network its FDB groups, flood list
+and neighbour list, per label selector its addresses, per tenant its service rules, per underlay
+network its peers. Part builders (``parts.py``) only read this object. The incremental engine
+keeps it up to date table by table: each table belongs to one engine node, whose handlers redo
+the keys a change touches with the ``derive_*`` methods; a value that comes out equal keeps the
+old object (``keep``), so unchanged values stay identical objects and compare in O(1).
 
 Placement rule: a network is present on a host when one of its endpoints lives there, or when its
 router is present there; a router is present on every host where one of its networks has an
 endpoint (it routes locally, so it needs all its networks there).
 """
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
@@ -24,7 +24,6 @@ from typing import Any
 from netvirt.control.compile import naming
 from netvirt.graph import (
     Affinity,
-    Device,
     Dnat,
     FdbEntry,
     IPInterface,
@@ -37,7 +36,7 @@ from netvirt.graph import (
     Route,
     Rule,
 )
-from netvirt.management.spec import Endpoint, Host, Network, Policy, Service, Spec
+from netvirt.management.spec import Endpoint, Network, Policy, Service, Spec
 from netvirt.management.spec.allocate import place, stable_hash
 
 
@@ -109,47 +108,49 @@ class Facts:
         self.net_hosts = {name: self.hosts_of_network(name) for name in self.networks}
         self.uplink_slot = uplink_slots(self.routers.values())
         self.network_policies, self.tenant_policies = policy_scopes(self.policies.values())
-        self.memo: defaultdict[str, dict[tuple, Any]] = defaultdict(dict)  # kind -> key -> value
-        # (network, host) -> (spec network, spec host, flood list, tunnel device): the last tunnel built
-        self.tunnels: dict[tuple[str, str], tuple[Network, Host, tuple, Device]] = {}
-        self.stale: dict[tuple, Any] = {}
-
-    # --- memo ------------------------------------------------------------------------------------
-
-    def cached(self, key: tuple, build: Callable[[], Any]) -> Any:
-        """The memoised value of ``key`` (its first item names the kind of value); an equal
-        rebuild of a forgotten value returns the old object."""
-        table = self.memo[key[0]]
-        found = table.get(key, self)
-        if found is self:
-            found = build()
-            old = self.stale.pop(key, self)
-            if old is not self and old == found:
-                found = old
-            table[key] = found
-        return found
-
-    def forget(self, key: tuple) -> None:
-        table = self.memo[key[0]]
-        if key in table:
-            self.stale[key] = table.pop(key)
+        self._interned: dict[tuple, Any] = {}  # equal routes and neighbours: one object
+        self.underlay_peers: dict[IPNetwork, tuple[IPNetwork, ...]] = {}  # underlay network -> peers
+        self.derive_underlay_peers()
+        self.fdb_group: dict[tuple[str, str], tuple[FdbEntry, ...]] = {}  # (network, host) -> its members' entries
+        self.fdb_groups: dict[str, tuple[dict[str, tuple[FdbEntry, ...]], tuple[FdbEntry, ...]]] = {}
+        self.neighbour_lists: dict[str, tuple[Neighbour, ...]] = {}
+        for name in self.networks:
+            self.derive_member_lists(name, self.members[name])
+        self.floods: dict[str, Flood] = {}
+        for name in self.networks:
+            self.derive_flood(name)
+        self.selections: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[IPNetwork, ...]] = {}
+        self.derive_selections(self.selectors())
+        self.service_rules: dict[str, tuple[Rule, ...]] = {}  # tenant -> DNAT rules (tenants with services)
+        self.derive_service_rules({service.tenant for service in self.services.values()})
 
     def route(self, dst: IPNetwork, dev: str, via: IPv4Address | IPv6Address | None = None) -> Route:
         """A route, shared by every namespace that has the same one (many endpoints do)."""
-        return self.cached(("route", dst, dev, via), lambda: Route(dst=dst, dev=dev, via=via))
+        key = ("route", dst, dev, via)
+        found = self._interned.get(key)
+        if found is None:
+            found = self._interned[key] = Route(dst=dst, dev=dev, via=via)
+        return found
 
     def neighbour(self, address: IPv4Address | IPv6Address, mac: str, dev: str) -> Neighbour:
-        return self.cached(("neighbour", address, mac, dev), lambda: Neighbour(address, mac, dev))
+        key = ("neighbour", address, mac, dev)
+        found = self._interned.get(key)
+        if found is None:
+            found = self._interned[key] = Neighbour(address, mac, dev)
+        return found
 
-    def underlay_peers(self, network: IPNetwork) -> tuple[IPNetwork, ...]:
-        """/32 (/128) of the hosts of ``network``'s family outside it, by host name: the on-link
-        routes a host on ``network`` needs to reach them."""
-
-        def build() -> tuple[IPNetwork, ...]:
+    def derive_underlay_peers(self) -> bool:
+        """Per underlay network of a host: /32 (/128) of the hosts of its family outside it, by
+        host name (the on-link routes a host there needs to reach them). Whether any changed."""
+        networks = {host.underlay.network for host in self.hosts.values()}
+        changed = False
+        for network in networks:
             addresses = (self.hosts[name].underlay.ip for name in sorted(self.hosts))
-            return tuple(host_prefix(a) for a in addresses if a.version == network.version and a not in network)
-
-        return self.cached(("underlay-peers", network), build)
+            peers = tuple(host_prefix(a) for a in addresses if a.version == network.version and a not in network)
+            changed |= keep(self.underlay_peers, network, peers)
+        for gone in self.underlay_peers.keys() - networks:
+            del self.underlay_peers[gone]
+        return changed
 
     # --- members and placement -------------------------------------------------------------------
 
@@ -197,31 +198,37 @@ class Facts:
 
     # --- tunnels ---------------------------------------------------------------------------------
 
-    def flood(self, network: str) -> Flood:
+    def derive_flood(self, network: str) -> bool:
         """The underlay addresses of ``network``'s hosts (``others(host)``: a tunnel's flood list)."""
-        return self.cached(("flood", network), lambda: Flood(self, sorted(self.net_hosts[network])))
+        return keep(self.floods, network, Flood(self, sorted(self.net_hosts[network])))
 
-    def fdb_groups(self, network: str) -> tuple[dict[str, tuple[FdbEntry, ...]], tuple[FdbEntry, ...]]:
-        """Each host with members -> its endpoint MAC entries (by endpoint name), in host order;
-        and all those entries in that order (the remote entries of every host without members)."""
+    def derive_member_lists(self, network: str, hosts: Iterable[str]) -> None:
+        """Redo what ``network``'s members on ``hosts`` give: each such host's endpoint MAC entries
+        (``fdb_group``), the network's groups in host order and all their entries in that order
+        (``fdb_groups``: the remote entries of every host without members), and its neighbour
+        entries on the router leg (``neighbour_lists``)."""
+        members = self.members[network]
+        for host in hosts:
+            found = members.get(host)
+            if found:
+                keep(self.fdb_group, (network, host), tuple(found[key].fdb for key in sorted(found)))
+            else:
+                self.fdb_group.pop((network, host), None)
+        groups = {host: self.fdb_group[(network, host)] for host in sorted(members)}
+        keep(self.fdb_groups, network, (groups, tuple(chain.from_iterable(groups.values()))))
+        keep(self.neighbour_lists, network, tuple(chain.from_iterable(m.neighbours for m in self.network_members(network))))
 
-        def build() -> tuple[dict[str, tuple[FdbEntry, ...]], tuple[FdbEntry, ...]]:
-            groups = {host: self.fdb_group(network, host) for host in sorted(self.members[network])}
-            return groups, tuple(chain.from_iterable(groups.values()))
-
-        return self.cached(("fdb-groups", network), build)
-
-    def fdb_group(self, network: str, host: str) -> tuple[FdbEntry, ...]:
-        def build() -> tuple[FdbEntry, ...]:
-            found = self.members[network][host]
-            return tuple(found[key].fdb for key in sorted(found))
-
-        return self.cached(("fdb-group", network, host), build)
+    def drop_member_lists(self, network: str) -> None:
+        """Forget what a removed network's members gave (``derive_member_lists``)."""
+        for table in (self.fdb_groups, self.neighbour_lists):
+            table.pop(network, None)
+        for key in [key for key in self.fdb_group if key[0] == network]:
+            del self.fdb_group[key]
 
     def tunnel_fdb(self, network: str) -> Callable[[str], tuple[FdbEntry, ...]]:
         """host -> the MAC of every remote endpoint attachment on ``network`` (by host name, then
         endpoint name): one object shared by every host without members on the network."""
-        groups, everything = self.fdb_groups(network)
+        groups, everything = self.fdb_groups[network]
 
         def remote(host: str) -> tuple[FdbEntry, ...]:
             if host in groups:
@@ -229,13 +236,6 @@ class Facts:
             return everything
 
         return remote
-
-    def neighbours(self, network: str) -> tuple[Neighbour, ...]:
-        """Neighbour entries (on the router leg) for every endpoint address on ``network``."""
-        return self.cached(
-            ("neighbours", network),
-            lambda: tuple(chain.from_iterable(m.neighbours for m in self.network_members(network))),
-        )
 
     # --- policies --------------------------------------------------------------------------------
 
@@ -255,14 +255,27 @@ class Facts:
             if address is not None
         )
 
-    def selection(self, tenant: str, labels: tuple[tuple[str, str], ...]) -> tuple[IPNetwork, ...]:
-        """Addresses (on ``tenant``'s networks) of the endpoints whose labels match the selector."""
+    def selectors(self) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+        """(tenant, labels) of every label selector a policy rule names."""
+        return {
+            (self.policy_tenant(policy), peer.labels or ())
+            for policy in self.policies.values()
+            if policy.network is None or policy.network in self.networks
+            for rule in policy.rules
+            for peer in chain(rule.from_, rule.to)
+            if peer.cidr is None and peer.endpoint is None
+        }
 
-        def build() -> tuple[IPNetwork, ...]:
+    def derive_selections(self, keys: Iterable[tuple[str, tuple[tuple[str, str], ...]]]) -> list[tuple]:
+        """Redo the addresses (on the tenant's networks) of the endpoints each selector picks; the
+        selectors whose addresses changed."""
+        changed = []
+        for key in keys:
+            tenant, labels = key
             chosen = sorted(name for name, endpoint in self.endpoints.items() if self.selects(labels, tenant, endpoint))
-            return tuple(p for name in chosen for p in self.endpoint_prefixes(name, tenant))
-
-        return self.cached(("selection", tenant, labels), build)
+            if keep(self.selections, key, tuple(p for name in chosen for p in self.endpoint_prefixes(name, tenant))):
+                changed.append(key)
+        return changed
 
     def selects(self, labels: tuple[tuple[str, str], ...], tenant: str, endpoint: Endpoint) -> bool:
         """Whether a selector of ``tenant`` picks ``endpoint`` (labels match, attached to the tenant)."""
@@ -272,14 +285,18 @@ class Facts:
 
     # --- services --------------------------------------------------------------------------------
 
-    def service_rules(self, tenant: str) -> tuple[Rule, ...]:
+    def services_of(self, tenant: str) -> tuple[Rule, ...]:
         """DNAT rules for every service of ``tenant``, by service name."""
+        return self.service_rules.get(tenant, ())
 
-        def build() -> tuple[Rule, ...]:
+    def derive_service_rules(self, tenants: Iterable[str]) -> list[str]:
+        """Redo the service rules of ``tenants``; the tenants whose rules changed."""
+        changed = []
+        for tenant in tenants:
             services = sorted(name for name, s in self.services.items() if s.tenant == tenant)
-            return tuple(self.service_rule(self.services[name]) for name in services)
-
-        return self.cached(("services", tenant), build)
+            if keep(self.service_rules, tenant, tuple(self.service_rule(self.services[name]) for name in services)):
+                changed.append(tenant)
+        return changed
 
     def service_rule(self, service: Service) -> Rule:
         vip = service.vip
@@ -293,6 +310,16 @@ class Facts:
             action=Dnat(targets=tuple(targets), affinity=Affinity(service.affinity)),
             comment=f"service {service.name}",
         )
+
+
+def keep(table: dict, key: Any, value: Any) -> bool:
+    """Store ``value`` under ``key`` unless an equal value is there (which stays: unchanged values
+    stay identical objects); whether the table changed."""
+    old = table.get(key, table)
+    if old is not table and (old is value or old == value):
+        return False
+    table[key] = value
+    return True
 
 
 def host_prefix(address: IPv4Address | IPv6Address) -> IPNetwork:

@@ -8,6 +8,7 @@ and devices in part order (host, networks, routers, endpoints; each by name). do
 """
 
 from collections.abc import Iterable, Iterator
+from enum import IntEnum
 from ipaddress import ip_network
 from itertools import chain
 from operator import attrgetter
@@ -46,6 +47,8 @@ TUNNEL_PORTS = {"vxlan": 4789, "geneve": 6081, "nvgre": 4789}  # NVGRE is GRE: t
 ENDPOINT_KINDS = {"vm": NamespaceKind.VM, "container": NamespaceKind.CONTAINER, "pod": NamespaceKind.POD}
 DEFAULT_ROUTE = {4: ip_network("0.0.0.0/0"), 6: ip_network("::/0")}
 UPLINK_METRIC = 100  # below any static default route of the spec (metric 0)
+Tunnels = dict[tuple[str, str], tuple]
+"""(network, host) -> (spec network, spec host, flood list, tunnel device): the last tunnel built there."""
 
 
 class Part(NamedTuple):
@@ -85,7 +88,7 @@ def host_part(facts: Facts, host: str) -> Part:
         origin=origin,
     )
     routes = [facts.route(underlay.network, naming.NIC)]
-    routes += [facts.route(prefix, naming.NIC) for prefix in facts.underlay_peers(underlay.network)]
+    routes += [facts.route(prefix, naming.NIC) for prefix in facts.underlay_peers[underlay.network]]
     masquerade: tuple[Rule, ...] = ()
     if any(facts.routers[r].snat and host in facts.router_hosts[r] for r in facts.routers):
         routes.append(facts.route(DEFAULT_ROUTE[underlay.version], naming.NIC))
@@ -118,11 +121,11 @@ def bridge_part(facts: Facts, network: str, host: str) -> Part:
     return Part(devices=(bridge,))
 
 
-def tunnel_parts(facts: Facts, network: str, hosts: Iterable[str]) -> Iterator[tuple[str, Part]]:
+def tunnel_parts(facts: Facts, network: str, hosts: Iterable[str], tunnels: Tunnels) -> Iterator[tuple[str, Part]]:
     """The network's tunnel on each of ``hosts`` (or, for ``encap: none``, its provider NIC). When
-    only its FDB moved since the last build (a port came or went: same network, host and flood
-    list), the last device gets the new FDB swapped in (``with_fdb``) instead of being built and
-    checked anew."""
+    only its FDB moved since the last build recorded in ``tunnels`` (a port came or went: same
+    network, host and flood list), the last device gets the new FDB swapped in (``with_fdb``)
+    instead of being built and checked anew; each build is recorded there."""
     spec_net = facts.networks[network]
     if spec_net.encap == "none":
         for host in hosts:
@@ -132,7 +135,7 @@ def tunnel_parts(facts: Facts, network: str, hosts: Iterable[str]) -> Iterator[t
             )
             yield host, Part(devices=(nic,))
         return
-    flood, remote_fdb, tunnels = facts.flood(network), facts.tunnel_fdb(network), facts.tunnels
+    flood, remote_fdb = facts.floods[network], facts.tunnel_fdb(network)
     for host in hosts:
         spec_host, others, fdb = facts.hosts[host], flood.others(host), remote_fdb(host)
         last = tunnels.get((network, host))
@@ -181,9 +184,7 @@ def router_namespace_parts(facts: Facts, router: str, hosts: Iterable[str]) -> I
         version = facts.hosts[host].underlay.version
         part = found.get(version)
         if part is None:
-            part = found[version] = facts.cached(
-                ("router-ns", router, version), lambda: Part(namespaces=(router_namespace(facts, router, version),))
-            )
+            part = found[version] = Part(namespaces=(router_namespace(facts, router, version),))
         yield host, part
 
 
@@ -196,7 +197,7 @@ def router_namespace(facts: Facts, router: str, version: int) -> Namespace:
     for name in spec_router.networks:
         leg = naming.router_leg(name)
         routes.extend(facts.route(subnet, leg) for _, subnet in gateways(facts.networks[name]))
-    neighbours = Chunks(map(facts.neighbours, spec_router.networks))  # a chunk per network: a port moves one
+    neighbours = Chunks(map(facts.neighbour_lists.__getitem__, spec_router.networks))  # a chunk per network: a port moves one
     for route in spec_router.routes:
         dev = next(
             (naming.router_leg(name) for name in spec_router.networks if route.via in subnet_of(facts.networks[name], route.via.version)),
@@ -330,9 +331,9 @@ def endpoint_part(facts: Facts, endpoint: str) -> Part:
         egress.extend(interface_rules(facts, spec_ep, net, iface, prefixes, "egress"))
         if net.tenant not in tenants:
             tenants.append(net.tenant)
-            if service_iface is None and facts.service_rules(net.tenant):
+            if service_iface is None and facts.services_of(net.tenant):
                 service_iface = iface
-    nat_output = tuple(rule for tenant in sorted(tenants) for rule in facts.service_rules(tenant))
+    nat_output = tuple(rule for tenant in sorted(tenants) for rule in facts.services_of(tenant))
     if service_iface is not None:
         routes.extend(facts.route(prefix, service_iface) for prefix in service_prefixes(facts, nat_output))
     for listen in spec_ep.listen:
@@ -396,42 +397,92 @@ def filter_chains(ingress: Iterable[Rule], egress: Iterable[Rule]) -> tuple[Chai
 
 # --- a host's parts ------------------------------------------------------------------------------
 
-# Part keys sort in assembly order: (0, "", 0) the host; (1, NET, 0) bridge, (1, NET, 1) tunnel;
-# (2, ROUTER, 0) router namespace, (2, ROUTER, 1) router legs; (3, ENDPOINT, 0) an endpoint.
-PartKey = tuple[int, str, int]
-HOST_KEY: PartKey = (0, "", 0)
+
+class PartKind(IntEnum):
+    """What a part is: the host's own (NIC, underlay routes), a network's bridge or tunnel, a
+    router's namespace or legs, an endpoint."""
+
+    HOST = 0
+    BRIDGE = 1
+    TUNNEL = 2
+    ROUTER_NAMESPACE = 3
+    ROUTER_LEGS = 4
+    ENDPOINT = 5
 
 
-def part_keys(facts: Facts, host: str, networks: Iterable[str], routers: Iterable[str], endpoints: Iterable[str]) -> list[PartKey]:
-    """The keys of the parts of ``host``, given what is placed there, in assembly order."""
+class Family(IntEnum):
+    """The kind of spec object a part belongs to; a host's parts are assembled family by family."""
+
+    HOST = 0
+    NETWORK = 1
+    ROUTER = 2
+    ENDPOINT = 3
+
+
+FAMILY = {
+    PartKind.HOST: Family.HOST, PartKind.BRIDGE: Family.NETWORK, PartKind.TUNNEL: Family.NETWORK,
+    PartKind.ROUTER_NAMESPACE: Family.ROUTER, PartKind.ROUTER_LEGS: Family.ROUTER, PartKind.ENDPOINT: Family.ENDPOINT,
+}
+
+
+class PartKey(NamedTuple):
+    """Which part of a host: ``kind`` of the spec object ``name`` ("" for the host's own part).
+    Keys sort in assembly order — the host, then the networks by name (bridge, tunnel), the
+    routers (namespace, legs), the endpoints — so ``family`` leads; build keys with ``part_key``."""
+
+    family: Family
+    name: str
+    kind: PartKind
+
+
+def part_key(kind: PartKind, name: str = "") -> PartKey:
+    return PartKey(FAMILY[kind], name, kind)
+
+
+HOST_KEY = part_key(PartKind.HOST)
+NETWORK_PARTS = (PartKind.BRIDGE, PartKind.TUNNEL)
+ROUTER_PARTS = (PartKind.ROUTER_NAMESPACE, PartKind.ROUTER_LEGS)
+
+
+def part_keys(networks: Iterable[str], routers: Iterable[str], endpoints: Iterable[str]) -> list[PartKey]:
+    """The keys of the parts of a host, given what is placed there, in assembly order."""
     keys = [HOST_KEY]
-    keys += [(1, name, kind) for name in networks for kind in (0, 1)]
-    keys += [(2, name, kind) for name in routers for kind in (0, 1)]
-    keys += [(3, name, 0) for name in endpoints]
+    keys += [part_key(kind, name) for name in networks for kind in NETWORK_PARTS]
+    keys += [part_key(kind, name) for name in routers for kind in ROUTER_PARTS]
+    keys += [part_key(PartKind.ENDPOINT, name) for name in endpoints]
     return sorted(keys)
 
 
-def build_parts(facts: Facts, key: PartKey, hosts: Iterable[str]) -> Iterator[tuple[str, Part]]:
+def build_parts(facts: Facts, key: PartKey, hosts: Iterable[str], tunnels: Tunnels) -> Iterator[tuple[str, Part]]:
     """(host, the part ``key`` of it) for each of ``hosts``, in their order: one pass per part
-    key, so what the hosts share is looked up once (the engine rebuilds a key on many hosts)."""
-    group, name, kind = key
-    if group == 1 and kind == 1:
-        return tunnel_parts(facts, name, hosts)
-    if group == 2 and kind == 0:
+    key, so what the hosts share is looked up once and built once (a router's namespace is one
+    object on all of them). ``tunnels``: the last tunnels built, updated (see ``tunnel_parts``)."""
+    kind, name = key.kind, key.name
+    if kind is PartKind.TUNNEL:
+        return tunnel_parts(facts, name, hosts, tunnels)
+    if kind is PartKind.ROUTER_NAMESPACE:
         return router_namespace_parts(facts, name, hosts)
-    return ((host, build_part(facts, host, key)) for host in hosts)
+    if kind is PartKind.ENDPOINT:
+        return ((host, endpoint_part(facts, name)) for host in hosts)
+    if kind is PartKind.HOST:
+        return ((host, host_part(facts, host)) for host in hosts)
+    if kind is PartKind.BRIDGE:
+        return ((host, bridge_part(facts, name, host)) for host in hosts)
+    return ((host, router_legs_part(facts, name, host)) for host in hosts)
 
 
-def build_part(facts: Facts, host: str, key: PartKey) -> Part:
-    """The part ``key`` of ``host``."""
-    group, name, kind = key
-    if group == 0:
-        return host_part(facts, host)
-    if group == 1:
-        return bridge_part(facts, name, host) if kind == 0 else next(tunnel_parts(facts, name, [host]))[1]
-    if group == 2:
-        return router_legs_part(facts, name, host) if kind == 1 else next(router_namespace_parts(facts, name, [host]))[1]
-    return endpoint_part(facts, name)
+def build_hosts(facts: Facts, keys: dict[str, list[PartKey]], tunnels: Tunnels) -> dict[str, dict[PartKey, Part]]:
+    """Every host's parts (host -> key -> part, in key order), built key by key over the hosts
+    that have the key (``build_parts``)."""
+    hosts_of: dict[PartKey, list[str]] = {}
+    for host in sorted(keys):
+        for key in keys[host]:
+            hosts_of.setdefault(key, []).append(host)
+    built: dict[str, dict[PartKey, Part]] = {host: {} for host in keys}
+    for key, hosts in hosts_of.items():
+        for host, part in build_parts(facts, key, hosts, tunnels):
+            built[host][key] = part
+    return {host: {key: built[host][key] for key in keys[host]} for host in keys}
 
 
 # --- a host --------------------------------------------------------------------------------------

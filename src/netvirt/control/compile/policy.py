@@ -232,7 +232,7 @@ def resolve(facts: Facts, tenant: str, peers: Iterable[Peer]) -> tuple[IPNetwork
         elif peer.endpoint is not None:
             found.update(dict.fromkeys(facts.endpoint_prefixes(peer.endpoint)))
         else:
-            found.update(dict.fromkeys(facts.selection(tenant, peer.labels or ())))
+            found.update(dict.fromkeys(facts.selections[(tenant, peer.labels or ())]))
     return tuple(found)
 
 
