@@ -69,7 +69,7 @@ def test_xdp_program_drops_by_rule_and_passes_the_rest():
     hop = dropped.events[-1]
     assert hop.action is Action.FILTER_DROP and hop.level == "Driver" and "XDP" in hop.technique
     # XDP runs before the kernel allocates a socket buffer: no route, no netfilter
-    assert [e.action for e in dropped.events if e.namespace == "server"] == [Action.RECEIVE, Action.DRIVER,
+    assert [e.action for e in dropped.events if e.namespace == "server"] == [Action.RECEIVE,
                                                                              Action.FILTER_DROP]
     passed = send(network)
     assert passed.disposition is Disposition.DELIVERED
@@ -100,8 +100,9 @@ def test_af_xdp_socket_takes_frames_past_the_kernel():
 
     walk = send(lan(extra=xsk), dport=9000)
     assert walk.disposition is Disposition.DELIVERED and "kernel bypass" in walk.reason
-    assert [e.action for e in walk.events if e.namespace == "server"] == [Action.RECEIVE, Action.DRIVER,
-                                                                          Action.REDIRECT, Action.DELIVER]
+    # XDP redirects in the driver's receive path: no socket buffer, no driver hand-over
+    assert [e.action for e in walk.events if e.namespace == "server"] == [Action.RECEIVE, Action.REDIRECT,
+                                                                          Action.DELIVER]
     assert all(e.bypass for e in walk.events if e.action in (Action.REDIRECT, Action.DELIVER))
     # the kernel never sees it: nothing on port 80 is answered either
     other = send(lan(extra=xsk), dport=80)

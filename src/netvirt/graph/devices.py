@@ -278,6 +278,11 @@ class SriovVf:
 DeviceConfig = Veth | Bridge | Tunnel | Macvlan | Socket | HypervisorSwitch | Wsl2Gateway | SriovVf
 
 
+# The XDP program of a host's ``drop_from`` list (spec hosts[].drop_from): drop rules by source
+# prefix on the underlay NIC. Backends without XDP realise exactly this program another way.
+DROP_LIST_PROGRAM = "drop_from"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceHook:
     """A program attached to a device. ``program`` names it (e.g. ``"xdp-ddos-guard"``); ``rules``

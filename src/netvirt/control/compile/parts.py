@@ -20,11 +20,15 @@ from netvirt.control.compile.policy import ESTABLISHED, interface_rules
 from netvirt.graph import (
     Bridge,
     Chain,
+    DROP,
+    DROP_LIST_PROGRAM,
     Chunks,
     Device,
+    DeviceHook,
     DeviceKind,
     FdbEntry,
     GeneveOption,
+    HookKind,
     HostGraph,
     IPInterface,
     Masquerade,
@@ -85,6 +89,7 @@ def host_part(facts: Facts, host: str) -> Part:
         mtu=spec_host.mtu,
         mac=naming.nic_mac(host),
         addresses=(underlay,),
+        hooks=drop_list_hooks(spec_host.drop_from),
         origin=origin,
     )
     routes = [facts.route(underlay.network, naming.NIC)]
@@ -101,6 +106,14 @@ def host_part(facts: Facts, host: str) -> Part:
             ),
         )
     return Part(devices=(nic,), routes=tuple(routes), nat_postrouting=masquerade)
+
+
+def drop_list_hooks(prefixes) -> tuple[DeviceHook, ...]:
+    """A host's ``drop_from`` list as the XDP hook of its underlay NIC (none when the list is empty)."""
+    if not prefixes:
+        return ()
+    rules = tuple(Rule(match=Match(src=prefix), action=DROP, comment=f"drop_from {prefix}") for prefix in prefixes)
+    return (DeviceHook(kind=HookKind.XDP, program=DROP_LIST_PROGRAM, rules=rules),)
 
 
 # --- networks ------------------------------------------------------------------------------------

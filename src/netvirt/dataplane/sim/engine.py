@@ -180,15 +180,16 @@ class Simulator:
                     return taken
         elif not mine and dev.master is None and not bound:
             return False
+        if dev.hooks or bound:  # XDP runs in the driver's receive path, before the socket buffer exists
+            verdict = self._hook(run, place, HookKind.XDP, frame)
+            if verdict is not None:
+                return verdict
         if kind in DRIVER_KINDS and run.record:
             self.event(run, Action.DRIVER, place, frame, "driver takes the frame",
                        labels=(DRIVER_LABELS[0], DRIVER_LABELS[1],
                                "SR-IOV VF Driver (guest owns the VF, no hypervisor)" if kind is DeviceKind.SRIOV_VF
                                else DRIVER_LABELS[2]))
-        if dev.hooks or bound:
-            verdict = self._hook(run, place, HookKind.XDP, frame)
-            if verdict is not None:
-                return verdict
+        if dev.hooks:
             verdict = self._hook(run, place, HookKind.TC_INGRESS, frame)
             if verdict is not None:
                 return verdict
@@ -258,8 +259,8 @@ class Simulator:
         if classifier is None:
             classifier = self._hook_classifiers[(place, kind)] = CompiledClassifier(hook.rules, hook.policy)
         found = headers(frame)
-        labels = ("Kernel", "Driver" if kind is HookKind.XDP else dev.level,
-                  f"{'XDP' if kind is HookKind.XDP else 'tc'} eBPF program {hook.program}")
+        labels = ("Kernel", "Driver", f"XDP eBPF program {hook.program} (before sk_buff)") if kind is HookKind.XDP \
+            else ("Kernel", dev.level, f"tc eBPF program {hook.program}")
         if found is None:
             index, action = None, Accept()
         else:

@@ -136,6 +136,18 @@ class Analysis:
                     ("hosts", index, "underlay"),
                     f"underlay address {host.underlay.ip} is already used by host {other!r}",
                 )
+        underlays = [(host.name, host.underlay.ip) for _, host in self.valid("hosts")]
+        for index, host in self.valid("hosts"):
+            listed: set = set()
+            for position, prefix in enumerate(host.drop_from):
+                where = ("hosts", index, "drop_from", position)
+                if prefix in listed:
+                    self.report(where, f"{prefix} is listed twice; remove one")
+                listed.add(prefix)
+                for name, address in underlays:
+                    if name != host.name and address.version == prefix.version and address in prefix:
+                        self.report(where, f"{prefix} contains the underlay address {address} of host {name!r}: "
+                                           f"its tunnelled traffic to {host.name!r} would be dropped; narrow the prefix")
 
     def networks(self) -> None:
         by_tenant: dict[tuple[str, int], list[tuple[IPNetwork, int, str, str]]] = defaultdict(list)

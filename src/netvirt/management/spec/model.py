@@ -50,6 +50,9 @@ class Host(Model):
     """Underlay (physical NIC) MTU; overlay MTUs are derived from it."""
     nic: Literal["physical", "virtio", "sriov-vf", "e1000", "vmxnet3", "netvsc"] = "physical"
     """What the host's underlay NIC is (a bare-metal NIC, or the vNIC of a VM used as a host)."""
+    drop_from: list[AnyNetwork] = []
+    """Source prefixes dropped on arrival at the underlay NIC, before the kernel allocates a socket
+    buffer (XDP on the ``ebpf`` backend, an nftables ``netdev`` ingress chain on ``linux``)."""
     labels: Labels = {}
 
 
