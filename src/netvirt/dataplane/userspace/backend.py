@@ -1,0 +1,159 @@
+"""The ``userspace`` backend: one host's datapath done by a poll-mode switch process.
+
+Contract: ``UserspaceBackend(host, network=..., deployment=..., mode=...)`` implements
+``dataplane.api.Backend``. It needs the whole ``network`` (the slow path walks the simulator over
+it: remote tunnel endpoints and their MACs come from the other hosts' graphs); ``apply(graph)``
+puts ``graph`` in place of this host's graph in it.
+
+- The host's *switch namespaces* (``oracle.switch_namespaces``: its own and its routers') are
+  done by the switch: their bridges, tunnel endpoints (VXLAN, Geneve with options, NVGRE), the
+  distributed router's stack, its neighbours, routes, filter and NAT chains. In the kernel
+  (``kernel_graph``) only their *ports* exist — the NIC into the underlay segment and the host
+  ends of the endpoints' veths, without addresses or master — and the endpoints' namespaces,
+  whole, with their own addresses, routes and rules; the Linux backend builds that part
+  (namespaces, links, ownership records and cleanup are its).
+- Then every port's peer gets its transmit offloads turned off (``offloads``), and the switch
+  process is (re)started under its supervisor (``process``) with the full network.
+- ``teardown()`` stops the switch first (exactly the processes recorded, never another), then
+  removes the kernel part. ``counters()`` is the switch's ``status`` line.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar
+
+from netvirt.dataplane.api import ApplyReport, Capabilities, Encapsulation, plan
+from netvirt.dataplane.linux import readback
+from netvirt.dataplane.linux.backend import LinuxBackend, segments_of
+from netvirt.dataplane.linux.naming import PRODUCTION_PREFIX
+from netvirt.dataplane.linux.ownership import STATE_DIR
+from netvirt.dataplane.userspace import offloads, process
+from netvirt.dataplane.userspace.oracle import switch_namespaces
+from netvirt.dataplane.userspace.switch import MODES
+from netvirt.graph import DeviceKind, HostGraph, NetworkGraph, Problem, Veth, validate
+
+DEVICE_KINDS = frozenset({DeviceKind.NIC, DeviceKind.VETH, DeviceKind.BRIDGE, DeviceKind.VXLAN, DeviceKind.GENEVE,
+                          DeviceKind.NVGRE, DeviceKind.SOCKET})
+
+
+def ports(graph: HostGraph, owned: set[str]) -> list[tuple[str, str]]:
+    """(namespace, device) of every port of the switch: a NIC, or a veth leading out of ``owned``."""
+    found = []
+    for dev in graph.devices:
+        if dev.namespace not in owned:
+            continue
+        if dev.kind is DeviceKind.NIC or (
+                dev.kind is DeviceKind.VETH and isinstance(dev.config, Veth) and dev.config.peer_namespace not in owned):
+            found.append((dev.namespace, dev.name))
+    return found
+
+
+def kernel_graph(graph: HostGraph, owned: set[str]) -> HostGraph:
+    """The part of ``graph`` that exists as kernel objects under the userspace switch."""
+    kept_ports = set(ports(graph, owned))
+    devices = []
+    for dev in graph.devices:
+        if dev.namespace not in owned:
+            devices.append(dev)
+        elif (dev.namespace, dev.name) in kept_ports:
+            devices.append(replace(dev, addresses=(), master=None, parent=None))
+    names = {(dev.namespace, dev.name) for dev in devices}
+    namespaces = []
+    for ns in graph.namespaces:
+        if ns.name not in owned:
+            namespaces.append(ns)
+        elif any(dev.namespace == ns.name for dev in devices):
+            namespaces.append(replace(ns, routes=(), neighbours=(), ip_forward=False, ipv6_forward=False,
+                                      filter=(), nat=()))
+    links = tuple(link for link in graph.links
+                  if (link.a.namespace, link.a.device) in names and (link.b.namespace, link.b.device) in names)
+    return replace(graph, namespaces=tuple(namespaces), devices=tuple(devices), links=links, stages=())
+
+
+class UserspaceBackend:
+    """See the module docstring."""
+
+    name: ClassVar[str] = "userspace"
+
+    def __init__(self, host: str, *, network: NetworkGraph, deployment: str = "default", mode: str = "adaptive",
+                 prefix: str = PRODUCTION_PREFIX, state_dir: Path = STATE_DIR, **kernel_options) -> None:
+        if mode not in MODES:
+            raise ValueError(f"poll mode {mode!r}: choose one of {', '.join(MODES)}")
+        self.host = host
+        self.network = network
+        self.mode = mode
+        self.kernel = LinuxBackend(host, deployment=deployment, segments=segments_of(network), prefix=prefix,
+                                   state_dir=state_dir, **kernel_options)
+        self.names = self.kernel.names
+        self.run_dir = Path(state_dir) / "userspace" / f"{self.names.prefix}-{self.names.deployment}"
+        self.last_report: ApplyReport | None = None
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(backend=self.name, device_kinds=DEVICE_KINDS,
+                            encapsulations=frozenset(Encapsulation), hooks=frozenset(), netfilter=True, nat=True,
+                            where="in user space (AF_PACKET rings)")
+
+    def check(self, graph: HostGraph) -> list[Problem]:
+        problems = validate(graph) + [  # TODO(seams): plan(graph, self.capabilities())
+            Problem(f"{graph.host}:{dev.namespace}/{dev.name}", f"device '{dev.name}' ({dev.kind}) cannot be realised "
+                    f"by backend 'userspace'") for dev in graph.devices if dev.kind not in DEVICE_KINDS]
+        if problems:
+            return problems
+        owned = switch_namespaces(self._network(graph), self.host)
+        return self.kernel.check(kernel_graph(graph, owned))
+
+    def _network(self, graph: HostGraph) -> NetworkGraph:
+        hosts = tuple(graph if g.host == graph.host else g for g in self.network.hosts)
+        return replace(self.network, hosts=hosts)
+
+    def apply(self, graph: HostGraph) -> ApplyReport:
+        problems = self.check(graph)
+        if problems:
+            self.last_report = ApplyReport(errors=tuple(problems))
+            return self.last_report
+        network = self._network(graph)
+        owned = switch_namespaces(network, self.host)
+        report = self.kernel.apply(kernel_graph(graph, owned))
+        if not report.ok:
+            self.last_report = report
+            return report
+        self.network = network
+        try:
+            for namespace, device in ports(graph, owned):
+                dev = graph.device(namespace, device)
+                peer = self._peer(graph, namespace, device)
+                if peer is not None:
+                    offloads.complete_frames(*peer)
+                elif dev.kind is DeviceKind.NIC:
+                    segment = self.kernel._segment(dev)
+                    offloads.complete_frames(self.names.segment_namespace(segment.name),
+                                             readback.segment_port(self.names, self.host, namespace, device))
+            host_namespace = self.names.graph_namespace(self.host, self._host_namespace(graph))
+            process.start(self.run_dir, self.host, host_namespace, network, self.mode)
+        except (OSError, process.SwitchError) as error:
+            report = ApplyReport(errors=(Problem(self.host, f"userspace switch: {error}"),))
+        self.last_report = report
+        return report
+
+    def _host_namespace(self, graph: HostGraph) -> str:
+        return next(ns.name for ns in graph.namespaces if ns.name == graph.host or ns.kind.value == "host")
+
+    def _peer(self, graph: HostGraph, namespace: str, device: str) -> tuple[str, str] | None:
+        """(kernel namespace, link name) of the other end of a veth port."""
+        dev = graph.device(namespace, device)
+        if not isinstance(dev.config, Veth):
+            return None
+        return self.names.graph_namespace(self.host, dev.config.peer_namespace), dev.config.peer
+
+    def realized(self) -> HostGraph:
+        return self.kernel.realized()
+
+    def forget(self) -> None:
+        self.kernel.forget()
+
+    def counters(self) -> dict | None:
+        return process.counters(self.run_dir, self.host)
+
+    def teardown(self) -> None:
+        process.stop(self.run_dir, self.host)
+        self.kernel.teardown()
