@@ -14,13 +14,10 @@ from netvirt.dataplane.linux import netns
 _OFF = ("tx-checksum-", "-segmentation", "tx-gso-", "tx-generic-segmentation", "tx-scatter-gather")
 
 
-def _offloads(name: str) -> list[str]:
-    return [feature for feature in name_list(name) if any(part in feature for part in _OFF)]
-
-
-def name_list(name: str) -> list[str]:
+def _enabled(ifname: str) -> list[str]:
     with Ethtool() as ethtool:
-        return [key for key, value in ethtool.get_features(name).features.items() if value.enable]
+        features = ethtool.get_features(ifname).features
+        return [key for key, value in features.items() if value.enable and any(part in key for part in _OFF)]
 
 
 def complete_frames(namespace: str, ifname: str) -> None:
@@ -39,4 +36,4 @@ def complete_frames(namespace: str, ifname: str) -> None:
 
 def enabled_offloads(namespace: str, ifname: str) -> list[str]:
     """The transmit offloads still on (``complete_frames`` leaves none a device lets go of)."""
-    return netns.call_in(namespace, _offloads, ifname)
+    return netns.call_in(namespace, _enabled, ifname)
