@@ -41,7 +41,7 @@ def switch(path: str) -> None:
     oracle = Oracle(network, host)
 
     def serve() -> None:
-        sw = Switch(oracle.names, oracle.decide, mode=config["mode"])
+        sw = Switch(oracle.names, oracle.decide, mode=config["mode"], batched=config.get("batched", True))
 
         def tick() -> None:
             write_atomically(out, json.dumps(sw.counters() | {"pid": os.getpid(), "host": host}))

@@ -1,6 +1,6 @@
 """The ``userspace`` backend: one host's datapath done by a poll-mode switch process.
 
-Contract: ``UserspaceBackend(host, network=..., deployment=..., mode=...)`` implements
+Contract: ``UserspaceBackend(host, network=..., deployment=..., mode=..., batched=...)`` implements
 ``dataplane.api.Backend``. It needs the whole ``network`` (the slow path walks the simulator over
 it: remote tunnel endpoints and their MACs come from the other hosts' graphs); ``apply(graph)``
 puts ``graph`` in place of this host's graph in it.
@@ -13,7 +13,8 @@ puts ``graph`` in place of this host's graph in it.
   whole, with their own addresses, routes and rules; the Linux backend builds that part
   (namespaces, links, ownership records and cleanup are its).
 - Then every port's peer gets its transmit offloads turned off (``offloads``), and the switch
-  process is (re)started under its supervisor (``process``) with the full network.
+  process is (re)started under its supervisor (``process``) with the full network
+  (``batched=False``: the per-packet baseline of ``switch``, for the benchmark).
 - ``teardown()`` stops the switch first (exactly the processes recorded, never another), then
   removes the kernel part. ``counters()`` is the switch's ``status`` line.
 """
@@ -76,12 +77,14 @@ class UserspaceBackend:
     name: ClassVar[str] = "userspace"
 
     def __init__(self, host: str, *, network: NetworkGraph, deployment: str = "default", mode: str = "adaptive",
-                 prefix: str = PRODUCTION_PREFIX, state_dir: Path = STATE_DIR, **kernel_options) -> None:
+                 batched: bool = True, prefix: str = PRODUCTION_PREFIX, state_dir: Path = STATE_DIR,
+                 **kernel_options) -> None:
         if mode not in MODES:
             raise ValueError(f"poll mode {mode!r}: choose one of {', '.join(MODES)}")
         self.host = host
         self.network = network
         self.mode = mode
+        self.batched = batched
         self.kernel = LinuxBackend(host, deployment=deployment, segments=segments_of(network), prefix=prefix,
                                    state_dir=state_dir, **kernel_options)
         self.names = self.kernel.names
@@ -129,7 +132,7 @@ class UserspaceBackend:
                     offloads.complete_frames(self.names.segment_namespace(segment.name),
                                              readback.segment_port(self.names, self.host, namespace, device))
             host_namespace = self.names.graph_namespace(self.host, self._host_namespace(graph))
-            process.start(self.run_dir, self.host, host_namespace, network, self.mode)
+            process.start(self.run_dir, self.host, host_namespace, network, self.mode, self.batched)
         except (OSError, process.SwitchError) as error:
             report = ApplyReport(errors=(Problem(self.host, f"userspace switch: {error}"),))
         self.last_report = report

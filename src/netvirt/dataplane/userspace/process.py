@@ -1,6 +1,6 @@
 """One switch process per host, owned and supervised by netvirt.
 
-Contract: ``start(run_dir, host, namespace, network, mode)`` writes the switch's configuration to
+Contract: ``start(run_dir, host, namespace, network, mode, batched)`` writes the switch's configuration to
 ``run_dir/HOST.config.json`` and starts a *supervisor* (its own session, so it outlives the
 command that started it) that runs the switch process and starts it again whenever it dies
 (kill -9 included), after a short pause that grows while it keeps dying. ``start`` returns when
@@ -65,13 +65,13 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def start(run_dir: Path, host: str, namespace: str, network: NetworkGraph, mode: str) -> None:
+def start(run_dir: Path, host: str, namespace: str, network: NetworkGraph, mode: str, batched: bool = True) -> None:
     """See the module docstring."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     where = paths(run_dir, host)
-    config = json.dumps({"host": host, "namespace": namespace, "mode": mode, "network": json.loads(to_json(network))},
-                        sort_keys=True)
+    config = json.dumps({"host": host, "namespace": namespace, "mode": mode, "batched": batched,
+                         "network": json.loads(to_json(network))}, sort_keys=True)
     pids = read_pids(run_dir, host)
     if owned_pid(pids.get("supervisor"), where["config"]) and where["config"].read_text() == config:
         return

@@ -59,6 +59,7 @@ class Switch:
         self.received = [0] * len(self.names)
         self.slow_calls = 0
         self.slow_errors = 0
+        self.sent = [0] * len(self.names)  # unbatched only (the rings count their own)
         self._cpu = (time.monotonic(), os.times())
         if batched:
             self.rx = [RxRing(name) for name in self.names]
@@ -164,6 +165,7 @@ class Switch:
             except OSError:
                 self.slow_dropped[port] += 1
                 return False
+            self.sent[port] += 1
             return True
 
         return put
@@ -241,7 +243,7 @@ class Switch:
                 _, kernel_dropped = self.rx[port].statistics()
                 sent, tx_dropped = self.tx[port].sent, self.tx[port].dropped
             else:
-                kernel_dropped, sent, tx_dropped = 0, 0, 0
+                kernel_dropped, sent, tx_dropped = 0, self.sent[port], 0
             ports.append({"port": name, "rx": self.received[port], "tx": sent,
                           "drop": kernel_dropped + tx_dropped + self.slow_dropped[port]})
         cache = self.cache
