@@ -4,7 +4,6 @@ checked on the wire by tshark; the switch process restarted after kill -9; nothi
 teardown."""
 
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -13,55 +12,26 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 from linux_network import Servers, probe
+from userspace_network import Mixed
 
-from netvirt.control.compile import compile_network
 from netvirt.dataplane.linux import netns, readback
 from netvirt.dataplane.linux.capture import Capture
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
 from netvirt.dataplane.userspace import process
-from netvirt.dataplane.userspace.backend import UserspaceBackend
 from netvirt.management.spec import load
 from netvirt.wire import pcap
 
 SPEC = Path(__file__).parents[2] / "examples" / "encapsulations.yaml"
 
 
-class Deployed:
-    """encapsulations.yaml up with one UserspaceBackend per host (test prefix, private state)."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.spec = load(SPEC)
-        self.graph = compile_network(self.spec)
-        self.names = Names(f"t{secrets.token_hex(3)}", TEST_PREFIX)
-        self.backends = {g.host: UserspaceBackend(g.host, network=self.graph, deployment=self.names.deployment,
-                                                  prefix=TEST_PREFIX, state_dir=state_dir) for g in self.graph.hosts}
-
-    def up(self) -> None:
-        for graph in self.graph.hosts:
-            report = self.backends[graph.host].apply(graph)
-            assert report.ok, report.errors
-
-    def down(self) -> None:
-        for backend in self.backends.values():
-            backend.teardown()
-
-    def namespace(self, endpoint: str) -> str:
-        return self.names.graph_namespace(self.spec.endpoint(endpoint).host, endpoint)
-
-    def address(self, endpoint: str) -> str:
-        return str(self.spec.endpoint(endpoint).attachments[0].ip)
-
-
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    network = Deployed(tmp_path_factory.mktemp("state"))
+    network = Mixed(load(SPEC), tmp_path_factory.mktemp("state"))
+    network.up()
     try:
-        network.up()
         with Servers(network):
             yield network
     finally:
         network.down()
-        assert [n for n in netns.names() if network.names.owns_namespace(n)] == []
 
 
 FLOWS = [("vx-a", "vx-b", "tcp", 80), ("gen-a", "gen-b", "udp", 53), ("nv-a", "nv-b", "tcp", 22),
@@ -141,9 +111,9 @@ def test_counters_show_mode_ports_and_the_flow_cache(deployed):
 
 
 def test_teardown_leaves_no_process_namespace_or_link(tmp_path):
-    network = Deployed(tmp_path)
+    network = Mixed(load(SPEC), tmp_path)
+    network.up()
     try:
-        network.up()
         pids = [process.read_pids(b.run_dir, host) for host, b in network.backends.items()]
         assert all(p.get("switch") and p.get("supervisor") for p in pids)
     finally:
