@@ -16,7 +16,8 @@ as ESTABLISHED, exactly as in a prediction.
 from dataclasses import dataclass
 
 from netvirt.dataplane.sim.engine import Simulator
-from netvirt.dataplane.sim.events import Action, Run
+from netvirt.dataplane.events import Action
+from netvirt.dataplane.sim.run import Run
 from netvirt.dataplane.sim.topology import Place
 from netvirt.graph import DeviceKind, NamespaceKind, NetworkGraph
 
