@@ -6,11 +6,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netvirt.control.compile import compile_host  # noqa: E402
-from netvirt.dataplane.sim import Action, Disposition  # noqa: E402
+from netvirt.control.compile import compile_host, compile_network  # noqa: E402
+from netvirt.dataplane.events import Action, Disposition  # noqa: E402
 from netvirt.graph import DROP_LIST_PROGRAM, HookKind  # noqa: E402
-from netvirt.management.cli.trace import plan_trace  # noqa: E402
 from netvirt.management.spec import load  # noqa: E402
+from netvirt.trace.plan import plan_trace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def test_drop_from_is_an_xdp_hook_on_the_underlay_nic(tmp_path):
 
 def test_the_answer_from_a_listed_source_dies_in_the_driver_before_an_sk_buff(tmp_path):
     spec = quickstart_dropping(tmp_path, "203.0.113.0/24")
-    tracer, flow, skip = plan_trace(spec, "web-1", "external", "udp", 53, 40000, None, 0)
+    tracer, flow, skip = plan_trace(spec, "web-1", "external", "udp", 53, 40000, None, 0, compile=compile_network)
     trace = tracer.trace(flow, skip=skip)
     assert trace.disposition is Disposition.DELIVERED
     answer = trace.answer
