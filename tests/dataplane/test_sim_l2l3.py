@@ -34,7 +34,7 @@ def test_same_bridge_delivery_resolves_arp_learns_and_keeps_checksums():
     for event in walk.events:
         assert_valid(event.packet)
     # the ARP exchange taught the bridge both MACs: a second packet is forwarded, not flooded
-    learned = sim.learned[("h1", "host", "br0")]
+    learned = sim.state.learned[("h1", "host", "br0")]
     assert set(learned.values()) == {("h1", "host", "v-a"), ("h1", "host", "v-b")}
     again = sim.send("h1", "a", probe(A, B, "tcp", src_port=40001, dst_port=80))
     assert "arp" not in actions(again) and "flood" not in actions(again)
@@ -76,10 +76,10 @@ def test_static_fdb_entry_wins_over_learning_and_hairpin_is_dropped():
     lab.pod("a", "10.0.0.2/24", gateway=None)
     lab.pod("b", "10.0.0.3/24", gateway=None, listen=("tcp", 80))  # MACs: br0 :01, v-a :02, a :03, v-b :04, b :05
     sim = Simulator(lab.network())
-    sim.neighbours[("h1", "a", "eth0")] = {B.packed: bytes.fromhex("020000000005")}
+    sim.state.neighbours[("h1", "a", "eth0")] = {B.packed: bytes.fromhex("020000000005")}
     walk = sim.send("h1", "a", probe(A, B, "tcp", dst_port=80))
     assert walk.disposition is Disposition.DELIVERED and "flood" not in actions(walk)
-    assert not sim.learned  # learning off
+    assert not sim.state.learned  # learning off
     # a frame for a MAC behind its own ingress port: the bridge does not send it back
     lab2 = Lab()
     lab2.ns("host")

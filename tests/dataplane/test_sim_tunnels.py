@@ -166,7 +166,7 @@ def test_no_fdb_entry_drops_at_the_tunnel():
     assert unresolved.disposition is Disposition.DROPPED and unresolved.events[-1].cause == "neighbour"
     assert not any(e.reply for e in unresolved.events)  # a local send fails, no ICMP to itself
     simulator = Simulator(network)
-    simulator.neighbours[("h1", "a", "eth0")] = {B.packed: bytes.fromhex("020000000099")}
+    simulator.state.neighbours[("h1", "a", "eth0")] = {B.packed: bytes.fromhex("020000000099")}
     walk = simulator.send("h1", "a", probe(A, B, "tcp", dst_port=80))
     assert walk.events[-1].cause == "no-fdb" and walk.events[-1].device == "tun0"
 

@@ -3,13 +3,16 @@
 Contract: ``Simulator(network).send(host, namespace, packet)`` returns the ``Walk`` of that IP
 packet sent by an application in the namespace; ``inject`` starts a frame on a device's wire.
 Deterministic: the same graph, state and packet give the same events. State that real systems
-keep between packets is kept between calls — conntrack, learned FDB entries, neighbour caches,
-fragments awaiting reassembly — so a reply sent after a request is ESTABLISHED; a fresh
-``Simulator`` starts empty. docs/trace.md lists the semantics of every device kind.
+keep between packets is kept between calls in one ``State`` (``state``) — conntrack, learned FDB
+entries, neighbour caches, fragments awaiting reassembly — so a reply sent after a request is
+ESTABLISHED; a fresh ``Simulator`` starts empty. docs/trace.md lists the semantics of every device kind.
 
 Layering inside the package: ``engine`` (L2: devices, wires, switches, tunnels, hooks) uses
-``stack`` (L3: routing, netfilter, delivery, answers); both append events to a ``Run``
-(``run``).
+``stack`` (L3: routing, netfilter, delivery, answers) and the stack hands frames back to it (its
+``link``); both change only the one ``State`` they are given and append events to a ``Run``
+(``run``). Device handling is a table per device kind: ``RECEIVERS`` (a frame arrives on the
+device's wire) and ``TRANSMITTERS`` (the device sends it on), around the hooks of ``DRIVER_HOOKS``,
+``INGRESS_HOOKS`` and ``EGRESS_HOOKS``; a new device kind or hook kind is one entry there.
 """
 
 from netvirt.dataplane.sim import packets
@@ -19,6 +22,7 @@ from netvirt.dataplane.sim.run import Run
 from netvirt.dataplane.sim.netfilter import packet_key
 from netvirt.dataplane.sim.packets import ETHERNET, headers
 from netvirt.dataplane.sim.stack import Stack
+from netvirt.dataplane.sim.state import State
 from netvirt.dataplane.sim.topology import Place, Topology
 from netvirt.graph import (
     SWITCH_KINDS,
@@ -50,19 +54,13 @@ class Simulator:
     def __init__(self, network: NetworkGraph, *, compiled: bool = True) -> None:
         self.topology = Topology(network, compiled)
         self._hook_classifiers: dict[tuple[Place, HookKind], object] = {}
-        self.stack = Stack(self)
-        self.reset()
+        self.state = State()
+        self.stack = Stack(self.topology, self.state, self)
 
     def reset(self, *, connections_only: bool = False) -> None:
-        """Forget all state: conntrack, fragments and — unless ``connections_only`` — learned FDB
-        entries and neighbour caches (what a network that has run a while keeps warm)."""
-        self.conntrack: dict[tuple[str, str, int], dict] = {}
-        self.reassembly: dict[tuple, list[bytes]] = {}
-        if not connections_only:
-            self.learned: dict[Place, dict[bytes, Place]] = {}
-            self.tunnel_learned: dict[Place, dict[bytes, bytes]] = {}
-            self.neighbours: dict[Place, dict[bytes, bytes]] = {}
-            self.domains: dict[tuple[Place, int], dict[bytes, bytes]] = {}
+        """Forget all state (``State.reset``): conntrack, fragments and — unless
+        ``connections_only`` — learned FDB entries and neighbour caches."""
+        self.state.reset(connections_only=connections_only)
 
     # --- entry points ----------------------------------------------------------------------------
 
@@ -144,19 +142,31 @@ class Simulator:
     # --- receive: a frame arrives from a wire ----------------------------------------------------
 
     def receive(self, run: Run, place: Place, frame: bytearray, source: Place | None) -> bool:
-        """Frame arrives at ``place`` from its wire (sent by ``source``). False: nobody took it."""
+        """Frame arrives at ``place`` from its wire (sent by ``source``). False: nobody took it.
+        After the hop budget and the link state, the device kind's receiver (``RECEIVERS``) decides."""
         run.hops += 1
         if run.hops > MAX_HOPS:
             return self.drop(run, place, frame, f"more than {MAX_HOPS} hops: a forwarding loop", "loop")
-        topology = self.topology
-        dev = topology.devices[place]
+        dev = self.topology.devices[place]
         if not dev.up:
             return self.drop(run, place, frame, f"device {dev.name} is down", "down")
+        return RECEIVERS[dev.kind](self, run, place, dev, frame, source)
+
+    def _receive_switch(self, run: Run, place: Place, dev, frame: bytearray, source: Place | None) -> bool:
+        """A switch's own link feeds the switch (a NAT-mode hypervisor switch is a router port)."""
+        if self._routed_switch(dev):
+            return self._receive_port(run, place, dev, frame, source)
+        return self.switch(run, place, place, frame)
+
+    def _receive_socket(self, run: Run, place: Place, dev, frame: bytearray, source: Place | None) -> bool:
+        return self.drop(run, place, frame, "a socket has no wire", "not-connected")
+
+    def _receive_port(self, run: Run, place: Place, dev, frame: bytearray, source: Place | None) -> bool:
+        """Any other device: the devices bound to it see the frame first (eswitch, DPDK PMD), an
+        uplink also feeds its switch, the driver takes it, the ingress hooks run, then a macvlan
+        child, the device's switch or its namespace's stack takes it."""
+        topology = self.topology
         kind = dev.kind
-        if kind in SWITCH_KINDS and not self._routed_switch(dev):
-            return self.switch(run, place, place, frame)
-        if kind is DeviceKind.SOCKET:
-            return self.drop(run, place, frame, "a socket has no wire", "not-connected")
         mine = self._accepts(place, frame)
         bound = topology.bound.get(place, ())
         eswitch = topology.binding.get((place, DeviceKind.NIC_ESWITCH)) if bound else None
@@ -181,18 +191,20 @@ class Simulator:
         elif not mine and dev.master is None and not bound:
             return False
         if dev.hooks or bound:  # XDP runs in the driver's receive path, before the socket buffer exists
-            verdict = self._hook(run, place, HookKind.XDP, frame)
-            if verdict is not None:
-                return verdict
+            for hook in DRIVER_HOOKS:
+                verdict = self._hook(run, place, hook, frame)
+                if verdict is not None:
+                    return verdict
         if kind in DRIVER_KINDS and run.record:
             self.event(run, Action.DRIVER, place, frame, "driver takes the frame",
                        labels=(DRIVER_LABELS[0], DRIVER_LABELS[1],
                                "SR-IOV VF Driver (guest owns the VF, no hypervisor)" if kind is DeviceKind.SRIOV_VF
                                else DRIVER_LABELS[2]))
         if dev.hooks:
-            verdict = self._hook(run, place, HookKind.TC_INGRESS, frame)
-            if verdict is not None:
-                return verdict
+            for hook in INGRESS_HOOKS:
+                verdict = self._hook(run, place, hook, frame)
+                if verdict is not None:
+                    return verdict
         for child in bound:
             if child.kind is DeviceKind.MACVLAN and child.mac is not None and bytes(frame[0:6]) == topology.macs[
                     (place[0], place[1], child.name)]:
@@ -288,7 +300,7 @@ class Simulator:
         if ingress is not None and ingress != switch or (ingress == switch and switch in topology.wire):
             learning = getattr(dev.config, "learning", True)
             if learning and not frame[6] & 1:
-                self.learned.setdefault(switch, {})[bytes(frame[6:12])] = ingress
+                self.state.learned.setdefault(switch, {})[bytes(frame[6:12])] = ingress
         own = topology.macs.get(switch)
         if ingress is not None and own is not None and dst == own and dev.addresses:
             self.event(run, Action.FORWARD, switch, frame, "addressed to the switch itself: up its IP stack")
@@ -315,7 +327,7 @@ class Simulator:
         for entry in getattr(dev.config, "fdb", ()):
             if entry.device is not None and bytes.fromhex(entry.mac.replace(":", "")) == mac:
                 return (switch[0], switch[1], entry.device)
-        learned = self.learned.get(switch)
+        learned = self.state.learned.get(switch)
         if learned and mac in learned:
             return learned[mac]
         if dev.kind is not DeviceKind.BRIDGE:  # hypervisors and NICs know the MACs of their ports
@@ -369,20 +381,30 @@ class Simulator:
     # --- transmit: a frame leaves a device -------------------------------------------------------
 
     def transmit(self, run: Run, place: Place, frame: bytearray) -> bool:
-        """The device at ``place`` puts ``frame`` on its wire."""
-        topology = self.topology
-        dev = topology.devices[place]
+        """The device at ``place`` puts ``frame`` on its wire: after the link state and the egress
+        hooks, the device kind's transmitter (``TRANSMITTERS``) sends it on."""
+        dev = self.topology.devices[place]
         if not dev.up:
             return self.drop(run, place, frame, f"device {dev.name} is down", "down")
         if dev.hooks:
-            verdict = self._hook(run, place, HookKind.TC_EGRESS, frame)
-            if verdict is not None:
-                return verdict
-        kind = dev.kind
-        if kind in TUNNEL_KINDS:
-            return self.encap(run, place, frame)
-        if kind in SWITCH_KINDS and not self._routed_switch(dev):
-            return self.switch(run, place, None, frame)
+            for hook in EGRESS_HOOKS:
+                verdict = self._hook(run, place, hook, frame)
+                if verdict is not None:
+                    return verdict
+        return TRANSMITTERS[dev.kind](self, run, place, dev, frame)
+
+    def _transmit_tunnel(self, run: Run, place: Place, dev, frame: bytearray) -> bool:
+        return self.encap(run, place, frame)
+
+    def _transmit_switch(self, run: Run, place: Place, dev, frame: bytearray) -> bool:
+        """A switch sends a frame from its own stack (a NAT-mode hypervisor switch is a router port)."""
+        if self._routed_switch(dev):
+            return self._transmit_port(run, place, dev, frame)
+        return self.switch(run, place, None, frame)
+
+    def _transmit_port(self, run: Run, place: Place, dev, frame: bytearray) -> bool:
+        """Any other device: into its switch, onto its network segment, or to its wire's far end."""
+        topology = self.topology
         if dev.master is not None and place not in topology.wire and place not in topology.segment_of:
             self.event(run, Action.TRANSMIT, place, frame, f"into switch {dev.master}")
             return self.switch(run, (place[0], place[1], dev.master), place, frame)
@@ -449,7 +471,7 @@ class Simulator:
         return taken
 
     def _remotes(self, place: Place, mac: bytes) -> list[bytes]:
-        learned = self.tunnel_learned.get(place)
+        learned = self.state.tunnel_learned.get(place)
         if learned and mac in learned:
             return [learned[mac]]
         tunnel = self.topology.tunnels[place]
@@ -509,13 +531,30 @@ class Simulator:
                 self.event(run, Action.DECAP, place, inner, f"{dev.kind.value} vni {config.vni} from "
                            f"{_ip_text(found.src)}", labels=(dev.mode.value, dev.level, technique))
             if config.learning:
-                self.tunnel_learned.setdefault(place, {})[bytes(inner[6:12])] = found.src
+                self.state.tunnel_learned.setdefault(place, {})[bytes(inner[6:12])] = found.src
             if dev.master is not None:
                 return self.switch(run, (place[0], place[1], dev.master), place, inner)
             if not self._accepts(place, inner):
                 return self.drop(run, place, inner, "inner frame is not addressed to the tunnel device", "mac")
             return self.stack.stack_in(run, place, inner)
         return None
+
+
+DRIVER_HOOKS = (HookKind.XDP,)
+"""The programs a received frame meets in the driver, before the socket buffer exists."""
+INGRESS_HOOKS = (HookKind.TC_INGRESS,)
+"""The programs a received frame meets after the driver (on the socket buffer)."""
+EGRESS_HOOKS = (HookKind.TC_EGRESS,)
+"""The programs a transmitted frame meets."""
+RECEIVERS = ({kind: Simulator._receive_port for kind in DeviceKind}
+             | {kind: Simulator._receive_switch for kind in SWITCH_KINDS}
+             | {DeviceKind.SOCKET: Simulator._receive_socket})
+"""Device kind -> what a frame arriving on its wire does there: ``(simulator, run, place, device,
+frame, source) -> taken``. A new kind (a user-mode device, say) adds its receiver here."""
+TRANSMITTERS = ({kind: Simulator._transmit_port for kind in DeviceKind}
+                | {kind: Simulator._transmit_switch for kind in SWITCH_KINDS}
+                | {kind: Simulator._transmit_tunnel for kind in TUNNEL_KINDS})
+"""Device kind -> how it sends a frame on: ``(simulator, run, place, device, frame) -> taken``."""
 
 
 def _port_name(switch: Place, port: Place) -> str:

@@ -17,7 +17,8 @@ from netvirt.dataplane.events import Action, Disposition, Event
 from netvirt.dataplane.sim.run import Run
 from netvirt.dataplane.sim.netfilter import Tracked, packet_key, rule_name, track
 from netvirt.dataplane.sim.packets import ETHERNET, ICMP, ICMPV6, TCP, UDP, Headers, headers
-from netvirt.dataplane.sim.topology import NamespaceIndex, Place
+from netvirt.dataplane.sim.state import State
+from netvirt.dataplane.sim.topology import NamespaceIndex, Place, Topology
 from netvirt.graph import (
     Accept,
     Affinity,
@@ -53,11 +54,14 @@ _REJECT_KINDS = {RejectWith.PORT_UNREACHABLE: "port", RejectWith.HOST_UNREACHABL
 
 
 class Stack:
-    """The namespaces' IP stacks of one ``Simulator`` (it holds the state)."""
+    """The namespaces' IP stacks of one simulator: ``topology`` (read-only), the ``state`` they
+    change (conntrack, fragments, neighbour caches) and ``link``, the L2 engine frames leave by
+    (``transmit``), tunnels decapsulate in (``decap``) and device events are recorded with."""
 
-    def __init__(self, sim) -> None:
-        self.sim = sim
-        self.topology = sim.topology
+    def __init__(self, topology: Topology, state: State, link) -> None:
+        self.topology = topology
+        self.state = state
+        self.link = link
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -139,7 +143,7 @@ class Stack:
                 return True
             frame, found = whole
         if found.proto in (UDP, packets.GRE):
-            handled = self.sim.decap(run, space, frame, found)
+            handled = self.link.decap(run, space, frame, found)
             if handled is not None:
                 return handled
         if ct.is_reply or ct.state.value == "related":
@@ -153,7 +157,7 @@ class Stack:
                 if self.socket_matches(socket, found):
                     config: Socket = socket.config  # type: ignore[assignment]
                     socket_place = (space.host, space.namespace.name, socket.name)
-                    self.sim.event(run, Action.DELIVER, socket_place, frame,
+                    self.link.event(run, Action.DELIVER, socket_place, frame,
                                    f"{config.app or 'the application'} listening on {config.proto}/{config.port} reads it")
                     run.finish(Disposition.DELIVERED, f"delivered to {config.app or socket.name} "
                                f"({config.proto}/{config.port}) in {space.namespace.name}", socket_place[:2])
@@ -188,13 +192,13 @@ class Stack:
 
     def _reassemble(self, run, space, frame, found: Headers):
         key = (space.host, space.namespace.name, found.src, found.dst, found.proto, found.identification)
-        pieces = self.sim.reassembly.setdefault(key, [])
+        pieces = self.state.reassembly.setdefault(key, [])
         pieces.append(bytes(frame[ETHERNET:ETHERNET + found.length]))
         whole = packets.reassemble(pieces)
         if whole is None:
             self.event(run, Action.REASSEMBLE, space, frame, f"fragment {len(pieces)} held until the rest arrive")
             return None
-        del self.sim.reassembly[key]
+        del self.state.reassembly[key]
         frame = bytearray(frame[:ETHERNET] + whole)
         self.event(run, Action.REASSEMBLE, space, frame, f"{len(pieces)} fragments reassembled ({len(whole)} bytes)")
         return frame, headers(frame)
@@ -273,7 +277,7 @@ class Stack:
                                                                                            if len(nexthop) == 4 else 6))
         own = self.topology.macs.get(out_place, packets.ZERO_MAC)
         frame[0:12] = mac + own
-        return self.sim.transmit(run, out_place, frame)
+        return self.link.transmit(run, out_place, frame)
 
     def _unroutable(self, run, space, place, frame, found: Headers, route) -> bool:
         if route is None:
@@ -297,11 +301,11 @@ class Stack:
         static = space.neighbours.get((out_place[2], nexthop))
         if static is not None:
             return static
-        cache = self.sim.neighbours.setdefault(out_place, {})
+        cache = self.state.neighbours.setdefault(out_place, {})
         if nexthop in cache:
             return cache[nexthop]
         version = 4 if len(nexthop) == 4 else 6
-        domain = self.sim.domains.get((out_place, version))
+        domain = self.state.domains.get((out_place, version))
         if domain is None or run.record:
             own = self.topology.macs.get(out_place, packets.ZERO_MAC)
             source = self._address_on(space, out_place[2], version) or bytes(len(nexthop))
@@ -313,8 +317,8 @@ class Stack:
             silent = Run(record=False)
             silent.hops = run.hops
             silent.heard = domain = {}
-            self.sim.transmit(silent, out_place, bytearray(request))
-            self.sim.domains[(out_place, version)] = domain
+            self.link.transmit(silent, out_place, bytearray(request))
+            self.state.domains[(out_place, version)] = domain
         mac = domain.get(nexthop, (None, None))[0]
         if mac is not None:
             cache[nexthop] = mac
@@ -351,10 +355,10 @@ class Stack:
             if message.target_protocol_address not in space.addresses:
                 return False
             mac = self.topology.macs.get(place, packets.ZERO_MAC)
-            self.sim.neighbours.setdefault(place, {})[message.sender_protocol_address] = message.sender_hardware_address
-            self.sim.transmit(run, place, bytearray(packets.arp_reply(message, mac)))
+            self.state.neighbours.setdefault(place, {})[message.sender_protocol_address] = message.sender_hardware_address
+            self.link.transmit(run, place, bytearray(packets.arp_reply(message, mac)))
             return True
-        self.sim.neighbours.setdefault(place, {})[message.sender_protocol_address] = message.sender_hardware_address
+        self.state.neighbours.setdefault(place, {})[message.sender_protocol_address] = message.sender_hardware_address
         return True
 
     def _nd_in(self, run, place: Place, frame, found: Headers) -> bool:
@@ -369,19 +373,19 @@ class Stack:
                 return False
             mac = self.topology.macs.get(place, packets.ZERO_MAC)
             if message.link_layer_address:
-                self.sim.neighbours.setdefault(place, {})[found.src] = message.link_layer_address
+                self.state.neighbours.setdefault(place, {})[found.src] = message.link_layer_address
             reply = packets.neighbor_advertisement(mac, message.target_address, bytes(frame[6:12]), found.src)
-            self.sim.transmit(run, place, bytearray(reply))
+            self.link.transmit(run, place, bytearray(reply))
             return True
         if message.link_layer_address:
-            self.sim.neighbours.setdefault(place, {})[message.target_address] = message.link_layer_address
+            self.state.neighbours.setdefault(place, {})[message.target_address] = message.link_layer_address
         return True
 
     # --- netfilter -------------------------------------------------------------------------------
 
     def _track(self, space, frame, found: Headers) -> Tracked:
         key = (space.host, space.namespace.name, space.namespace.conntrack_zone)
-        table = self.sim.conntrack.setdefault(key, {})
+        table = self.state.conntrack.setdefault(key, {})
         return track(table, frame, found)
 
     def _filter(self, run, space, hook: str, frame, found: Headers, ct: Tracked, in_iface, out_iface) -> bool:
