@@ -25,13 +25,13 @@ from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 
 from netvirt.control.compile import compile_network
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 from netvirt.dataplane.linux.backend import network_backends
-from netvirt.dataplane.linux.build import Builder
-from netvirt.dataplane.linux.cleanup import cleanup
-from netvirt.dataplane.linux.links import VxlanSpec
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
-from netvirt.dataplane.linux.rulesets import Ruleset
+from netvirt.dataplane.kernel.build import Builder
+from netvirt.dataplane.kernel.cleanup import cleanup
+from netvirt.dataplane.kernel.links import VxlanSpec
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
+from netvirt.dataplane.kernel.rulesets import Ruleset
 from netvirt.graph import FLOOD_MAC
 from netvirt.graph.host import Neighbour, Route
 from netvirt.graph.rules import DROP, Chain, Match, NetfilterHook, PortRange, Proto, Rule

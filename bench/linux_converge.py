@@ -36,8 +36,8 @@ from pathlib import Path
 
 from netvirt.control.compile import compile_network
 from netvirt.dataplane.linux.backend import LinuxBackend, network_backends
-from netvirt.dataplane.linux.cleanup import cleanup
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
+from netvirt.dataplane.kernel.cleanup import cleanup
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
 from netvirt.graph import DeviceKind, HostGraph, NetworkGraph
 from netvirt.management.spec.generate import generated
 from netvirt.management.spec.loader import build

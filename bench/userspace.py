@@ -32,10 +32,10 @@ from pathlib import Path
 from linux import udp_rtt_us
 
 from netvirt.control.compile import compile_network
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 from netvirt.dataplane.linux.backend import network_backends
-from netvirt.dataplane.linux.cleanup import cleanup
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
+from netvirt.dataplane.kernel.cleanup import cleanup
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
 from netvirt.dataplane.userspace.backend import UserspaceBackend
 from netvirt.dataplane.userspace.rings import TX_FRAME_SIZE, TxRing, tx_prefix
 from netvirt.management.spec import loads

@@ -111,3 +111,24 @@ def test_front_ends_do_not_plan_traces():
         found = {name for name in imports_of(path) if name in PLANNING or name.startswith("netvirt.trace.run.")}
         violations += [f"{module_name(path)} imports {name}: plan in netvirt.trace.plan" for name in sorted(found)]
     assert not violations, "\n".join(violations)
+
+
+def dataplane_imports(plane: str) -> dict[str, set[str]]:
+    """module -> the ``netvirt.dataplane`` modules (or names in them) it imports, for ``plane``."""
+    found = {}
+    for path in sorted((SRC / plane.replace(".", "/")).rglob("*.py")):
+        found[module_name(path)] = {name for name in imports_of(path) if name.split(".")[:2] == ["netvirt", "dataplane"]}
+    return found
+
+
+def test_graph_imports_no_backend():
+    assert not any(dataplane_imports("graph").values())
+
+
+def test_trace_imports_no_concrete_backend():
+    """trace observes through ``dataplane.api.Observer``; the simulator is its oracle, not a backend it drives."""
+    allowed = ("netvirt.dataplane.api", "netvirt.dataplane.events", "netvirt.dataplane.registry",
+               "netvirt.dataplane.sim")
+    violations = [f"{module} imports {name}" for module, names in dataplane_imports("trace").items() for name in names
+                  if name != "netvirt.dataplane" and not name.startswith(allowed)]
+    assert not violations, "\n".join(violations)

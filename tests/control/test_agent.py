@@ -10,7 +10,7 @@ import pytest
 from control_helpers import eventually, host_with_pods
 from etcd_server import etcd  # noqa: F401 - fixture
 
-from netvirt.control.agent import Agent, AgentThread, ApplyCrashed, Backoff, make_backend
+from netvirt.control.agent import Agent, AgentThread, ApplyCrashed, Backoff
 from netvirt.control.state import (
     AgentState,
     AgentStatus,
@@ -224,11 +224,6 @@ def test_backoff_grows_caps_and_resets():
     assert all(delay <= 1.2 for delay in delays) and delays[-1] >= 0.8
     backoff.reset()
     assert backoff.next() <= 0.12
-
-
-def test_unknown_backend_name():
-    with pytest.raises(ValueError, match="unknown backend 'ovs'; choose one of sim, linux"):
-        make_backend("ovs", "h1")
 
 
 def test_a_superseded_desired_graph_is_skipped(store: Store):

@@ -17,13 +17,15 @@ from netvirt.graph import (  # noqa: E402
     Hypervisor,
     HypervisorSwitch,
     Op,
+    TUNNEL_KINDS,
     Tunnel,
     diff,
 )
 
+# a backend's capabilities() are at most what it declares (DECLARED below)
 LINUX_WITHOUT_GENEVE = Capabilities(
     backend="linux",
-    device_kinds=frozenset(DeviceKind) - {DeviceKind.GENEVE, DeviceKind.NVGRE},
+    device_kinds=frozenset({DeviceKind.NIC, DeviceKind.VETH, DeviceKind.BRIDGE, DeviceKind.VXLAN, DeviceKind.SOCKET}),
     encapsulations=frozenset({Encapsulation.VXLAN}),
     hooks=frozenset(),
     netfilter=True,
@@ -41,6 +43,18 @@ SIM = Capabilities(
 )
 
 
+KERNEL = frozenset({DeviceKind.NIC, DeviceKind.VETH, DeviceKind.BRIDGE})
+# what each backend declares (the registry's, plus the two being written): refusals name them
+DECLARED = {
+    "sim": SIM,
+    "linux": dataclasses.replace(SIM, backend="linux", device_kinds=KERNEL | {DeviceKind.VXLAN, DeviceKind.SOCKET},
+                                 encapsulations=frozenset({Encapsulation.VXLAN}), hooks=frozenset()),
+    "ebpf": dataclasses.replace(SIM, backend="ebpf", device_kinds=KERNEL, encapsulations=frozenset()),
+    "userspace": dataclasses.replace(SIM, backend="userspace", device_kinds=frozenset({DeviceKind.NIC} | set(TUNNEL_KINDS)),
+                                     hooks=frozenset(), netfilter=False, nat=False),
+}
+
+
 def with_devices(*devices):
     graph = example_host()
     return dataclasses.replace(graph, devices=graph.devices + devices)
@@ -53,7 +67,7 @@ def test_a_realisable_graph_plans_clean():
 
 def test_missing_kernel_module_names_the_backends_that_can():
     geneve = Device.of(DeviceKind.GENEVE, "gnv100", "host1", config=Tunnel(vni=100, dst_port=6081, remote=ip_address("192.168.1.11")))
-    problems = plan(with_devices(geneve), LINUX_WITHOUT_GENEVE)
+    problems = plan(with_devices(geneve), LINUX_WITHOUT_GENEVE, DECLARED)
     assert [str(p) for p in problems] == [
         "host1:host1/gnv100: device 'gnv100' (geneve) cannot be realised by backend 'linux' on this kernel "
         "(no geneve module); backends that can: sim, userspace"
@@ -64,7 +78,7 @@ def test_missing_kernel_module_names_the_backends_that_can():
 def test_encapsulation_is_checked_even_when_the_kind_is_listed():
     caps = dataclasses.replace(LINUX_WITHOUT_GENEVE, device_kinds=frozenset(DeviceKind))
     nvgre = Device.of(DeviceKind.NVGRE, "gre5", "host1", config=Tunnel(vni=5))
-    assert [p.message for p in plan(with_devices(nvgre), caps)] == [
+    assert [p.message for p in plan(with_devices(nvgre), caps, DECLARED)] == [
         "device 'gre5' (nvgre) cannot be realised by backend 'linux' on this kernel (no gretap module); "
         "backends that can: sim, userspace"
     ]
@@ -73,24 +87,30 @@ def test_encapsulation_is_checked_even_when_the_kind_is_listed():
 def test_model_only_devices_and_hooks_are_refused():
     vbox = Device.of(DeviceKind.HYPERVISOR_SWITCH, "vbox0", "host1", config=HypervisorSwitch(Hypervisor.VIRTUALBOX))
     xdp = Device.of(DeviceKind.NIC, "eth1", "host1", hooks=(DeviceHook(kind=HookKind.XDP, program="ddos-guard"),))
-    nowhere = Device.of(DeviceKind.NIC, "eth2", "host1", backends=frozenset({"linux"}))
-    assert [p.message for p in plan(with_devices(vbox, xdp, nowhere), LINUX_WITHOUT_GENEVE)] == [
+    assert [p.message for p in plan(with_devices(vbox, xdp), LINUX_WITHOUT_GENEVE, DECLARED)] == [
         "device 'vbox0' (hypervisor_switch) cannot be realised by backend 'linux' (model-only); backends that can: sim",
         "xdp hook 'ddos-guard' on device 'eth1' (nic) cannot be realised by backend 'linux' on this kernel; "
         "backends that can: ebpf, sim",
     ]
-    assert [p.message for p in plan(with_devices(nowhere), SIM)] == [
-        "device 'eth2' (nic) cannot be realised by backend 'sim'; backends that can: linux"
+    no_sim = {name: caps for name, caps in DECLARED.items() if name != "sim"}
+    assert [p.message for p in plan(with_devices(vbox), LINUX_WITHOUT_GENEVE, no_sim)] == [
+        "device 'vbox0' (hypervisor_switch) cannot be realised by backend 'linux'; no backend can realise it"
     ]
-    unrealisable = Device.of(DeviceKind.NIC, "eth3", "host1", backends=frozenset())
-    assert [p.message for p in plan(with_devices(unrealisable), SIM)] == [
-        "device 'eth3' (nic) cannot be realised by backend 'sim'; no backend can realise it"
+
+
+def test_refusals_name_the_registered_backends_by_default():
+    from netvirt.dataplane import registry
+
+    vbox = Device.of(DeviceKind.HYPERVISOR_SWITCH, "vbox0", "host1", config=HypervisorSwitch(Hypervisor.VIRTUALBOX))
+    able = sorted(name for name, caps in registry.declared_all().items() if DeviceKind.HYPERVISOR_SWITCH in caps.device_kinds)
+    assert [p.message for p in plan(with_devices(vbox), LINUX_WITHOUT_GENEVE)] == [
+        f"device 'vbox0' (hypervisor_switch) cannot be realised by backend 'linux' (model-only); backends that can: {', '.join(able)}"
     ]
 
 
 def test_rules_need_netfilter_and_nat():
     caps = dataclasses.replace(LINUX_WITHOUT_GENEVE, netfilter=False, nat=False, reasons={"nat": "no nf_nat module"})
-    assert [str(p) for p in plan(example_host(), caps)] == [
+    assert [str(p) for p in plan(example_host(), caps, DECLARED)] == [
         "host1:host1: filter rules cannot be realised by backend 'linux' on this kernel; backends that can: ebpf, sim",
         "host1:host1: nat rules cannot be realised by backend 'linux' on this kernel (no nf_nat module); "
         "backends that can: ebpf, sim",

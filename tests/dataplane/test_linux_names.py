@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netvirt.dataplane.linux.naming import NameError_, Names, deployment_name
+from netvirt.dataplane.kernel.naming import NameError_, Names, deployment_name
 from netvirt.dataplane.linux.readback import graph_place, is_segment, segment_port
-from netvirt.dataplane.linux.rulesets import rule_digest
+from netvirt.dataplane.kernel.rulesets import rule_digest
 from netvirt.graph import ACCEPT, CtState, Match, Rule
 
 LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)  # RFC 1123 labels, as in specs
@@ -57,7 +57,7 @@ def test_rule_digests_do_not_depend_on_set_order_or_the_process():
     the same one, or `status` would report drift right after `up`."""
     rule = Rule(match=Match(ct_states=frozenset({CtState.ESTABLISHED, CtState.RELATED, CtState.NEW})), action=ACCEPT)
     here = rule_digest("filter", "input", 1, rule)
-    code = ("from netvirt.dataplane.linux.rulesets import rule_digest;"
+    code = ("from netvirt.dataplane.kernel.rulesets import rule_digest;"
             "from netvirt.graph import ACCEPT, CtState, Match, Rule;"
             "print(rule_digest('filter', 'input', 1, Rule(match=Match(ct_states=frozenset("
             "{CtState.NEW, CtState.RELATED, CtState.ESTABLISHED})), action=ACCEPT)))")

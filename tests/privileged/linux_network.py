@@ -13,10 +13,11 @@ from pathlib import Path
 from linux_testbed import ping
 
 from netvirt.control.compile import compile_network
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 from netvirt.dataplane.linux.backend import LinuxBackend, network_backends
-from netvirt.dataplane.linux.cleanup import cleanup
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
+from netvirt.dataplane.kernel.cleanup import cleanup
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
+from netvirt.dataplane.kernel.targets import TARGETS
 from netvirt.graph import NetworkGraph
 from netvirt.management.spec import Spec
 
@@ -50,7 +51,7 @@ class Network:
         ``netvirt up``); fails the test on any error."""
         for graph in self.graph.hosts:
             backend = self.backends[graph.host]
-            backend.filter = filter
+            backend.target = TARGETS[filter]
             backend.forget()
             report = backend.apply(graph)
             assert report.ok, report.errors

@@ -9,11 +9,11 @@ from ipaddress import ip_address, ip_interface
 
 import pytest
 
-from netvirt.dataplane.linux import netns
-from netvirt.dataplane.linux.build import Builder
-from netvirt.dataplane.linux.cleanup import cleanup
-from netvirt.dataplane.linux.links import VxlanSpec
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
+from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.build import Builder
+from netvirt.dataplane.kernel.cleanup import cleanup
+from netvirt.dataplane.kernel.links import VxlanSpec
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
 from netvirt.graph import FLOOD_MAC
 from netvirt.graph.host import Neighbour
 

@@ -11,10 +11,10 @@ from ipaddress import ip_network
 import pytest
 from linux_testbed import deployment, new_deployment  # noqa: F401 (fixture)
 
-from netvirt.dataplane.linux import iptables, links, netns, nftables
-from netvirt.dataplane.linux.cleanup import cleanup, cleanup_all, unrecorded
-from netvirt.dataplane.linux.naming import TEST_PREFIX
-from netvirt.dataplane.linux.ownership import (
+from netvirt.dataplane.kernel import iptables, links, netns, nftables
+from netvirt.dataplane.kernel.cleanup import cleanup, cleanup_all, unrecorded
+from netvirt.dataplane.kernel.naming import TEST_PREFIX
+from netvirt.dataplane.kernel.ownership import (
     OwnedLink,
     OwnedNamespace,
     Record,
@@ -22,7 +22,7 @@ from netvirt.dataplane.linux.ownership import (
     journal_path,
     read_journal,
 )
-from netvirt.dataplane.linux.rulesets import Ruleset
+from netvirt.dataplane.kernel.rulesets import Ruleset
 from netvirt.graph.rules import DROP, Chain, Match, NetfilterHook, Rule
 
 RULES = Ruleset(filter=[Chain(hook=NetfilterHook.INPUT, rules=(
@@ -113,9 +113,9 @@ def test_a_link_replaced_by_someone_else_is_not_removed(deployment, foreign):
 BUILD_FOREVER = """
 import sys
 from pathlib import Path
-from netvirt.dataplane.linux.build import Builder
-from netvirt.dataplane.linux.naming import Names
-from netvirt.dataplane.linux.rulesets import Ruleset
+from netvirt.dataplane.kernel.build import Builder
+from netvirt.dataplane.kernel.naming import Names
+from netvirt.dataplane.kernel.rulesets import Ruleset
 from netvirt.graph.rules import DROP, Chain, NetfilterHook, Rule
 deployment, state_dir, foreign = sys.argv[1:4]
 names = Names(deployment, "nvt")

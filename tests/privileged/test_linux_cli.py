@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from netvirt.dataplane.linux import netns
-from netvirt.dataplane.linux.naming import TEST_PREFIX, deployment_name
+from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, deployment_name
 from netvirt.management.spec import load
 from netvirt.wire import dissect, pcap
 

@@ -7,8 +7,8 @@ from ipaddress import ip_address, ip_interface, ip_network
 import pytest
 from linux_testbed import TcpServer, deployment, ping, tcp_request  # noqa: F401 (fixture)
 
-from netvirt.dataplane.linux import iptables, netns, nftables
-from netvirt.dataplane.linux.rulesets import Ruleset, RulesetError
+from netvirt.dataplane.kernel import iptables, netns, nftables
+from netvirt.dataplane.kernel.rulesets import Ruleset, RulesetError
 from netvirt.graph.host import Route
 from netvirt.graph.rules import (
     ACCEPT,
@@ -158,8 +158,8 @@ def test_icmp_type_and_code_match_in_the_kernel(deployment, backend):
 
 def test_nftables_and_iptables_render_the_same_rule_identities():
     """Both backends tag each rule with the same digest, so drift reports line up."""
-    from netvirt.dataplane.linux.naming import Names
-    from netvirt.dataplane.linux.rulesets import digest_of
+    from netvirt.dataplane.kernel.naming import Names
+    from netvirt.dataplane.kernel.rulesets import digest_of
 
     rendered = nftables.render("netvirt_x", DENY_8081)
     nft_digests = {digest_of(c["add"]["rule"]["comment"]) for c in rendered if "rule" in c.get("add", {})}

@@ -17,10 +17,10 @@ from linux_network import bring_up, tear_down
 from quickstart_edits import BASE, EDITS, add_endpoint, apply_all, edited, spec_of, without_sockets
 
 from netvirt.control.compile import compile_network
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 from netvirt.dataplane.linux.backend import network_backends
-from netvirt.dataplane.linux.cleanup import cleanup
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
+from netvirt.dataplane.kernel.cleanup import cleanup
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
 from netvirt.graph import HostGraph, NetworkGraph, Route, Veth, diff
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from linux_testbed import ping
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
-from netvirt.dataplane.linux import netns
-from netvirt.dataplane.linux.capture import Capture
+from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.capture import Capture
 from netvirt.management.spec import loads
 
 SPEC = loads("""

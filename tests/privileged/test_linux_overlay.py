@@ -18,9 +18,9 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from netvirt.dataplane.linux import links, netns
-from netvirt.dataplane.linux.capture import Capture
-from netvirt.dataplane.linux.cleanup import cleanup
+from netvirt.dataplane.kernel import links, netns
+from netvirt.dataplane.kernel.capture import Capture
+from netvirt.dataplane.kernel.cleanup import cleanup
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from ipaddress import ip_address, ip_interface, ip_network
 import pytest
 from linux_testbed import deployment  # noqa: F401 (fixture)
 
-from netvirt.dataplane.linux import links, netns
-from netvirt.dataplane.linux.build import NotOwned
-from netvirt.dataplane.linux.links import RTPROT_NETVIRT, VxlanSpec
-from netvirt.dataplane.linux.naming import IFNAMSIZ, Names, NameError_
+from netvirt.dataplane.kernel import links, netns
+from netvirt.dataplane.kernel.build import NotOwned
+from netvirt.dataplane.kernel.links import RTPROT_NETVIRT, VxlanSpec
+from netvirt.dataplane.kernel.naming import IFNAMSIZ, Names, NameError_
 from netvirt.graph import FLOOD_MAC
 from netvirt.graph.host import Neighbour, Route, RouteType
 

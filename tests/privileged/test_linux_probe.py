@@ -5,9 +5,10 @@ import secrets
 
 import pytest
 
+from netvirt.dataplane import registry
 from netvirt.dataplane.api import plan
-from netvirt.dataplane.linux import netns
-from netvirt.dataplane.linux.probe import LINK_KINDS, Unsupported, probe
+from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.probe import LINK_KINDS, Unsupported, probe
 from netvirt.graph import Device, DeviceKind, HostGraph, Namespace, NamespaceKind, Tunnel
 
 IPROUTE2_ARGS = {  # how `ip link add` spells a minimal device of each kind
@@ -65,14 +66,15 @@ def geneve_graph() -> HostGraph:
 
 def test_missing_encapsulations_are_refused_at_plan_time_naming_who_can():
     found = probe()
-    problems = plan(geneve_graph(), found.for_plan())
+    problems = plan(geneve_graph(), found.for_plan("linux"))
     if "geneve" in found.link_kinds:
         assert problems == []
         found.require_device_kind("geneve")
         return
     assert len(problems) == 1
     message = str(problems[0])
-    assert "geneve" in message and "on this kernel" in message and "sim" in message and "userspace" in message
+    able = [name for name, caps in registry.declared_all().items() if DeviceKind.GENEVE in caps.device_kinds]
+    assert "geneve" in message and "on this kernel" in message and message.endswith(f"backends that can: {', '.join(sorted(able))}")
     with pytest.raises(Unsupported, match="backends? that can: sim, userspace"):
         found.require_device_kind("geneve", ["sim", "linux", "userspace"])
 

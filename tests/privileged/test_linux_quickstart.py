@@ -10,7 +10,7 @@ import pytest
 from linux_network import Servers, bring_up, flows, probe, run_probes, tear_down
 from linux_testbed import TcpServer, tcp_request
 
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 from netvirt.graph import diff
 from netvirt.management.spec import load
 
@@ -184,11 +184,12 @@ def test_verify_all_agrees_with_the_simulator_and_catches_a_flushed_policy(netwo
     from dataclasses import replace
 
     from netvirt.trace.plan import verify_probes
+    from netvirt.dataplane.kernel.observe import KernelObserver
     from netvirt.trace.verify import Verifier
 
     probes = verify_probes(SPEC, 21000)
     flows = [p.flow for p in probes]
-    with Verifier(network.graph, network.names) as verifier:
+    with Verifier(network.graph, KernelObserver(network.names)) as verifier:
         results = verifier.verify_all(flows)
         assert [(p.source, p.target, r.problems) for p, r in zip(probes, results) if not r.agrees] == []
         assert len(results) == 36

@@ -15,7 +15,7 @@ from linux_network import Network, bring_up, tear_down
 from quickstart_edits import BASE, EDITS, add_endpoint, apply_all, compiled, spec_of, without_sockets
 
 from netvirt.control.compile import compile_network
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 from netvirt.dataplane.linux.backend import LinuxBackend
 from netvirt.graph import HostGraph, Route, diff
 

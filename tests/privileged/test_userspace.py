@@ -14,8 +14,9 @@ from conftest import require_tool
 from linux_network import Servers, probe
 from userspace_network import Mixed
 
-from netvirt.dataplane.linux import netns, readback
-from netvirt.dataplane.linux.capture import Capture
+from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.linux import readback
+from netvirt.dataplane.kernel.capture import Capture
 from netvirt.dataplane.userspace import process
 from netvirt.management.spec import load
 from netvirt.wire import pcap

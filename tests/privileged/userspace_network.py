@@ -6,9 +6,9 @@ import secrets
 from pathlib import Path
 
 from netvirt.control.compile import compile_network
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 from netvirt.dataplane.linux.backend import network_backends
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
 from netvirt.dataplane.userspace.backend import UserspaceBackend
 from netvirt.management.spec import Spec
 

@@ -47,22 +47,6 @@ from netvirt.graph import GraphError, HostGraph, from_json
 log = logging.getLogger("netvirt.agent")
 T = TypeVar("T")
 
-BACKENDS = ("sim", "linux")
-
-
-def make_backend(name: str, host: str) -> Backend:
-    """The data plane ``name`` ("sim" or "linux") for ``host``; ValueError for an unknown name."""
-    if name == "sim":
-        from netvirt.dataplane.sim.backend import SimBackend
-
-        return SimBackend(host)
-    if name == "linux":
-        from netvirt.dataplane.linux.backend import LinuxBackend
-
-        return LinuxBackend(host)
-    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-
-
 class Backoff:
     """Exponential delays from ``first`` to ``limit`` seconds, with +-20% jitter; ``reset`` on success."""
 

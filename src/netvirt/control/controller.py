@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netvirt.control.agent import Agent, AgentThread, make_backend
+from netvirt.control.agent import Agent, AgentThread
 from netvirt.control.compile import Engine
 from netvirt.control.state import (
     BATCH_OPERATIONS,
@@ -60,6 +60,7 @@ from netvirt.control.state import (
     write_blobs,
 )
 from netvirt.control.store import Compare, Conflict, Delete, Entry, Operation, Put, Store, StoreError, open_store
+from netvirt.dataplane import registry
 from netvirt.dataplane.api import Backend
 from netvirt.graph import HostGraph, diff, from_json
 from netvirt.management.spec import Endpoint, Spec, loads
@@ -446,7 +447,7 @@ def _pointed(value: bytes) -> Blob | None:
 
 
 BackendChoice = str | Callable[[str], Backend]
-"""A backend name ("sim", "linux") or a factory making one backend per host name."""
+"""A registered backend name (``dataplane.registry``) or a factory making one backend per host name."""
 
 
 class Embedded:
@@ -457,7 +458,7 @@ class Embedded:
     ) -> None:
         self.store = store
         self.controller = Controller(store)
-        self._make = (lambda host: make_backend(backend, host)) if isinstance(backend, str) else backend
+        self._make = (lambda host: registry.make(backend, host)) if isinstance(backend, str) else backend
         self.resync_interval = resync_interval
         self.heartbeat_interval = heartbeat_interval
         self.agents: dict[str, AgentThread] = {}

@@ -1,7 +1,8 @@
 """Predict vs observe: the simulator's trace of a flow, checked against the real kernel.
 
-Contract: ``Verifier(network, names)`` is used as a context manager around a network that the
-``linux`` backend has built (deployment ``names``). Inside it, an AF_PACKET capture runs on every
+Contract: ``Verifier(network, observer)`` is used as a context manager around a network that a
+backend has built, observed through that backend's ``Observer`` (``dataplane.api``; the kernel
+backends' is ``dataplane.kernel.observe.KernelObserver``). Inside it, a capture runs on every
 veth, NIC and VXLAN device of every host, and a server listens on every socket device of the
 graph (TCP accepts, UDP answers; both reply with their namespace's name). ``verify(flow)`` then:
 
@@ -28,14 +29,12 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
-from netvirt.dataplane.linux import netns
-from netvirt.dataplane.linux.capture import Capture, Frame
-from netvirt.dataplane.linux.naming import Names
-from netvirt.dataplane.linux.readback import graph_place
+from netvirt.dataplane.api import Observation, Observer
 from netvirt.dataplane.events import Action, Disposition
 from netvirt.dataplane.sim import packets
 from netvirt.graph import DeviceKind, NetworkGraph, Socket
@@ -50,6 +49,8 @@ SETTLE = 0.05  # seconds for the capture thread to catch up after an answer
 ORDER_TOLERANCE = 0.0002  # timestamps of one packet on adjacent places may be this much out of order
 SERVICE_TRIES = 12
 SIOCGIFHWADDR = 0x8927
+Opener = Callable[..., socket.socket]
+"""Makes a socket inside one namespace: ``opener(family, kind, proto=0)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +159,11 @@ def vxlan_port(layers: list, ip_index: int) -> bool:
 class Verifier:
     """Captures and servers for a built network; ``verify`` checks one flow (see the module)."""
 
-    def __init__(self, network: NetworkGraph, names: Names) -> None:
-        self.network, self.names = network, names
+    def __init__(self, network: NetworkGraph, observer: Observer) -> None:
+        self.network, self.observer = network, observer
         self.tracer = Tracer(network)
         self.kinds = {(g.host, d.namespace, d.name): d.kind for g in network.hosts for d in g.devices}
-        points = [(names.graph_namespace(host, ns), dev) for (host, ns, dev), kind in self.kinds.items()
-                  if kind in OBSERVABLE]
-        self.capture = Capture(points)
+        self.points = [place for place, kind in self.kinds.items() if kind in OBSERVABLE]
         self._servers: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._keys: dict[int, tuple[str, str, int] | None] = {}  # frames stay alive in the capture
@@ -172,7 +171,7 @@ class Verifier:
 
     def __enter__(self) -> "Verifier":
         self._announce()
-        self.capture.__enter__()
+        self.observer.start(self.points)
         try:
             self._serve()
         except BaseException:
@@ -189,7 +188,7 @@ class Verifier:
             sock.close()
         for thread in self._threads:
             thread.join(timeout=2)
-        self.capture.__exit__(None, None, None)
+        self.observer.stop()
 
     def _announce(self) -> None:
         """Every addressed device sends a gratuitous ARP, as the simulator's warm state assumes
@@ -200,8 +199,7 @@ class Verifier:
                 address = next((a.ip for a in dev.addresses if a.version == 4), None)
                 if address is None or dev.kind not in OBSERVABLE:
                     continue
-                kernel = self.names.graph_namespace(graph.host, dev.namespace)
-                with netns.socket_in(kernel, socket.AF_PACKET, socket.SOCK_RAW) as sock:
+                with self.observer.open_socket(graph.host, dev.namespace, socket.AF_PACKET, socket.SOCK_RAW) as sock:
                     sock.bind((dev.name, 0))
                     mac = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", dev.name.encode()))[18:24]
                     sock.send(packets.arp_request(mac, address.packed, address.packed))
@@ -212,11 +210,10 @@ class Verifier:
             for dev in graph.devices:
                 if not isinstance(dev.config, Socket):
                     continue
-                kernel = self.names.graph_namespace(graph.host, dev.namespace)
                 name = f"{graph.host}:{dev.namespace}".encode()
                 for family, anywhere in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
                     kind = socket.SOCK_STREAM if dev.config.proto.value == "tcp" else socket.SOCK_DGRAM
-                    sock = netns.socket_in(kernel, family, kind)
+                    sock = self.observer.open_socket(graph.host, dev.namespace, family, kind)
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     if family == socket.AF_INET6:
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -281,18 +278,17 @@ class Verifier:
         return Side(trace.disposition.value, delivered, tuple(places), packets, trace.reason)
 
     def observe(self, flow: Flow) -> Side:
-        kernel = self.names.graph_namespace(flow.host, flow.namespace)
         echo_id = flow.src_port & 0xFFFF
         started = time.time()
-        disposition, answered_by, detail = _send(kernel, flow, echo_id)
+        disposition, answered_by, detail = _send(self._opener(flow), flow, echo_id)
         time.sleep(SETTLE)
         seen: dict[str, tuple[float, Signature]] = {}
         wanted = (str(flow.src), flow.proto, echo_id if flow.proto == "icmp" else flow.src_port)
-        for frame in self.capture.frames():
+        for frame in self.observer.frames():
             if frame.timestamp < started - 0.01 or self._key(frame) != wanted:
                 continue
-            place = self._place(frame)
-            if place is not None and place not in seen:
+            place = frame.place
+            if place not in seen:
                 found = signature(frame.data)
                 if found is not None:
                     seen[place] = (frame.timestamp, found)
@@ -304,15 +300,15 @@ class Verifier:
         return Side(disposition, answered_by, tuple(order), {p: seen[p][1] for p in order}, detail,
                     {p: seen[p][0] for p in order})
 
-    def _key(self, frame: Frame) -> tuple[str, str, int] | None:
+    def _opener(self, flow: Flow) -> "Opener":
+        """Opens sockets in the flow's namespace."""
+        return lambda family, kind, proto=0: self.observer.open_socket(flow.host, flow.namespace, family, kind, proto)
+
+    def _key(self, frame: Observation) -> tuple[str, str, int] | None:
         with self._lock:
             if id(frame) not in self._keys:
                 self._keys[id(frame)] = request_key(frame.data)
             return self._keys[id(frame)]
-
-    def _place(self, frame: Frame) -> str | None:
-        where = graph_place(self.names, frame.namespace)
-        return None if where is None else f"{where[0]}:{where[1]}/{frame.device}"
 
 
 def _other_backend(predicted: Side, observed: Side) -> bool:
@@ -373,14 +369,14 @@ def _answer(sock: socket.socket, name: bytes) -> None:
             return
 
 
-def _send(namespace: str, flow: Flow, echo_id: int) -> tuple[str, str | None, str]:
-    """Send ``flow`` from ``namespace``: (disposition, who answered, what happened)."""
+def _send(opener: "Opener", flow: Flow, echo_id: int) -> tuple[str, str | None, str]:
+    """Send ``flow`` from sockets ``opener`` makes: (disposition, who answered, what happened)."""
     family = socket.AF_INET6 if flow.dst.version == 6 else socket.AF_INET
     try:
         if flow.proto == "icmp":
-            return _echo(namespace, family, flow, echo_id)
+            return _echo(opener, family, flow, echo_id)
         kind = socket.SOCK_STREAM if flow.proto == "tcp" else socket.SOCK_DGRAM
-        with netns.socket_in(namespace, family, kind) as sock:
+        with opener(family, kind) as sock:
             sock.settimeout(TIMEOUT)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if kind == socket.SOCK_STREAM:  # close with RST: no TIME_WAIT holding the port
@@ -401,14 +397,14 @@ def _send(namespace: str, flow: Flow, echo_id: int) -> tuple[str, str | None, st
         raise
 
 
-def _echo(namespace: str, family: int, flow: Flow, echo_id: int) -> tuple[str, str | None, str]:
+def _echo(opener: "Opener", family: int, flow: Flow, echo_id: int) -> tuple[str, str | None, str]:
     """One ICMP echo from a raw socket: answered, told off (an ICMP error quoting it), or nothing."""
     v6 = family == socket.AF_INET6
     proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
     request = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, echo_id, 1) + b"netvirt verify"
     if not v6:
         request = request[:2] + struct.pack("!H", checksum.compute(request)) + request[4:]
-    with netns.socket_in(namespace, family, socket.SOCK_RAW, proto) as sock:
+    with opener(family, socket.SOCK_RAW, proto) as sock:
         sock.bind((str(flow.src), 0))
         sock.sendto(request, (str(flow.dst), 0))
         deadline = time.monotonic() + TIMEOUT

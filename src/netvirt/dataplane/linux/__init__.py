@@ -1,13 +1,8 @@
-"""The ``linux`` backend (``backend.LinuxBackend``: one host's device graph in the real kernel,
-read back by ``readback``) and the kernel toolkit it is built with.
+"""The ``linux`` backend: ``backend.LinuxBackend`` realises one host's device graph in the real
+kernel with the kernel toolkit (``dataplane.kernel``), and ``readback`` reads it back.
 
-Contract: everything here talks to the real kernel, inside network namespaces only, and owns
-exactly what it creates. ``build.Builder`` is the one way to change the kernel: it records each
-object in the deployment's ownership journal (``ownership``) before creating it and converges
-("ensure") from any partial state; ``cleanup.cleanup`` / ``cleanup_all`` remove exactly the
-recorded objects, also after a crash. Underneath: ``naming`` (deterministic names within kernel
-limits), ``netns`` (namespaces; code and commands inside one), ``links`` (netlink via pyroute2),
-``rulesets`` + ``nftables`` / ``iptables`` (one rule vocabulary, two filter backends, drift
-read-back), ``probe`` (what this kernel can create) and ``capture`` (AF_PACKET observation).
-docs/linux.md explains names, ownership, cleanup guarantees and how to inspect the result.
+Contract: what is specific to this backend lives here — the layout (a graph namespace per kernel
+namespace, a NIC as a veth into its underlay segment's namespace, bridges, veth pairs, VXLAN with
+static FDB), incremental converging, and the read-back of that layout. Filtering and NAT go
+through one rule target per host (``dataplane.kernel.targets``: nftables or iptables).
 """

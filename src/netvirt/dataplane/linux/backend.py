@@ -38,13 +38,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from netvirt.dataplane.api import ApplyReport, Capabilities, plan
-from netvirt.dataplane.linux import iptables, netns, nftables, readback
-from netvirt.dataplane.linux.build import Builder, NotOwned
-from netvirt.dataplane.linux.cleanup import cleanup
-from netvirt.dataplane.linux.links import LinkError, VxlanSpec
-from netvirt.dataplane.linux.naming import PRODUCTION_PREFIX, NameError_, Names, check_link_name
-from netvirt.dataplane.linux.ownership import (
+from netvirt.dataplane.api import ApplyReport, Capabilities, Encapsulation, Observer, plan
+from netvirt.dataplane.kernel import netns, targets
+from netvirt.dataplane.linux import readback
+from netvirt.dataplane.kernel.build import Builder, NotOwned
+from netvirt.dataplane.kernel.cleanup import cleanup
+from netvirt.dataplane.kernel.links import LinkError, VxlanSpec
+from netvirt.dataplane.kernel.naming import PRODUCTION_PREFIX, NameError_, Names, check_link_name
+from netvirt.dataplane.kernel.ownership import (
     STATE_DIR,
     CleanupReport,
     Owned,
@@ -52,8 +53,10 @@ from netvirt.dataplane.linux.ownership import (
     OwnedNamespace,
     RecordError,
 )
-from netvirt.dataplane.linux.probe import probe
-from netvirt.dataplane.linux.rulesets import Ruleset, RulesetError
+from netvirt.dataplane.kernel.observe import KernelObserver
+from netvirt.dataplane.kernel.probe import probe
+from netvirt.dataplane.kernel.rulesets import Ruleset, RulesetError
+from netvirt.dataplane.kernel.targets import RuleTarget
 from netvirt.graph import (
     FLOOD_MAC,
     Bridge,
@@ -112,13 +115,13 @@ class LinuxBackend:
             raise ValueError(f"filter backend {filter!r}: choose one of {', '.join(FILTERS)}")
         self.host = host
         self.names = Names(deployment, prefix)
-        self.filter = filter
+        self.target: RuleTarget = targets.TARGETS[filter]
         self.segments = dict(segments or {})
         self.state_dir = Path(state_dir)
         self.progress = progress or (lambda host, what: None)
         self._applied: HostGraph | None = None
-        # (graph, filter) of the last successful apply, which the next one trusts (see apply)
-        self._trusted: tuple[HostGraph, Filter] | None = None
+        # (graph, rule target name) of the last successful apply, which the next one trusts (see apply)
+        self._trusted: tuple[HostGraph, str] | None = None
         # the last realized() read-back, and the graph namespaces incremental applies have touched
         # since: while the trust holds, the next realized() reads only those again
         self._read_back: HostGraph | None = None
@@ -128,22 +131,35 @@ class LinuxBackend:
 
     # --- plan -----------------------------------------------------------------------------------
 
+    @classmethod
+    def declared(cls) -> Capabilities:
+        """What this backend builds where the kernel has everything: nic, veth, bridge, VXLAN and
+        socket devices, filter and NAT rules (through a rule target), no device hooks."""
+        return Capabilities(backend=cls.name, device_kinds=BUILT_KINDS, encapsulations=frozenset({Encapsulation.VXLAN}),
+                            hooks=frozenset(), netfilter=True, nat=True)
+
     def capabilities(self) -> Capabilities:
-        found = probe().for_plan()
+        """``declared()`` narrowed to what this kernel can create (``probe``)."""
+        found, declared = probe().for_plan(self.name), self.declared()
         reasons = dict(found.reasons)
-        for kind in found.device_kinds - BUILT_KINDS:
+        for kind in found.device_kinds - declared.device_kinds:
             reasons[kind.value] = f"netvirt's linux backend does not build {kind.value} devices"
-        kinds = found.device_kinds & BUILT_KINDS
+        kinds = found.device_kinds & declared.device_kinds
         return Capabilities(
             backend=self.name,
             device_kinds=kinds,
             encapsulations=frozenset(e for e in found.encapsulations if DeviceKind(e.value) in kinds),
-            hooks=found.hooks,
+            hooks=found.hooks & declared.hooks,
             netfilter=found.netfilter,
             nat=found.nat,
             where=found.where,
             reasons=reasons,
         )
+
+    @classmethod
+    def observer(cls, deployment: str, *, prefix: str = PRODUCTION_PREFIX) -> Observer:
+        """Capture and probes in the kernel namespaces of ``deployment`` (for ``verify``)."""
+        return KernelObserver(Names(deployment, prefix))
 
     def check(self, graph: HostGraph) -> list[Problem]:
         """Every reason this backend cannot realise ``graph`` (empty: it can)."""
@@ -155,8 +171,8 @@ class LinuxBackend:
     def _kernel_problems(self, graph: HostGraph) -> list[Problem]:
         problems: list[Problem] = []
         host = graph.host
-        if self.filter == "iptables" and probe().iptables is None or self.filter == "nftables" and not probe().nftables:
-            problems.append(Problem(host, f"filter backend {self.filter} does not work here; choose the other one"))
+        if self.target.problem() is not None:
+            problems.append(Problem(host, f"filter backend {self.target.name} does not work here; choose the other one"))
         for ns in graph.namespaces:
             try:
                 self.names.graph_namespace(host, ns.name)
@@ -208,7 +224,7 @@ class LinuxBackend:
         if problems:
             return ApplyReport(errors=tuple(problems))  # nothing touched: the trust still holds
         trusted, self._trusted = self._trusted, None  # until this apply has succeeded
-        if trusted is not None and trusted[1] == self.filter and self._namespaces_exist(trusted[0]):
+        if trusted is not None and trusted[1] == self.target.name and self._namespaces_exist(trusted[0]):
             before, scope = trusted[0], _Scope.changed(trusted[0], graph)
             self._touched |= scope.touched
         else:
@@ -220,7 +236,7 @@ class LinuxBackend:
                 _Realisation(self, build, graph, scope).run()
         except (LinkError, NotOwned, RecordError, RulesetError, netns.CommandFailed, OSError) as error:
             return ApplyReport(errors=(Problem(graph.host, f"kernel: {error}"),))
-        self._trusted = (graph, self.filter)
+        self._trusted = (graph, self.target.name)
         # sockets are the applications' (not made here): counted neither before nor after
         return ApplyReport.from_diff(diff(_without_sockets(before), _without_sockets(graph)))
 
@@ -241,7 +257,7 @@ class LinuxBackend:
         Trusts what the last apply trusts: after incremental applies, namespaces none of them
         touched since the last ``realized()`` are taken from that read-back, not read again."""
         previous = self._read_back if self._trusted is not None else None
-        self._read_back = readback.read_host(self.names, self.host, self._applied, self.segments, self.filter,
+        self._read_back = readback.read_host(self.names, self.host, self._applied, self.segments,
                                              previous=previous, stale=self._touched)
         self._touched = set()
         return self._read_back
@@ -252,7 +268,7 @@ class LinuxBackend:
         return self._read(reference)
 
     def _read(self, reference: HostGraph | None) -> HostGraph:
-        return readback.read_host(self.names, self.host, reference, self.segments, self.filter)
+        return readback.read_host(self.names, self.host, reference, self.segments)
 
     def drift(self, graph: HostGraph) -> list[str]:
         """What differs from ``graph`` that the graph model cannot show: links netvirt did not
@@ -264,17 +280,19 @@ class LinuxBackend:
             name = self.names.graph_namespace(graph.host, ns.name)
             if name not in existing:
                 continue
-            kind = readback.filter_in_use(self.names, name, self.filter)
             ruleset = Ruleset(filter=ns.filter, nat=ns.nat)
             if ruleset.chains():
-                if kind == "nftables":
-                    found += nftables.drift(name, self.names.nft_table, ruleset)
-                else:
-                    found += iptables.drift(name, self.names, ruleset)
+                target = targets.in_use(self.names, name) or self.target
+                found += target.drift(self.names, name, ruleset)
             wanted = {dev.name for dev in graph.devices_in(ns.name) if dev.kind is not DeviceKind.SOCKET}
             found += [f"{name}: link {link} is not in the graph" for link in readback.link_names(name)
                       if link not in wanted | {"lo"}]
         return found
+
+    def rules_in_use(self, namespace: str) -> str | None:
+        """The name of the rule target whose rules graph namespace ``namespace`` holds (None: none)."""
+        target = targets.in_use(self.names, self.names.graph_namespace(self.host, namespace))
+        return None if target is None else target.name
 
     # --- teardown -------------------------------------------------------------------------------
 
@@ -515,15 +533,11 @@ class _Realisation:
                 continue
             where = self.kernel[ns.name]
             ruleset = Ruleset(filter=ns.filter, nat=ns.nat)
-            if not ruleset.chains():
-                self.build.no_nftables(where)
-                self.build.no_iptables(where)
-            elif self.backend.filter == "nftables":
-                self.build.no_iptables(where)
-                self.build.nftables(where, ruleset)
-            else:
-                self.build.no_nftables(where)
-                self.build.iptables(where, ruleset)
+            target = self.backend.target
+            for other in targets.others(target) if ruleset.chains() else targets.TARGETS.values():
+                other.delete(self.build, where)
+            if ruleset.chains():
+                target.apply(self.build, where, ruleset)
 
 
 def network_backends(

@@ -23,10 +23,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_interface, ip_network
 
-from netvirt.dataplane.linux import iptables, links, netns, nftables
-from netvirt.dataplane.linux.links import RTPROT_NETVIRT, graph_metric
-from netvirt.dataplane.linux.naming import Names
-from netvirt.dataplane.linux.rulesets import Ruleset
+from netvirt.dataplane.kernel import links, netns, targets
+from netvirt.dataplane.kernel.links import RTPROT_NETVIRT, graph_metric
+from netvirt.dataplane.kernel.naming import Names
+from netvirt.dataplane.kernel.rulesets import Ruleset
 from netvirt.graph import (
     FLOOD_MAC,
     Bridge,
@@ -80,18 +80,6 @@ def link_names(kernel_namespace: str) -> list[str]:
         return [msg.get("IFLA_IFNAME") for msg in ipr.get_links()]
     finally:
         ipr.close()
-
-
-def filter_in_use(names: Names, kernel_namespace: str, default: str) -> str:
-    """"iptables" if this deployment's iptables chains are in ``kernel_namespace``, "nftables" if
-    its nftables table is, else ``default``."""
-    if ("inet", names.nft_table) in nftables.tables(kernel_namespace):
-        return "nftables"
-    for version in (4, 6):
-        saved = iptables.read(kernel_namespace, version)
-        if any(chain.startswith(names.ipt_chain_prefix) for table in saved.tables for chain in saved.chains(table)):
-            return "iptables"
-    return default
 
 
 @dataclass
@@ -210,7 +198,6 @@ def read_host(
     host: str,
     reference: HostGraph | None,
     segments: dict[tuple[str, str, str], Segment],
-    filter: str,
     previous: HostGraph | None = None,
     stale: Collection[str] = (),
 ) -> HostGraph:
@@ -245,7 +232,7 @@ def read_host(
             if dev.namespace == graph_name and isinstance(dev.config, Socket):
                 if (dev.config.proto.value, dev.config.port) in space.listening:
                     devices.append(dev)
-        namespaces.append(_namespace(names, graph_name, kernel_name, space, reference_ns, host, filter))
+        namespaces.append(_namespace(names, graph_name, kernel_name, space, reference_ns, host))
     ns_order = [ns.name for ns in reference.namespaces] if reference else []
     dev_order = [dev.key for dev in reference.devices] if reference else []
     return HostGraph(
@@ -354,17 +341,13 @@ class _Reader:
 
 
 def _namespace(names: Names, graph_name: str, kernel_name: str, space: _Space, reference: Namespace | None,
-               host: str, filter: str) -> Namespace:
+               host: str) -> Namespace:
     route_order = list(reference.routes) if reference else []
     neighbour_order = list(reference.neighbours) if reference else []
     chains: tuple[tuple[Chain, ...], tuple[Chain, ...]] = ((), ())
     if reference is not None and (reference.filter or reference.nat):
         wanted = Ruleset(filter=reference.filter, nat=reference.nat)
-        table = nftables.read_table(kernel_name, names.nft_table)  # one nft run when it is there
-        if table is not None or filter_in_use(names, kernel_name, filter) == "nftables":
-            found = nftables.realized_in(table, wanted)
-        else:
-            found = iptables.realized(kernel_name, names, wanted)
+        found = targets.read(names, kernel_name, wanted)
         chains = (found.filter, found.nat)
     sysctls = space.sysctls
     kind = reference.kind if reference else (NamespaceKind.HOST if graph_name == host else NamespaceKind.CONTAINER)

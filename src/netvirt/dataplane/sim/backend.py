@@ -31,6 +31,10 @@ class SimBackend:
         self.host = host
         self._graph = HostGraph(host=host)
 
+    @classmethod
+    def declared(cls) -> Capabilities:
+        return CAPABILITIES
+
     def capabilities(self) -> Capabilities:
         return CAPABILITIES
 

@@ -26,7 +26,7 @@ def _config(path: str) -> tuple[Path, dict]:
 
 
 def switch(path: str) -> None:
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
     from netvirt.dataplane.userspace.oracle import Oracle
     from netvirt.dataplane.userspace.switch import Switch
     from netvirt.graph import NetworkGraph

@@ -26,8 +26,8 @@ from typing import ClassVar
 from netvirt.dataplane.api import ApplyReport, Capabilities, Encapsulation, plan
 from netvirt.dataplane.linux import readback
 from netvirt.dataplane.linux.backend import LinuxBackend, segments_of
-from netvirt.dataplane.linux.naming import PRODUCTION_PREFIX
-from netvirt.dataplane.linux.ownership import STATE_DIR
+from netvirt.dataplane.kernel.naming import PRODUCTION_PREFIX
+from netvirt.dataplane.kernel.ownership import STATE_DIR
 from netvirt.dataplane.userspace import offloads, process
 from netvirt.dataplane.userspace.oracle import switch_namespaces
 from netvirt.dataplane.userspace.switch import MODES

@@ -9,7 +9,7 @@ NIC without offloads needs. Idempotent; OSError if the device cannot be changed.
 
 from pyroute2.ethtool.ethtool import Ethtool
 
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 
 _OFF = ("tx-checksum-", "-segmentation", "tx-gso-", "tx-generic-segmentation", "tx-scatter-gather")
 

@@ -2,6 +2,8 @@
 
 from enum import Enum
 
+from netvirt.dataplane import registry
+
 
 class TextOrJson(str, Enum):
     text = "text"
@@ -18,6 +20,5 @@ class YamlOrJson(str, Enum):
     json = "json"
 
 
-class BackendName(str, Enum):
-    sim = "sim"
-    linux = "linux"
+BackendName = Enum("BackendName", {name: name for name in registry.names()}, type=str)
+"""Every registered backend (``dataplane.registry``)."""

@@ -90,13 +90,14 @@ def agent(
     ] = 10.0,
 ) -> None:
     """Keep HOST's data plane equal to its desired graph, reporting back; runs until SIGTERM/SIGINT."""
-    from netvirt.control.agent import Agent, AgentThread, make_backend
+    from netvirt.control.agent import Agent, AgentThread
+    from netvirt.dataplane import registry
     from netvirt.control.store import DEFAULT_URL, StoreError, open_store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         opened = open_store(store or DEFAULT_URL)
-        data_plane = make_backend(backend.value, host)
+        data_plane = registry.make(backend.value, host)
     except (StoreError, ValueError, ImportError) as error:
         _fail("agent", str(error), 2)
     stop = threading.Event()

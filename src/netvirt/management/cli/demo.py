@@ -76,7 +76,7 @@ def demo(
         codec_tour(console, pcap_path)
         return
     from netvirt.control.compile import compile_network
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
     from netvirt.management.cli.spec import load_or_exit
 
     started = time.monotonic()
@@ -126,8 +126,8 @@ def simulate(console: Console, spec, network) -> None:
 
 def in_kernel(console: Console, spec, network) -> None:
     from netvirt.dataplane.linux.backend import check_network, network_backends
-    from netvirt.dataplane.linux.cleanup import cleanup
-    from netvirt.dataplane.linux.ownership import OwnedNamespace
+    from netvirt.dataplane.kernel.cleanup import cleanup
+    from netvirt.dataplane.kernel.ownership import OwnedNamespace
     from netvirt.management.cli.linux import converge, kernel_settings, names
 
     console.rule("[bold]The real kernel")
@@ -164,13 +164,14 @@ def in_kernel(console: Console, spec, network) -> None:
 
 def verify_all(console: Console, spec, network, kernel_names) -> None:
     from netvirt.management.cli.linux import _verify_table
+    from netvirt.dataplane import registry
     from netvirt.trace.plan import verify_probes
     from netvirt.trace.verify import Verifier
 
     console.print("[bold]netvirt verify --all[/bold]: every flow of the matrix sent for real (TCP connect, "
                   "ICMP echo), captured on every device, compared with the prediction")
     labelled = [(p.source, p.target, p.flow) for p in verify_probes(spec, 41000)]
-    with console.status("probing"), Verifier(network, kernel_names) as verifier:
+    with console.status("probing"), Verifier(network, registry.observer("linux", DEPLOYMENT, prefix=kernel_names.prefix)) as verifier:
         results = verifier.verify_all([flow for _, _, flow in labelled])
     _verify_table(labelled, results, detail=False)
     if not all(r.agrees for r in results):
@@ -227,7 +228,7 @@ while True:
 
 
 def _netns_popen(namespace: str, argv: list[str]) -> subprocess.Popen:
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
 
     return netns.popen(namespace, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -245,7 +246,7 @@ def _wait_listening(places: list[tuple[str, int]], timeout: float = 10) -> None:
 
 def _get(namespace: str, address: str) -> str:
     """An HTTP GET from ``namespace``: the status line and the page, or what went wrong."""
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
 
     family = socket.AF_INET6 if ip_address(address).version == 6 else socket.AF_INET
     host = f"[{address}]" if family == socket.AF_INET6 else address
@@ -276,7 +277,7 @@ def _balanced(namespace: str, address: str, backends: tuple[str, ...], tries: in
 
 
 def _connect(namespace: str, address: str, port: int) -> str:
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
 
     try:
         with netns.socket_in(namespace, socket.AF_INET, socket.SOCK_STREAM) as sock:

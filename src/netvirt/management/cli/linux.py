@@ -43,7 +43,7 @@ def fail(command: str, message: str, code: int) -> NoReturn:
 
 
 def require_net_admin(command: str) -> None:
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
 
     if not netns.can_admin_network():
         fail(command, "needs CAP_NET_ADMIN to change network namespaces (run it as root)", 1)
@@ -52,7 +52,7 @@ def require_net_admin(command: str) -> None:
 def compiled(spec_path: Path, command: str):
     """(spec, network graph, deployment name) of ``spec_path``; exit 2 when it is invalid."""
     from netvirt.control.compile import CompileError, compile_network
-    from netvirt.dataplane.linux.naming import deployment_name
+    from netvirt.dataplane.kernel.naming import deployment_name
 
     spec = load_or_exit(spec_path, command)
     try:
@@ -65,8 +65,8 @@ def compiled(spec_path: Path, command: str):
 def kernel_settings() -> dict[str, Any]:
     """Where kernel objects are named and recorded: prefix ``nv`` and ``/run/netvirt``, unless
     $NETVIRT_PREFIX / $NETVIRT_STATE_DIR say otherwise (the privileged tests use ``nvt``)."""
-    from netvirt.dataplane.linux.naming import PRODUCTION_PREFIX
-    from netvirt.dataplane.linux.ownership import STATE_DIR
+    from netvirt.dataplane.kernel.naming import PRODUCTION_PREFIX
+    from netvirt.dataplane.kernel.ownership import STATE_DIR
 
     return {"prefix": os.environ.get("NETVIRT_PREFIX", PRODUCTION_PREFIX),
             "state_dir": Path(os.environ.get("NETVIRT_STATE_DIR", STATE_DIR))}
@@ -74,7 +74,7 @@ def kernel_settings() -> dict[str, Any]:
 
 def names(deployment: str):
     """The kernel naming scheme of ``deployment`` (see ``kernel_settings``)."""
-    from netvirt.dataplane.linux.naming import Names
+    from netvirt.dataplane.kernel.naming import Names
 
     return Names(deployment, kernel_settings()["prefix"])
 
@@ -221,7 +221,7 @@ def down(
 ) -> None:
     """Remove exactly the kernel objects netvirt made for SPEC (or, with --all, for every spec)."""
     from netvirt.dataplane.linux.backend import network_backends
-    from netvirt.dataplane.linux.cleanup import cleanup, cleanup_all, unrecorded
+    from netvirt.dataplane.kernel.cleanup import cleanup, cleanup_all, unrecorded
 
     if (spec is None) == (not all_):
         fail("down", "give a SPEC or --all (not both)", 2)
@@ -261,7 +261,7 @@ def down(
 
 
 def _merged(deployment: str, reports: list) -> Any:
-    from netvirt.dataplane.linux.ownership import CleanupReport
+    from netvirt.dataplane.kernel.ownership import CleanupReport
 
     merged = CleanupReport(deployment)
     for report in reports:
@@ -296,7 +296,6 @@ def status(
         control.status(target, controller, as_json or format is TextOrJson.json, token_file)
         return
     from netvirt.dataplane.linux.backend import network_backends
-    from netvirt.dataplane.linux.readback import filter_in_use
     from netvirt.graph import DeviceKind, diff
 
     spec_path = Path(target)
@@ -313,8 +312,7 @@ def status(
                               and c.kind == "device")
         differences = [_difference(c) for c in changes if c.key not in missing_apps]
         drift = backend.drift(desired) if realized.namespaces else []
-        host_ns = backend.names.graph_namespace(desired.host, desired.host)
-        filters = filter_in_use(backend.names, host_ns, "-") if realized.namespaces else "-"
+        filters = (backend.rules_in_use(desired.host) or "-") if realized.namespaces else "-"
         state = "down" if not realized.namespaces else ("in sync" if not differences and not drift else "drift")
         hosts.append({
             "host": desired.host, "state": state, "filter": filters,
@@ -396,7 +394,7 @@ def exec_(
     command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).", show_default=False)],
 ) -> None:
     """Run COMMAND inside ENDPOINT's network namespace: netvirt exec SPEC web-1 -- ip addr."""
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
 
     if command[:1] == ["--"]:
         command = command[1:]
@@ -426,9 +424,9 @@ def capture(
     """Capture frames on a device of SPEC's network into a pcap file (until Ctrl-C, --count or --duration)."""
     import threading
 
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
     from netvirt.dataplane.linux.backend import SEGMENT_BRIDGE
-    from netvirt.dataplane.linux.capture import Capture, Frame
+    from netvirt.dataplane.kernel.capture import Capture, Frame
     from netvirt.dataplane.linux.readback import link_names
     from netvirt.wire import dissect, pcap, summary
     from netvirt.wire.errors import ParseError
@@ -511,7 +509,7 @@ def verify(
     """
     import random
 
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane import registry
     from netvirt.trace.plan import BadInput, plan_trace, verify_probes
     from netvirt.trace.verify import Verifier
 
@@ -532,11 +530,11 @@ def verify(
             fail("verify", str(error), 2)
         labelled = [(source, target, flow)]
     require_net_admin("verify")
-    kernel_names = names(deployment)
-    missing = [g.host for g in network.hosts if not netns.exists(kernel_names.graph_namespace(g.host, g.host))]
+    observer = registry.observer("linux", deployment, prefix=kernel_settings()["prefix"])
+    missing = [g.host for g in network.hosts if not observer.exists(g.host, g.host)]
     if missing:
         fail("verify", f"hosts {', '.join(missing)} are not up; run `netvirt up {spec}` first", 1)
-    with Console(stderr=True).status(f"probing {len(labelled)} flows in the kernel"), Verifier(network, kernel_names) as verifier:
+    with Console(stderr=True).status(f"probing {len(labelled)} flows in the kernel"), Verifier(network, observer) as verifier:
         results = verifier.verify_all([flow for _, _, flow in labelled])
     agree = all(r.agrees for r in results)
     if format is TextOrJson.json:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4

@@ -19,7 +19,7 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_network
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 from netvirt.graph.devices import FLOOD_MAC
 from netvirt.graph.host import Neighbour, Route, RouteType
 from netvirt.graph.rules import PortRange

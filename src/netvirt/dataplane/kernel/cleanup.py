@@ -14,9 +14,9 @@ the rest stays recorded (the record is deleted once nothing is left).
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from netvirt.dataplane.linux import iptables, links, netns, nftables
-from netvirt.dataplane.linux.naming import Names
-from netvirt.dataplane.linux.ownership import (
+from netvirt.dataplane.kernel import iptables, links, netns, nftables
+from netvirt.dataplane.kernel.naming import Names
+from netvirt.dataplane.kernel.ownership import (
     STATE_DIR,
     CleanupReport,
     Owned,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from netvirt.dataplane.linux import iptables, links, netns, nftables
-from netvirt.dataplane.linux.links import LinkError, VxlanSpec
-from netvirt.dataplane.linux.naming import Names, check_link_name
-from netvirt.dataplane.linux.ownership import (
+from netvirt.dataplane.kernel import iptables, links, netns, nftables
+from netvirt.dataplane.kernel.links import LinkError, VxlanSpec
+from netvirt.dataplane.kernel.naming import Names, check_link_name
+from netvirt.dataplane.kernel.ownership import (
     STATE_DIR,
     OwnedIptChain,
     OwnedIptTable,
@@ -28,7 +28,7 @@ from netvirt.dataplane.linux.ownership import (
     OwnedNftTable,
     Record,
 )
-from netvirt.dataplane.linux.rulesets import Ruleset
+from netvirt.dataplane.kernel.rulesets import Ruleset
 from netvirt.graph.host import Neighbour, Route
 from netvirt.graph.values import IPAddress
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from netvirt.dataplane.linux.naming import IPT_CHAIN_PREFIX, NFT_TABLE_PREFIX, Names
+from netvirt.dataplane.kernel.naming import IPT_CHAIN_PREFIX, NFT_TABLE_PREFIX, Names
 
 STATE_DIR = Path("/run/netvirt")
 FORMAT = 1

@@ -21,9 +21,9 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 
-from netvirt.dataplane.linux import netns
-from netvirt.dataplane.linux.naming import Names
-from netvirt.dataplane.linux.rulesets import (
+from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.naming import Names
+from netvirt.dataplane.kernel.rulesets import (
     Ruleset,
     comment,
     digest_of,

@@ -19,7 +19,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netvirt.dataplane.api import Capabilities, Encapsulation
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
 from netvirt.graph import DeviceKind
 
 # kernel link kind -> creation arguments (a parent link "probe0" exists when they run)
@@ -89,8 +89,9 @@ class KernelCapabilities:
         link_kind = DEVICE_LINK_KIND[device_kind]
         return link_kind is None or link_kind in self.link_kinds
 
-    def for_plan(self) -> Capabilities:
-        """These findings as the backend-neutral ``Capabilities`` that ``dataplane.api.plan`` uses."""
+    def for_plan(self, backend: str) -> Capabilities:
+        """These findings as the backend-neutral ``Capabilities`` of kernel backend ``backend``
+        that ``dataplane.api.plan`` uses."""
         kinds = frozenset(kind for kind in DeviceKind if self.can_realise(kind.value))
         reasons = {
             kind.value: f"the kernel cannot create link kind {DEVICE_LINK_KIND[kind.value]!r}: "
@@ -102,7 +103,7 @@ class KernelCapabilities:
         if not filtering:
             reasons["netfilter"] = reasons["nat"] = "neither nft nor iptables-restore works here"
         return Capabilities(
-            backend="linux",
+            backend=backend,
             device_kinds=kinds,
             encapsulations=frozenset(e for e in Encapsulation if DeviceKind(e.value) in kinds),
             hooks=frozenset(),

@@ -19,8 +19,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 
-from netvirt.dataplane.linux import netns
-from netvirt.dataplane.linux.rulesets import (
+from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.rulesets import (
     Ruleset,
     comment,
     digest_of,
