@@ -7,9 +7,9 @@ from sim_graphs import Lab, actions, assert_valid
 
 from netvirt.dataplane.events import Action, Disposition
 from netvirt.dataplane.sim import Simulator, probe
-from netvirt.dataplane.sim.packets import headers
 from netvirt.graph import DeviceKind, FdbEntry, NamespaceKind, Neighbour, Route, RouteType
 from netvirt.wire import dissect, icmpv4, icmpv6, tcp
+from netvirt.wire.fields import headers
 
 A, B = ip_address("10.0.0.2"), ip_address("10.0.0.3")
 

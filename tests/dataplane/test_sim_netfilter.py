@@ -8,7 +8,7 @@ from sim_graphs import Lab, assert_valid
 
 from netvirt.dataplane.events import Action, Disposition
 from netvirt.dataplane.sim import Simulator, probe
-from netvirt.dataplane.sim.packets import headers, response
+from netvirt.dataplane.sim.packets import response
 from netvirt.graph import (
     ACCEPT,
     DROP,
@@ -28,6 +28,7 @@ from netvirt.graph import (
     Verdict,
 )
 from netvirt.wire import dissect, icmpv4, tcp
+from netvirt.wire.fields import headers
 
 A, B, C = ip_address("10.0.0.2"), ip_address("10.0.0.3"), ip_address("10.0.0.4")
 VIP = ip_address("10.96.0.10")

@@ -11,9 +11,10 @@ from sim_graphs import Lab, assert_valid
 
 from netvirt.dataplane.events import Action, Disposition
 from netvirt.dataplane.sim import Simulator, probe
-from netvirt.dataplane.sim.packets import entropy, headers
+from netvirt.dataplane.sim.packets import entropy
 from netvirt.graph import DeviceKind, PortRange, Proto, Socket, Tunnel
 from netvirt.wire import dissect, flow_entropy, geneve, icmpv4, icmpv6, nvgre, udp, vxlan
+from netvirt.wire.fields import headers
 
 A, B = ip_address("10.0.0.2"), ip_address("10.0.0.3")
 UNDERLAY = {"h1": "192.0.2.1", "h2": "192.0.2.2"}

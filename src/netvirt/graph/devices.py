@@ -22,6 +22,7 @@ from netvirt.graph.values import (
     copier,
     freeze_collections,
 )
+from netvirt.wire import vxlan
 
 
 class Mode(StrEnum):
@@ -157,7 +158,7 @@ class Tunnel:
     vni: int
     local: IPAddress | None = None
     remote: IPAddress | None = None
-    dst_port: int = 4789
+    dst_port: int = vxlan.PORT
     src_ports: PortRange = PortRange(32768, 61000)
     ttl: int = 64
     udp_checksum: bool = True

@@ -25,6 +25,7 @@ from netvirt.graph.values import (
     check_range,
     freeze_collections,
 )
+from netvirt.wire import ipv4
 
 
 class Proto(StrEnum):
@@ -41,7 +42,8 @@ class Proto(StrEnum):
         return _PROTO_NUMBERS[self]
 
 
-_PROTO_NUMBERS = {Proto.TCP: 6, Proto.UDP: 17, Proto.ICMP: 1, Proto.ICMPV6: 58, Proto.GRE: 47}
+_PROTO_NUMBERS = {Proto.TCP: ipv4.TCP, Proto.UDP: ipv4.UDP, Proto.ICMP: ipv4.ICMP, Proto.ICMPV6: ipv4.ICMPV6,
+                  Proto.GRE: ipv4.GRE}
 PORT_PROTOS = frozenset({Proto.TCP, Proto.UDP})
 ICMP_PROTOS = frozenset({Proto.ICMP, Proto.ICMPV6})
 

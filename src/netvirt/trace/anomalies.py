@@ -15,10 +15,10 @@ invisible to tcpdump and netfilter), ``sriov_live_migration``, ``vxlan_checksum_
 
 from netvirt.dataplane.events import Action, Disposition, Walk
 from netvirt.dataplane.sim import Topology
-from netvirt.dataplane.sim.packets import headers
 from netvirt.graph import TUNNEL_KINDS, DeviceKind, Hypervisor, HypervisorSwitch, NamespaceKind, SwitchMode, \
     Wsl2Gateway, Wsl2Mode
 from netvirt.trace.model import Anomaly, Hop, Trace
+from netvirt.wire.fields import headers
 
 _TUNNEL_WORDS = {DeviceKind.VXLAN: "VXLAN", DeviceKind.GENEVE: "Geneve", DeviceKind.NVGRE: "NVGRE"}
 

@@ -8,11 +8,12 @@ naming the layer, offset and reason. This package is the leaf: it imports nothin
 netvirt.
 
 Whole frames: ``dissect`` (bytes -> layer Reprs), ``to_json``, ``summary``, ``build`` (Reprs ->
-bytes), ``encapsulate`` (VXLAN/Geneve/NVGRE over IPv4/IPv6) and ``flow_entropy``. docs/wire.md
-is the guide.
+bytes), ``encapsulate`` (VXLAN/Geneve/NVGRE over IPv4/IPv6) and ``flow_entropy``. A data plane's
+per-hop decision fields (addresses, protocol, ports, flags): ``fields.headers``, read in place
+without a ``Repr``. docs/wire.md is the guide.
 """
 
-from netvirt.wire import (addresses, arp, checksum, ethernet, geneve, gre, icmpv4, icmpv6, ipv4, ipv6,
+from netvirt.wire import (addresses, arp, checksum, ethernet, fields, geneve, gre, icmpv4, icmpv6, ipv4, ipv6,
                           nvgre, tcp, udp, vxlan)
 from netvirt.wire.builders import build, encapsulate, flow_entropy
 from netvirt.wire.errors import BadChecksum, Malformed, ParseError, Truncated
@@ -20,7 +21,7 @@ from netvirt.wire.stack import dissect, summary, to_json
 
 __all__ = [
     "BadChecksum", "Malformed", "ParseError", "Truncated",
-    "addresses", "arp", "build", "checksum", "dissect", "encapsulate", "ethernet", "flow_entropy",
+    "addresses", "arp", "build", "checksum", "dissect", "encapsulate", "ethernet", "fields", "flow_entropy",
     "geneve", "gre", "icmpv4", "icmpv6", "ipv4", "ipv6", "nvgre", "summary", "tcp", "to_json",
     "udp", "vxlan",
 ]

@@ -42,7 +42,7 @@ IPV6_IN_IP = 41
 GRE = 47
 ICMPV6 = 58
 
-_HEADER = struct.Struct("!BBHHHBBH4s4s")
+HEADER = struct.Struct("!BBHHHBBH4s4s")  # the fixed header (``wire.fields`` reads it in place)
 _DONT_FRAGMENT = 0x4000
 _WORD = struct.Struct("!H")
 _new = tuple.__new__
@@ -94,7 +94,7 @@ class Repr(NamedTuple):
         header_length = HEADER_LENGTH + len(options)
         flags = self.dont_fragment << 14 | self.more_fragments << 13 | self.fragment_offset
         try:
-            header = _HEADER.pack(0x40 | header_length >> 2, self.dscp << 2 | self.ecn,
+            header = HEADER.pack(0x40 | header_length >> 2, self.dscp << 2 | self.ecn,
                                   header_length + len(payload), self.identification, flags,
                                   self.ttl, self.protocol, 0, self.src, self.dst) + options
         except struct.error as error:
@@ -119,7 +119,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     """
     if end - start < HEADER_LENGTH:
         raise truncated(LAYER, start, end, HEADER_LENGTH)
-    version_ihl, tos, total_length, identification, flags, ttl, protocol, _, src, dst = _HEADER.unpack_from(data, start)
+    version_ihl, tos, total_length, identification, flags, ttl, protocol, _, src, dst = HEADER.unpack_from(data, start)
     payload_end = start + total_length
     if version_ihl == 0x45 and HEADER_LENGTH <= total_length and payload_end <= end and not quoted:
         # the common case: no options, the whole datagram present, not a quote

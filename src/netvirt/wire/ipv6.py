@@ -43,7 +43,7 @@ DESTINATION_OPTIONS = 60
 SKIPPED_HEADERS = frozenset((HOP_BY_HOP, ROUTING, DESTINATION_OPTIONS))
 EXTENSION_HEADERS = SKIPPED_HEADERS | {FRAGMENT}
 
-_HEADER = struct.Struct("!IHBB16s16s")
+HEADER = struct.Struct("!IHBB16s16s")  # the fixed header (``wire.fields`` reads it in place)
 _FRAGMENT = struct.Struct("!BBHI")
 _new = tuple.__new__
 
@@ -100,13 +100,13 @@ class Repr(NamedTuple):
         fragment = self.fragment
         try:
             if fragment is None:
-                return _HEADER.pack(first_word, len(payload), self.next_header, self.hop_limit,
+                return HEADER.pack(first_word, len(payload), self.next_header, self.hop_limit,
                                     self.src, self.dst) + payload
             if not 0 <= fragment.fragment_offset < 8192:
                 raise ValueError(f"ipv6: fragment_offset < 8192 required: {fragment}")
             extension = _FRAGMENT.pack(self.next_header, 0, fragment.fragment_offset << 3 | fragment.more_fragments,
                                        fragment.identification)
-            return b"".join((_HEADER.pack(first_word, 8 + len(payload), FRAGMENT, self.hop_limit, self.src,
+            return b"".join((HEADER.pack(first_word, 8 + len(payload), FRAGMENT, self.hop_limit, self.src,
                                           self.dst), extension, payload))
         except struct.error as error:
             raise ValueError(f"ipv6: cannot emit {self} with {len(payload)} payload bytes: {error}") from None
@@ -128,7 +128,7 @@ def decode_at(data, start: int, end: int, quoted: bool = False) -> tuple[Repr, i
     """
     if end - start < HEADER_LENGTH:
         raise truncated(LAYER, start, end, HEADER_LENGTH)
-    first_word, payload_length, next_header, hop_limit, src, dst = _HEADER.unpack_from(data, start)
+    first_word, payload_length, next_header, hop_limit, src, dst = HEADER.unpack_from(data, start)
     if first_word >> 28 != 6:
         raise Malformed(LAYER, start, f"version is {first_word >> 28}, expected 6")
     offset = start + HEADER_LENGTH

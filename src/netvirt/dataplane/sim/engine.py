@@ -20,7 +20,7 @@ from netvirt.dataplane.sim.classify import CompiledClassifier
 from netvirt.dataplane.events import Action, Disposition, Event, Walk
 from netvirt.dataplane.sim.run import Run
 from netvirt.dataplane.sim.netfilter import packet_key
-from netvirt.dataplane.sim.packets import ETHERNET, headers
+from netvirt.dataplane.sim.packets import ARP_TYPE, ETHERNET, IP_TYPES, IPV4_TYPE, IPV6_TYPE
 from netvirt.dataplane.sim.stack import Stack
 from netvirt.dataplane.sim.state import State
 from netvirt.dataplane.sim.topology import Place, Topology
@@ -40,6 +40,7 @@ from netvirt.graph import (
 from netvirt.wire import geneve, ipv4, ipv6, nvgre, udp, vxlan
 from netvirt.wire.addresses import ip_to_text, mac_to_text
 from netvirt.wire.builders import DYNAMIC_PORTS_START
+from netvirt.wire.fields import headers
 
 MAX_HOPS = 512
 DRIVER_KINDS = (DeviceKind.NIC, DeviceKind.SRIOV_VF)
@@ -69,7 +70,7 @@ class Simulator:
         if (host, namespace) not in self.topology.spaces:
             raise KeyError(f"no namespace {host}:{namespace} in the graph")
         run = Run(record)
-        frame = bytearray(ZERO + ZERO + (b"\x08\x00" if packet[0] >> 4 == 4 else b"\x86\xdd") + packet)
+        frame = bytearray(ZERO + ZERO + (IPV4_TYPE if packet[0] >> 4 == 4 else IPV6_TYPE) + packet)
         space = self.topology.spaces[(host, namespace)]
         self.stack.event(run, Action.SEND, space, frame, "the application sends", labels=("User", "App", "Socket API (send)"))
         self.stack.local_out(run, space, frame)
@@ -175,7 +176,7 @@ class Simulator:
             return True
         pmd = topology.binding.get((place, DeviceKind.DPDK_PMD)) if bound else None
         if pmd is not None:
-            if frame[12:14] == b"\x08\x06":  # the DPDK application answers ARP for its NIC itself
+            if frame[12:14] == ARP_TYPE:  # the DPDK application answers ARP for its NIC itself
                 return self.stack.stack_in(run, place, frame)
             return self._user_space(run, (place[0], place[1], pmd.name), frame, Action.BYPASS,
                                     "poll-mode driver takes the frame from the NIC ring (zero copy, no kernel)")
@@ -262,7 +263,7 @@ class Simulator:
         dev = self.topology.devices[place]
         hook = self.topology.hooks.get((place, kind))
         xsk = self.topology.binding.get((place, DeviceKind.AF_XDP_SOCKET))
-        if kind is HookKind.XDP and xsk is not None and hook is None and frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
+        if kind is HookKind.XDP and xsk is not None and hook is None and frame[12:14] in IP_TYPES:
             return self._user_space(run, (place[0], place[1], xsk.name), frame, Action.REDIRECT,
                                     "XDP redirects the frame to the AF_XDP socket (user space, no sk_buff)")
         if hook is None:
@@ -364,7 +365,7 @@ class Simulator:
         topology = self.topology
         dev = topology.devices[port]
         length = len(frame) - ETHERNET  # simulated frames carry no padding: this is the IP length
-        if length > dev.mtu and port != switch and frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
+        if length > dev.mtu and port != switch and frame[12:14] in IP_TYPES:
             return self.drop(run, port, frame, f"frame of {length} IP bytes is larger than the MTU "
                              f"{dev.mtu} of port {port[2]}: the switch drops it silently", "mtu")
         if port == switch:
@@ -459,7 +460,7 @@ class Simulator:
             outer = self._outer(dev.kind, config, self.topology.tunnels[place].options, bytes(frame), local, remote)
             mark, before = len(run.events), run.overhead
             run.overhead += len(outer) - len(frame) + packets.ETHERNET
-            out = bytearray(ZERO + ZERO + (b"\x08\x00" if len(local) == 4 else b"\x86\xdd") + outer)
+            out = bytearray(ZERO + ZERO + (IPV4_TYPE if len(local) == 4 else IPV6_TYPE) + outer)
             if run.record:
                 self.event(run, Action.ENCAP, place, out, f"{dev.kind.value} vni {config.vni} to {_ip_text(remote)} "
                            f"(+{run.overhead - before} bytes of overhead)")
@@ -489,7 +490,7 @@ class Simulator:
         entropy = packets.entropy(inner)
         if kind is DeviceKind.NVGRE:
             body = nvgre.Repr(config.vni, entropy & 0xFF).emit(inner)
-            protocol = packets.GRE
+            protocol = ipv4.GRE
         else:
             header = vxlan.Repr(config.vni) if kind is DeviceKind.VXLAN else geneve.Repr(config.vni, options=options)
             span = config.src_ports.last - config.src_ports.first + 1
@@ -497,7 +498,7 @@ class Simulator:
             zero = not config.udp_checksum and len(local) == 4
             body = udp.Repr(src_port, config.dst_port).emit(header.emit(inner), src=local, dst=remote,
                                                               zero_checksum=zero)
-            protocol = packets.UDP
+            protocol = ipv4.UDP
         if len(local) == 4:
             return ipv4.Repr(local, remote, protocol, config.ttl).emit(body)
         return ipv6.Repr(local, remote, protocol, hop_limit=config.ttl).emit(body)
@@ -511,12 +512,12 @@ class Simulator:
             local = self.topology.tunnels[(space.host, space.namespace.name, dev.name)].local
             if local is not None and local != found.dst:
                 continue
-            if found.proto == packets.UDP and dev.kind in (DeviceKind.VXLAN, DeviceKind.GENEVE):
+            if found.proto == ipv4.UDP and dev.kind in (DeviceKind.VXLAN, DeviceKind.GENEVE):
                 if found.dst_port != config.dst_port or len(data) < 16:
                     continue
                 codec = vxlan.Repr if dev.kind is DeviceKind.VXLAN else geneve.Repr
                 header, payload = codec.decode(data[8:])
-            elif found.proto == packets.GRE and dev.kind is DeviceKind.NVGRE and data[:4] == nvgre.FIRST_WORD:
+            elif found.proto == ipv4.GRE and dev.kind is DeviceKind.NVGRE and data[:4] == nvgre.FIRST_WORD:
                 header, payload = nvgre.Repr.decode(data)
             else:
                 continue

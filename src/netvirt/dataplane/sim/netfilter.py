@@ -13,8 +13,9 @@ packet leaves the namespace or is delivered in it, as the kernel's ``nf_conntrac
 from dataclasses import dataclass
 
 from netvirt.dataplane.sim.classify import PacketKey
-from netvirt.dataplane.sim.packets import ICMP, ICMPV6, TCP, UDP, Headers, quoted_headers
 from netvirt.graph import CtState
+from netvirt.wire.fields import Headers, quoted_headers
+from netvirt.wire.ipv4 import ICMP, ICMPV6, TCP, UDP
 
 Flow = tuple[int, int, bytes, int, bytes, int]  # (version, proto, src, src_port, dst, dst_port)
 

@@ -1,131 +1,40 @@
-"""Packet bytes for the simulator: header fields at a glance, probes, answers, NAT, fragments.
+"""Packet bytes for the simulator: probes, answers, NAT, fragments.
 
 Contract: every function takes and returns real bytes built with ``netvirt.wire`` — checksums are
 always valid (NAT rewrites update them incrementally, RFC 1624). Frames are untagged Ethernet II;
-``headers`` reads the IP and transport fields the data plane decides on without decoding the
-whole frame. ICMP "ports": an echo's identifier stands for both ports, so a reply's flow tuple is
+the fields the data plane decides on are ``wire.fields.headers``, protocol numbers and EtherTypes
+are wire's. ICMP "ports": an echo's identifier stands for both ports, so a reply's flow tuple is
 the inverse of the request's.
 """
 
-import struct
 import zlib
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from netvirt.wire import arp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp
 from netvirt.wire.builders import DYNAMIC_PORTS_START, build, flow_entropy
+from netvirt.wire.fields import PORTS, Headers, headers
+from netvirt.wire.ipv4 import ICMP, ICMPV6, TCP, UDP
 
 ETHERNET = ethernet.HEADER_LENGTH
+IPV4_TYPE, IPV6_TYPE, ARP_TYPE = (ethertype.to_bytes(2, "big") for ethertype in (ethernet.IPV4, ethernet.IPV6, ethernet.ARP))
+IP_TYPES = (IPV4_TYPE, IPV6_TYPE)  # the EtherType bytes of a frame carrying IP (frame[12:14])
 BROADCAST = b"\xff" * 6
 ZERO_MAC = bytes(6)
-TCP, UDP, ICMP, ICMPV6, GRE = 6, 17, 1, 58, 47
-PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6", GRE: "gre"}
 IPV4_QUOTE = 576  # RFC 1812 §4.3.2.3: an ICMP error quotes as much as fits in 576 bytes
 IPV6_QUOTE = 1280  # RFC 4443 §2.4 (c)
 FIRST_SEQUENCE = 1_000_000  # probes' TCP initial sequence number (fixed: traces are deterministic)
 
-_V4 = struct.Struct("!BBHHHBBH4s4s")
-_V6 = struct.Struct("!IHBB16s16s")
-_PORTS = struct.Struct("!HH")
-
-
-@dataclass(slots=True)
-class Headers:
-    """The IP packet in a frame: where it starts (``l3``), its transport (``l4``) and the fields
-    a data plane decides on. ``src_port``/``dst_port`` are the echo identifier for ICMP echo and
-    0 where there are none; ``fragment``: this is not a whole datagram (no transport fields
-    unless it is the first fragment)."""
-
-    version: int
-    l3: int
-    l4: int
-    src: bytes
-    dst: bytes
-    proto: int
-    ttl: int
-    length: int  # IP total length (header included)
-    df: bool
-    fragment: bool
-    first_fragment: bool
-    identification: int
-    src_port: int = 0
-    dst_port: int = 0
-    icmp_type: int | None = None
-    icmp_code: int = 0
-    tcp_flags: int = 0
-
-    @property
-    def flow(self) -> tuple[int, int, bytes, int, bytes, int]:
-        """``(version, proto, src, src_port, dst, dst_port)``: the connection-tracking tuple."""
-        return (self.version, self.proto, self.src, self.src_port, self.dst, self.dst_port)
-
-    @property
-    def is_icmp_error(self) -> bool:
-        if self.proto == ICMP:
-            return self.icmp_type in icmpv4.ERROR_TYPES
-        return self.proto == ICMPV6 and self.icmp_type in icmpv6.ERROR_TYPES
-
-
-def ethertype_of(frame) -> int:
-    return frame[12] << 8 | frame[13]
-
-
-def headers(frame, l3: int = ETHERNET) -> Headers | None:
-    """The IP headers of ``frame`` (an IP packet starts at ``l3``), or None if it carries no IP."""
-    if len(frame) < l3 + 20:
-        return None
-    version = frame[l3] >> 4
-    if version == 4:
-        (ver_ihl, _, length, identification, flags, ttl, proto, _, src, dst) = _V4.unpack_from(frame, l3)
-        l4 = l3 + ((ver_ihl & 15) << 2)
-        offset = flags & 0x1FFF
-        fragment = bool(flags & 0x2000) or offset != 0
-        found = Headers(4, l3, l4, src, dst, proto, ttl, length, bool(flags & 0x4000), fragment,
-                        offset == 0, identification)
-    elif version == 6 and len(frame) >= l3 + 40:
-        _, payload_length, proto, ttl, src, dst = _V6.unpack_from(frame, l3)
-        l4, fragment, first, identification = l3 + 40, False, True, 0
-        if proto == ipv6.FRAGMENT:
-            proto = frame[l4]
-            offset_flags = frame[l4 + 2] << 8 | frame[l4 + 3]
-            identification = int.from_bytes(frame[l4 + 4:l4 + 8], "big")
-            fragment = bool(offset_flags & 1) or offset_flags >> 3 != 0
-            first = offset_flags >> 3 == 0
-            l4 += 8
-        found = Headers(6, l3, l4, src, dst, proto, ttl, 40 + payload_length, True, fragment, first,
-                        identification)
-    else:
-        return None
-    if not found.first_fragment or len(frame) < l4 + 4:
-        return found
-    if proto in (TCP, UDP):
-        found.src_port, found.dst_port = _PORTS.unpack_from(frame, l4)
-        if proto == TCP and len(frame) >= l4 + 14:
-            found.tcp_flags = frame[l4 + 13]
-    elif proto in (ICMP, ICMPV6):
-        found.icmp_type, found.icmp_code = frame[l4], frame[l4 + 1]
-        if found.icmp_type in (icmpv4.ECHO_TYPES if proto == ICMP else icmpv6.ECHO_TYPES):
-            found.src_port = found.dst_port = frame[l4 + 4] << 8 | frame[l4 + 5]
-    return found
-
-
-def quoted_headers(frame, outer: Headers) -> Headers | None:
-    """The headers of the datagram an ICMP error quotes (None if the quote is too short)."""
-    quote = bytes(frame[outer.l4 + 8:])
-    if len(quote) < 20:
-        return None
-    return headers(quote.ljust(outer.version == 4 and 28 or 48, b"\0"), 0)
 
 
 def entropy(inner) -> int:
     """``wire.flow_entropy`` of an inner frame (49152-65535), from ``headers`` instead of a full
     dissect: CRC-32 of the inner IP addresses, protocol and TCP/UDP ports."""
-    found = headers(inner) if len(inner) > ETHERNET + 1 and inner[12:14] in (b"\x08\x00", b"\x86\xdd") else None
+    found = headers(inner) if len(inner) > ETHERNET + 1 and inner[12:14] in IP_TYPES else None
     if found is None:
         return flow_entropy(inner)
     key = found.src + found.dst + bytes((found.proto,))
     if found.proto in (TCP, UDP) and found.first_fragment:
-        key += _PORTS.pack(found.src_port, found.dst_port)
+        key += PORTS.pack(found.src_port, found.dst_port)
     return DYNAMIC_PORTS_START + zlib.crc32(key) % 16384
 
 

@@ -16,7 +16,7 @@ from netvirt.dataplane.sim import packets
 from netvirt.dataplane.events import Action, Disposition, Event
 from netvirt.dataplane.sim.run import Run
 from netvirt.dataplane.sim.netfilter import Tracked, packet_key, rule_name, track
-from netvirt.dataplane.sim.packets import ETHERNET, ICMP, ICMPV6, TCP, UDP, Headers, headers
+from netvirt.dataplane.sim.packets import ETHERNET
 from netvirt.dataplane.sim.state import State
 from netvirt.dataplane.sim.topology import NamespaceIndex, Place, Topology
 from netvirt.graph import (
@@ -31,8 +31,10 @@ from netvirt.graph import (
     Snat,
     Socket,
 )
-from netvirt.wire import arp, icmpv4, icmpv6
+from netvirt.wire import arp, ethernet, icmpv4, icmpv6
 from netvirt.wire.addresses import ip_to_text, mac_to_text
+from netvirt.wire.fields import Headers, ethertype_of, headers
+from netvirt.wire.ipv4 import GRE, ICMP, ICMPV6, TCP, UDP
 
 TECHNIQUES = {
     Action.ROUTE: "IP Routing (FIB lookup)",
@@ -88,8 +90,8 @@ class Stack:
     def stack_in(self, run, place: Place, frame: bytearray) -> bool:
         """A frame addressed to device ``place`` goes up its namespace's stack."""
         space = self._space(place)
-        ethertype = packets.ethertype_of(frame)
-        if ethertype == 0x0806:
+        ethertype = ethertype_of(frame)
+        if ethertype == ethernet.ARP:
             return self._arp_in(run, place, frame)
         found = headers(frame)
         if found is None:
@@ -142,7 +144,7 @@ class Stack:
             if whole is None:
                 return True
             frame, found = whole
-        if found.proto in (UDP, packets.GRE):
+        if found.proto in (UDP, GRE):
             handled = self.link.decap(run, space, frame, found)
             if handled is not None:
                 return handled
