@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from netvirt.wire.addresses import ip_to_text, mac_to_text
 from netvirt.wire.errors import Malformed, truncated
+from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "arp"
@@ -50,6 +51,7 @@ class Repr(NamedTuple):
     target_protocol_address: bytes
 
     layer = LAYER
+    __eq__, __ne__, __hash__ = same_header, other_header, tuple.__hash__  # equal only to its own kind (wire.header)
 
     @classmethod
     def parse(cls, buf) -> "Repr":

@@ -24,6 +24,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.errors import truncated
+from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "ethernet"
@@ -64,6 +65,7 @@ class Repr(NamedTuple):
     vlans: tuple[Tag, ...] = ()
 
     layer = LAYER
+    __eq__, __ne__, __hash__ = same_header, other_header, tuple.__hash__  # equal only to its own kind (wire.header)
 
     @classmethod
     def parse(cls, buf) -> "Repr":

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.errors import BadChecksum, Malformed, truncated
+from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "gre"
@@ -47,6 +48,7 @@ class Repr(NamedTuple):
     sequence_number: int | None = None
 
     layer = LAYER
+    __eq__, __ne__, __hash__ = same_header, other_header, tuple.__hash__  # equal only to its own kind (wire.header)
 
     @classmethod
     def parse(cls, buf) -> "Repr":

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.errors import BadChecksum, truncated
+from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "icmpv4"
@@ -69,6 +70,7 @@ class Repr(NamedTuple):
     rest_of_header: int = 0
 
     layer = LAYER
+    __eq__, __ne__, __hash__ = same_header, other_header, tuple.__hash__  # equal only to its own kind (wire.header)
 
     @classmethod
     def parse(cls, buf) -> "Repr":

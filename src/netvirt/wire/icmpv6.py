@@ -29,6 +29,7 @@ from typing import NamedTuple
 from netvirt.wire import checksum
 from netvirt.wire.addresses import ip_to_text, mac_to_text
 from netvirt.wire.errors import BadChecksum, Malformed, truncated
+from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "icmpv6"
@@ -77,6 +78,7 @@ class Repr(NamedTuple):
     rest_of_header: int = 0
 
     layer = LAYER
+    __eq__, __ne__, __hash__ = same_header, other_header, tuple.__hash__  # equal only to its own kind (wire.header)
 
     @classmethod
     def parse(cls, buf, src: bytes | None = None, dst: bytes | None = None) -> "Repr":

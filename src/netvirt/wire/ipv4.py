@@ -29,6 +29,7 @@ from typing import NamedTuple
 from netvirt.wire import checksum
 from netvirt.wire.addresses import ip_to_text
 from netvirt.wire.errors import BadChecksum, Malformed, Truncated, truncated
+from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "ipv4"
@@ -65,6 +66,7 @@ class Repr(NamedTuple):
     options: bytes = b""
 
     layer = LAYER
+    __eq__, __ne__, __hash__ = same_header, other_header, tuple.__hash__  # equal only to its own kind (wire.header)
 
     @classmethod
     def parse(cls, buf) -> "Repr":

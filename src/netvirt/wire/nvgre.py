@@ -18,6 +18,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.errors import Malformed, truncated
+from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "nvgre"
@@ -36,6 +37,7 @@ class Repr(NamedTuple):
     flow_id: int = 0
 
     layer = LAYER
+    __eq__, __ne__, __hash__ = same_header, other_header, tuple.__hash__  # equal only to its own kind (wire.header)
 
     @classmethod
     def parse(cls, buf) -> "Repr":

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.errors import BadChecksum, Malformed, truncated
+from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "tcp"
@@ -80,6 +81,7 @@ class Repr(NamedTuple):
     options: tuple[Option, ...] = ()
 
     layer = LAYER
+    __eq__, __ne__, __hash__ = same_header, other_header, tuple.__hash__  # equal only to its own kind (wire.header)
 
     @classmethod
     def parse(cls, buf, src: bytes | None = None, dst: bytes | None = None) -> "Repr":
