@@ -6,13 +6,15 @@ two walkthrough tables of section 5 row for row, and the four paths of section 4
 import re
 from itertools import product
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from netvirt.dataplane.events import Action, Disposition
 from netvirt.environments import StackError, build
+from netvirt.environments.stacks.kubernetes import CNIS
 from netvirt.graph import DeviceKind, validate
-from netvirt.management.spec import load, loads
+from netvirt.management.spec import KubernetesLayer, load, loads
 from netvirt.trace import Flow, Tracer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,3 +210,7 @@ def test_impossible_stacks_say_why():
                                          "{layer: container, network: macvlan}", "{layer: app}"))
     graph = build(macvlan_in_vm_nat, macvlan_in_vm_nat.stacks[0])  # a node on the LAN: fine
     assert any(d.kind is DeviceKind.MACVLAN for h in graph.network.hosts for d in h.devices)
+
+
+def test_every_spec_cni_is_one_row_of_the_cni_table():
+    assert set(get_args(KubernetesLayer.model_fields["cni"].annotation)) == set(CNIS)
