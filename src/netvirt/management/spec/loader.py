@@ -7,6 +7,7 @@ A later stage runs on whatever the earlier one accepted, so problems do not casc
 """
 
 import contextlib
+import copy
 import gc
 import re
 import types
@@ -67,14 +68,25 @@ def _build(source: Source) -> Spec:
         raise SpecError(source.problems)
     problems: list[Problem] = []
     header = _header(source, problems)
-    items, poisoned = _items(source, problems)
+    items, partial, poisoned = _items(source, problems)
 
     def where(path: Path) -> str:
         found = source.problem(path, "")
         return f"at {found.file}:{found.line}" if len(source.files) > 1 else f"on line {found.line}"
 
     analysis = Analysis(header, items, poisoned, where)
-    problems += [source.problem(path, message, at_key=at_key) for path, message, at_key in analysis.reports]
+    reports = analysis.reports
+    if any(partial.values()):  # the broken items' other problems, as far as the keys left of them show them
+        whole = {kind: sorted(items[kind] + [(index, model) for index, model, _ in partial[kind]]) for kind in KINDS}
+        removed = {(kind, index): cut for kind in KINDS for index, _, cut in partial[kind]}
+        again = Analysis(header, whole, poisoned, where).reports
+        reports = reports + [
+            report
+            for report in again
+            if (cut := removed.get(report[0][:2])) is not None  # type: ignore[arg-type]
+            and not any(report[0][2 : 2 + len(path)] == path for path in cut)
+        ]
+    problems += [source.problem(path, message, at_key=at_key) for path, message, at_key in reports]
     if source.problems or problems:
         read_at = {(problem.file, problem.line, problem.col) for problem in source.problems}
         cascades = {problem for problem in problems if (problem.file, problem.line, problem.col) in read_at}
@@ -86,20 +98,24 @@ def _header(source: Source, problems: list[Problem]) -> Spec:
     """The top-level keys other than the lists; keys that fail are reported and left out."""
     data = {key: value for key, value in source.data.items() if key not in KINDS and not key.startswith("x-")}
     data.setdefault("name", _name_from(source.default_name))
-    found: list[Problem] = []
-    header = _validate(Spec, data, (), source, found)
+    header, bad = _validate(Spec, data, (), source, problems)
     if header is None:
-        problems += found
-        bad = {key for key in data if any(p.path == key or p.path.startswith(key + ".") for p in found)}
-        kept = {key: value for key, value in data.items() if key not in bad}
+        kept = {key: value for key, value in data.items() if not any(path[:1] == (key,) for path in bad)}
         header = Spec.model_validate({"name": "spec", **kept})
     return header
 
 
-def _items(source: Source, problems: list[Problem]) -> tuple[dict[str, list[tuple[int, Any]]], dict[str, set[str]]]:
-    """Every list item validated on its own: ``(index, model)`` per kind, and the names of the
-    items that failed (so that references to them are not reported again)."""
-    items: dict[str, list[tuple[int, Any]]] = {kind: [] for kind in KINDS}
+Items = dict[str, list[tuple[int, Any]]]
+Partial = dict[str, list[tuple[int, Any, list[Path]]]]
+
+
+def _items(source: Source, problems: list[Problem]) -> tuple[Items, Partial, dict[str, set[str]]]:
+    """Every list item validated on its own: ``(index, model)`` per kind; the items that failed,
+    validated again without the keys that failed (``(index, model, paths cut)``, when that
+    passes: their other problems are worth reporting too); and the names of the items that failed
+    (so that references to them are not reported again)."""
+    items: Items = {kind: [] for kind in KINDS}
+    partial: Partial = {kind: [] for kind in KINDS}
     poisoned: dict[str, set[str]] = {kind: set() for kind in KINDS}
     poisoned["tenants"] = set()
     for kind in KINDS:
@@ -110,17 +126,54 @@ def _items(source: Source, problems: list[Problem]) -> tuple[dict[str, list[tupl
             problems.append(source.problem((kind,), f"expected a list of {kind}, found {describe(raw)}"))
             continue
         for index, item in enumerate(raw):
+            bad: list[Path] = []
             if kind == "endpoints":
-                item = _attachments(item, index, source, problems)
-            model = _validate(ITEM_TYPES[kind], item, (kind, index), source, problems)
-            if model is not None:
+                item = _attachments(item, index, source, problems, bad)
+            model, found = _validate(ITEM_TYPES[kind], item, (kind, index), source, problems)
+            bad += found
+            if model is not None and not bad:
                 items[kind].append((index, model))
-            elif isinstance(item, dict):
+                continue
+            repaired = _without(ITEM_TYPES[kind], item, bad)
+            if repaired is not None:
+                partial[kind].append((index, *repaired))
+            if isinstance(item, dict):
                 if isinstance(item.get("name"), str):
                     poisoned[kind].add(item["name"])
                 if kind == "networks" and isinstance(item.get("tenant"), str):
                     poisoned["tenants"].add(item["tenant"])
-    return items, poisoned
+    return items, partial, poisoned
+
+
+def _without(model: type[BaseModel], item: Any, bad: list[Path]) -> tuple[Any, list[Path]] | None:
+    """``model`` of ``item`` without the parts at ``bad`` (and those that fail then), with the paths
+    cut (a list an item was cut from counts as cut: its indices moved); None when nothing is left
+    that validates (a required key is missing or wrong)."""
+    cut: list[Path] = []
+    for _ in range(4):
+        if not isinstance(item, dict) or any(not path for path in bad):
+            return None
+        item = copy.deepcopy(item)
+        for path in sorted(set(bad), reverse=True):  # later list indices first
+            parent = item
+            for part in path[:-1]:
+                parent = parent[part] if isinstance(parent, (dict, list)) and _has(parent, part) else None
+            if isinstance(parent, (dict, list)) and _has(parent, path[-1]):
+                del parent[path[-1]]  # type: ignore[arg-type]
+                cut.append(path[:-1] if isinstance(parent, list) else path)
+        try:
+            return model.model_validate(item), cut
+        except ValidationError as error:
+            bad = [_explain(model, detail)[0] for detail in error.errors()]
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _has(container: dict[str, Any] | list[Any], part: str | int) -> bool:
+    if isinstance(container, list):
+        return isinstance(part, int) and 0 <= part < len(container)
+    return part in container
 
 
 def _name_from(stem: str) -> str:
@@ -128,31 +181,36 @@ def _name_from(stem: str) -> str:
     return name or "spec"
 
 
-def _attachments(item: Any, index: int, source: Source, problems: list[Problem]) -> Any:
-    """Rewrites an endpoint's short form (``network:`` ...) into ``attachments: [...]``."""
+def _attachments(item: Any, index: int, source: Source, problems: list[Problem], bad: list[Path]) -> Any:
+    """Rewrites an endpoint's short form (``network:`` ...) into ``attachments: [...]``; with both
+    forms, the short form is reported (in ``bad`` too) and left out."""
     if not isinstance(item, dict) or not any(key in item for key in SHORT_FORM):
         return item
+    rest = {key: value for key, value in item.items() if key not in SHORT_FORM}
     if "attachments" in item:
         key = next(key for key in SHORT_FORM if key in item)
         message = f"use either the short form ({key}: beside the name) or attachments:, not both"
         problems.append(source.problem(("endpoints", index, key), message, at_key=True))
-        return None
-    rest = {key: value for key, value in item.items() if key not in SHORT_FORM}
+        bad.append((key,))
+        return rest
     return {**rest, "attachments": [{key: item[key] for key in SHORT_FORM if key in item}]}
 
 
-def _validate(model: type[BaseModel], data: Any, prefix: Path, source: Source, problems: list[Problem]) -> Any:
-    if data is None and prefix and prefix[0] == "endpoints":
-        return None  # already reported by _attachments
+def _validate(
+    model: type[BaseModel], data: Any, prefix: Path, source: Source, problems: list[Problem]
+) -> tuple[Any, list[Path]]:
+    """The model, or None and the paths (inside ``data``) of the problems reported."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data), []
     except ValidationError as error:
+        bad = []
         for detail in error.errors():
             if detail["type"] == "too_short" and len(detail["input"]) >= detail["ctx"]["min_length"]:
                 continue  # pydantic counts only the valid items; the invalid ones are reported
             path, message, at_key = _explain(model, detail)
             problems.append(source.problem((*prefix, *path), message, at_key=at_key))
-        return None
+            bad.append(path if detail["type"] != "missing" else ())
+        return None, bad
 
 
 # --- pydantic errors -> plain messages at the right key -------------------------------------------
@@ -166,7 +224,7 @@ def _explain(model: type[BaseModel], error: Any) -> tuple[Path, str, bool]:
         return path[:-1], f"missing required key {path[-1]!r}", False
     if kind == "extra_forbidden":
         hint = did_you_mean(path[-1], _keys(owner) if owner else [])
-        if not hint and len(path) == 1:
+        if not hint and len(path) == 1 and model is Spec:
             hint = " (top-level keys starting with x- are ignored: use them for YAML anchors)"
         return path, f"unknown key {path[-1]!r}{hint}", True
     if kind == "union_tag_invalid":

@@ -48,9 +48,23 @@ class SpecError(Exception):
 
 
 def did_you_mean(word: object, candidates: Iterable[str]) -> str:
-    """`` (did you mean 'blue'?)`` when a candidate is close to ``word``, else ``""``."""
+    """`` (did you mean 'blue'?)`` when a candidate is close to ``word``, else ``""``: similar by
+    ``difflib``'s ratio, or one edit away (a letter changed, added, dropped or two swapped), which
+    the ratio misses in short names (``e9`` for ``e1``)."""
     if not isinstance(word, str):
         return ""
     pool: Sequence[str] = candidates if isinstance(candidates, Sequence) else list(candidates)
     match = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
+    if not match and len(word) > 1:
+        match = [candidate for candidate in pool if _one_edit(word, candidate)][:1]
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _one_edit(word: str, other: str) -> bool:
+    if abs(len(word) - len(other)) > 1 or word == other:
+        return False
+    start = 0
+    while start < min(len(word), len(other)) and word[start] == other[start]:
+        start += 1
+    a, b = word[start:], other[start:]
+    return a[1:] == b[1:] or a[1:] == b or a == b[1:] or (a[:2] == b[1::-1] and a[2:] == b[2:])

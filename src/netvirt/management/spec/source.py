@@ -8,13 +8,17 @@ position.
 
 Deliberate differences from plain ``yaml.safe_load``: mapping keys are always the text as written
 (``yes:`` is the key ``"yes"``, not ``True``); duplicate keys are problems, not silent overrides;
-numbers and times with ``:`` (YAML 1.1 base 60, e.g. unquoted MACs) stay text; unknown tags, alias
-bombs and nesting beyond 64 levels are problems. Nothing here raises on bad input: every failure
-becomes a ``Problem``.
+numbers and times with ``:`` (YAML 1.1 base 60, e.g. unquoted MACs) stay text. Refused, each as a
+located problem: a tag other than a standard scalar tag matching its value (``!!int 5``; not
+``!!bool maybe``, ``!custom``, ``!!set``, any tag on a list or mapping), text with a lone surrogate
+(``"\\ud800"``, only JSON or escapes can write one), nesting beyond ``MAX_DEPTH`` levels, more than
+``MAX_NODES`` values once aliases and merge keys are expanded, files over ``MAX_BYTES``. Nothing here
+raises on bad input: every failure becomes a ``Problem``.
 """
 
 import bisect
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
@@ -28,8 +32,11 @@ from netvirt.management.spec.problems import Path, Problem, format_path
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_DEPTH = 64
-MAX_ALIASED = 100_000
-"""Collections built again through aliases; far beyond any real spec, reached fast by alias bombs."""
+MAX_BYTES = 16 * 1024 * 1024
+"""Largest spec file (or text): 1.6 times the 50,000-endpoint resolved spec (10.4 MB)."""
+MAX_NODES = 2_000_000
+"""Most values (list items and mapping entries) one file may build, counted after aliases and merge
+keys are expanded: three times the 50,000-endpoint spec (690,000), reached in half a second by an alias bomb."""
 
 _TAG = "tag:yaml.org,2002:"
 _STR = _TAG + "str"
@@ -39,6 +46,15 @@ _MAP = _TAG + "map"
 _constructor = SafeConstructor()
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _IMPLICIT = _BaseLoader.yaml_implicit_resolvers
+_PATTERN = {tag: regexp for resolvers in _IMPLICIT.values() for tag, regexp in resolvers}
+"""Each standard scalar tag's pattern: an explicit tag must match its value as the implicit one would."""
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_WRITTEN_SURROGATE = re.compile(
+    r"[\ud800-\udfff]"  # one itself (JSON handed over as text)
+    r"|(?<!\\)(?:\\\\)*(?:(?P<pair>\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|\\(?:u|U0000)[dD][89a-fA-F][0-9a-fA-F]{2})"
+)
+"""A surrogate as written: itself, an escaped pair (one character, fine) or a lone escape."""
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -79,7 +95,8 @@ class Document:
     """One parsed file: its data and its YAML node tree (``None`` when empty or unparsable).
 
     JSON files are parsed by ``json`` (fast); their node tree is composed only when a problem
-    needs a position (``text`` is kept for that).
+    needs a position (``text`` is kept for that). A YAML file's tree, built to read it, is dropped
+    when reading found no problem and composed again only if a later one needs a position.
     """
 
     file: str
@@ -92,7 +109,7 @@ class Document:
         if self._root is None and self.text is not None:
             try:
                 self._root = yaml.compose(self.text, Loader=_Loader)
-            except (yaml.YAMLError, RecursionError):
+            except (yaml.YAMLError, RecursionError, UnicodeEncodeError):  # JSON that YAML refuses
                 pass
             self.text = None
         return self._root
@@ -152,6 +169,9 @@ def read(path: str | FilePath) -> Source:
     documents, problems = [], []
     for file in files:
         try:
+            if file.stat().st_size > MAX_BYTES:
+                problems.append(Problem(str(file), 0, 0, "", _too_large(file.stat().st_size)))
+                continue
             text = file.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not content
         except UnicodeDecodeError as error:
             problems.append(Problem(str(file), 0, 0, "", f"not UTF-8 text ({error.reason} at byte {error.start})"))
@@ -172,10 +192,24 @@ def parse(text: str, filename: str = "<string>") -> Source:
     return merge([document], problems, stem)
 
 
+def _too_large(size: int) -> str:
+    return f"{size:,} bytes is more than a spec may have ({MAX_BYTES:,}): split it into a directory of files"
+
+
 def parse_document(text: str, filename: str) -> tuple[Document, list[Problem]]:
     document = Document(filename)
+    if len(text) > MAX_BYTES:
+        return document, [Problem(filename, 0, 0, "", _too_large(len(text)))]
     if filename.endswith(".json"):
         return _parse_json(document, text)
+    if raw := _SURROGATE.search(text):  # only text handed over as a string can hold one
+        at = raw.start()
+        line, col = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        message = f"lone surrogate U+{ord(raw.group()):04X}: not Unicode text"
+        return document, [Problem(filename, line, col, "", message)]
+    if (estimate := text.count("\n") + text.count(",")) > MAX_NODES:  # before the tree takes the memory
+        message = f"more than {MAX_NODES:,} values ({estimate:,} lines and commas)"
+        return document, [Problem(filename, 0, 0, "", message)]
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
@@ -197,6 +231,9 @@ def parse_document(text: str, filename: str) -> tuple[Document, list[Problem]]:
         data = _Builder(filename, problems).value(root, 0)
     except _Abort as abort:
         return document, [_problem_at(filename, abort.node, "", abort.message)]
+    if not problems:  # the tree is most of the memory a load takes: composed again if a problem needs it
+        document._root, document.text = None, text
+    _refuse_surrogates(document, text, data, problems)
     return _top_level(document, data, problems)
 
 
@@ -235,7 +272,50 @@ def _parse_json(document: Document, text: str) -> tuple[Document, list[Problem]]
             _Builder(document.file, problems).value(document.root, 0)
         except _Abort:
             pass
+    _refuse_surrogates(document, text, data, problems)
     return _top_level(document, data, problems)
+
+
+def _refuse_surrogates(document: Document, text: str, data: Any, problems: list[Problem]) -> None:
+    """Reports every key or text value holding a lone surrogate (not encodable as UTF-8, so not a
+    name, an address or anything else) and replaces it by U+FFFD so that nothing reports it again."""
+    if "\\u" not in text and "\\U" not in text and not _SURROGATE.search(text):
+        return  # (fast: a scan for a few characters)
+    written = [hit.group("pair") for hit in _WRITTEN_SURROGATE.finditer(text)]
+    if written and document.text is not None:  # JSON: YAML refuses surrogate escapes, even pairs
+        document.text = _WRITTEN_SURROGATE.sub(_placeholder, text)  # the same length: the same positions
+    if all(written):
+        return
+    found: list[tuple[Path, bool, str]] = []  # (path as written, at the key, the text)
+
+    def clean(value: Any, path: Path) -> Any:
+        if isinstance(value, str) and _SURROGATE.search(value):
+            found.append((path, False, value))
+            return _SURROGATE.sub("\ufffd", value)
+        if isinstance(value, list):
+            value[:] = [clean(item, (*path, index)) for index, item in enumerate(value)]
+        elif isinstance(value, dict):
+            for key in list(value):
+                item = value.pop(key)
+                if _SURROGATE.search(key):
+                    found.append(((*path, key), True, key))
+                value[_SURROGATE.sub("\ufffd", key)] = clean(item, (*path, key))
+        return value
+
+    clean(data, ())
+    for path, at_key, value in found:
+        written_as = tuple(_SURROGATE.sub("\ufffd", part) if isinstance(part, str) else part for part in path)
+        shown, line, col = _locate(document.root, written_as, at_key)
+        code = ord(_SURROGATE.search(value).group())  # type: ignore[union-attr]
+        message = f"{'key' if at_key else 'text'} with a lone surrogate (U+{code:04X}): not Unicode text"
+        problems.append(Problem(document.file, line, col, format_path(shown), message))
+
+
+def _placeholder(hit: re.Match[str]) -> str:
+    written = hit.group()
+    if hit.group("pair"):
+        return written[:-12] + "\\ufffd\\ufffd"
+    return "\ufffd" if len(written) == 1 else written[:-4] + "fffd"
 
 
 def _top_level(document: Document, data: Any, problems: list[Problem]) -> tuple[Document, list[Problem]]:
@@ -274,11 +354,12 @@ def merge(documents: list[Document], problems: list[Problem], default_name: str)
 
 
 class _Builder:
+    """Plain data from a node tree: the one place where YAML values become spec values."""
+
     def __init__(self, filename: str, problems: list[Problem]) -> None:
         self.filename = filename
         self.problems = problems
-        self.seen: set[int] = set()
-        self.aliased = 0
+        self.nodes = 0
 
     def value(self, node: Node, depth: int) -> Any:
         kind = node.__class__
@@ -286,12 +367,14 @@ class _Builder:
             return node.value if node.tag == _STR else self.scalar(node)
         if depth > MAX_DEPTH:
             raise _Abort(node, f"nesting deeper than {MAX_DEPTH} levels")
-        if id(node) in self.seen:
-            self.aliased += 1
-            if self.aliased > MAX_ALIASED:
-                raise _Abort(node, f"aliases expand to more than {MAX_ALIASED} collections (an alias bomb?)")
-        else:
-            self.seen.add(id(node))
+        self.nodes += len(node.value)
+        if self.nodes > MAX_NODES:
+            message = f"more than {MAX_NODES:,} values once aliases and merge keys are expanded (an alias bomb?)"
+            raise _Abort(node, message)
+        if node.tag != (_SEQ if kind is SequenceNode else _MAP):
+            what = "list" if kind is SequenceNode else "mapping"
+            self.problems.append(_problem_at(self.filename, node, "", f"unsupported YAML tag {node.tag!r} on a {what}"))
+            return None
         if kind is SequenceNode:
             return [
                 child.value if child.__class__ is ScalarNode and child.tag == _STR else self.value(child, depth + 1)
@@ -308,6 +391,9 @@ class _Builder:
                     merged.append(value_node)
                 else:
                     self.problems.append(_problem_at(self.filename, key_node, "", "a key must be plain text"))
+                continue
+            if not key_node.tag.startswith(_TAG):
+                self.problems.append(_problem_at(self.filename, key_node, "", f"unsupported YAML tag {key_node.tag!r}"))
                 continue
             key = key_node.value
             if key in result:
@@ -330,28 +416,26 @@ class _Builder:
         return result
 
     def scalar(self, node: ScalarNode) -> Any:
+        """A standard scalar tag must match its value as the implicit tag would (``!!int 5``,
+        ``!!str 5``); every other tag is refused."""
         tag = node.tag
-        if tag == _TAG + "str":
-            return node.value
         if tag in (_TAG + "int", _TAG + "float", _TAG + "timestamp") and ":" in node.value:
             return node.value  # YAML 1.1 base-60 numbers and times: keep the text (MACs, IPv6)
-        try:
-            if tag == _TAG + "int":
-                return _constructor.construct_yaml_int(node)
-            if tag == _TAG + "float":
-                return _constructor.construct_yaml_float(node)
-            if tag == _TAG + "bool":
-                return _constructor.construct_yaml_bool(node)
-            if tag == _TAG + "null":
-                return None
-            if tag == _TAG + "timestamp":
-                return node.value
-        except (ConstructorError, ValueError, TypeError):
+        pattern = _PATTERN.get(tag)
+        if pattern is None:
+            self.problems.append(_problem_at(self.filename, node, "", f"unsupported YAML tag {tag!r}"))
+            return None
+        if not pattern.match(node.value):
             message = f"{node.value!r} is not a valid {tag.removeprefix(_TAG)}"
             self.problems.append(_problem_at(self.filename, node, "", message))
             return None
-        self.problems.append(_problem_at(self.filename, node, "", f"unsupported YAML tag {tag!r}"))
-        return node.value
+        if tag == _TAG + "int":
+            return _constructor.construct_yaml_int(node)
+        if tag == _TAG + "float":
+            return _constructor.construct_yaml_float(node)
+        if tag == _TAG + "bool":
+            return _constructor.construct_yaml_bool(node)
+        return None if tag == _TAG + "null" else node.value  # timestamps stay text
 
 
 def _problem_at(filename: str, node: Node, path: str, message: str) -> Problem:
