@@ -92,7 +92,7 @@ def test_invalid_spec_gives_422_with_the_same_located_problems_and_changes_nothi
     expected = [problem.as_dict() | {"text": str(problem)} for problem in raised.value.problems]
     assert reply.json()["detail"] == {"summary": "2 problems", "problems": expected}
     assert [p["text"] for p in expected] == [
-        "three.yaml:13:38: error: endpoints[2].host: unknown host 'h9'",
+        "three.yaml:13:38: error: endpoints[2].host: unknown host 'h9' (did you mean 'h1'?)",
         "three.yaml:13:51: error: endpoints[2].network: unknown network 'reed' (did you mean 'red'?)",
     ]
     assert client.get("/v1/spec").json() == before
@@ -219,7 +219,7 @@ def test_cli_apply_get_status_delete(with_token, tmp_path: Path):
     rejected = netvirt("apply", str(bad), *auth)
     assert rejected.exit_code == 2
     assert rejected.stderr.splitlines() == [
-        f"{bad}:13:38: error: endpoints[2].host: unknown host 'h9'",
+        f"{bad}:13:38: error: endpoints[2].host: unknown host 'h9' (did you mean 'h1'?)",
         "netvirt apply: invalid spec, 1 problem; nothing was applied",
     ]
     revision = applied.stdout.split()[2].rstrip(":")

@@ -232,7 +232,7 @@ def test_invalid_spec_is_rejected_with_located_problems_and_changes_nothing(stor
     bad = edited("host: h3, network: red", "host: h9, network: red")
     with pytest.raises(SpecError) as raised:
         controller.apply_text(bad, "three.yaml")
-    assert [str(p) for p in raised.value.problems] == ["three.yaml:13:38: error: endpoints[2].host: unknown host 'h9'"]
+    assert [str(p) for p in raised.value.problems] == ["three.yaml:13:38: error: endpoints[2].host: unknown host 'h9' (did you mean 'h1'?)"]
     assert store.revision() == before
 
 
