@@ -37,13 +37,15 @@ def test_problems_are_located_in_the_endpoint_text_and_in_the_applied_spec():
     spec = loads(SPEC, "three.yaml")
     with pytest.raises(SpecError) as raised:
         with_endpoint(spec, "name: web-2\nhost: h9\nnetwork: reed\nip: 10.10.0.1x\n", "ep.yaml")
-    assert [str(p) for p in raised.value.problems] == [
+    assert [str(p) for p in raised.value.problems] == [  # every problem of the broken endpoint at once
+        "ep.yaml:2:7: error: host: unknown host 'h9' (did you mean 'h1'?)",
+        "ep.yaml:3:10: error: network: unknown network 'reed' (did you mean 'red'?)",
         "ep.yaml:4:5: error: ip: '10.10.0.1x' is not an IP address (expected e.g. 10.0.0.5 or fd00::5)",
     ]
     with pytest.raises(SpecError) as raised:
         with_endpoint(spec, "name: web-2\nhost: h9\nnetwork: reed\n", "ep.yaml")
     assert [str(p) for p in raised.value.problems] == [
-        "ep.yaml:2:7: error: host: unknown host 'h9'",
+        "ep.yaml:2:7: error: host: unknown host 'h9' (did you mean 'h1'?)",
         "ep.yaml:3:10: error: network: unknown network 'reed' (did you mean 'red'?)",
     ]
     taken = str(spec.endpoint("web-1").attachments[0].ip)
@@ -111,8 +113,8 @@ def test_rest_add_change_remove_list(client: httpx.Client):  # noqa: F811
     bad = client.post("/v1/endpoints", json={"text": "name: web-3\nhost: h9\nnetwork: blue\n", "filename": "w3.yaml"})
     assert bad.status_code == 422
     assert bad.json()["detail"] == {"summary": "1 problem", "problems": [
-        {"file": "w3.yaml", "line": 2, "col": 7, "path": "host", "message": "unknown host 'h9'",
-         "text": "w3.yaml:2:7: error: host: unknown host 'h9'"},
+        {"file": "w3.yaml", "line": 2, "col": 7, "path": "host", "message": "unknown host 'h9' (did you mean 'h1'?)",
+         "text": "w3.yaml:2:7: error: host: unknown host 'h9' (did you mean 'h1'?)"},
     ]}
     stale = client.put("/v1/endpoints/web-2", json={"text": WEB_2, "expected_revision": 1})
     assert stale.status_code == 409 and "not at revision 1" in stale.json()["detail"]
@@ -144,7 +146,7 @@ def test_cli_endpoint_commands(client: httpx.Client, tmp_path: Path):  # noqa: F
     rejected = netvirt("endpoint", "change", "web-2", str(bad), *url)
     assert rejected.exit_code == 2
     assert rejected.stderr.splitlines() == [
-        f"{bad}:2:7: error: host: unknown host 'h9'",
+        f"{bad}:2:7: error: host: unknown host 'h9' (did you mean 'h1'?)",
         "netvirt endpoint change: invalid spec, 1 problem; nothing was applied",
     ]
     again = netvirt("endpoint", "add", str(web_2), *url)
