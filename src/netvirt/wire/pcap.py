@@ -32,6 +32,7 @@ the file, the byte offset and the problem. ``Writer`` writes classic pcap that l
 and Wireshark read. Standard library only.
 """
 
+import datetime
 import os
 import struct
 import time
@@ -60,6 +61,12 @@ _PCAP_FILE_HEADER_SIZE = 24
 _NANOSECONDS_PER_SECOND = 1_000_000_000
 _READ_CHUNK = 1 << 20
 _DEFAULT_TSRESOL = 6  # pcapng: microseconds unless if_tsresol says otherwise
+MAX_SNAPLEN = 262144
+"""libpcap's largest snap length (MAXIMUM_SNAPLEN): a frame may declare more captured bytes only
+when the file's snap length allows them, as libpcap reads it."""
+MAX_BLOCK = 16 * 1024 * 1024
+"""libpcap's largest pcapng block (INITIAL_MAX_BLOCKSIZE), unless an interface's snap length
+needs more."""
 
 PathOrFile = str | os.PathLike[str] | BinaryIO
 
@@ -89,6 +96,23 @@ class Frame(NamedTuple):
     data: bytes
     linktype: int
     interface: int
+
+
+def format_timestamp(timestamp_ns: int | None) -> str:
+    """``YYYY-MM-DD HH:MM:SS.nnnnnnnnn`` in UTC, for any timestamp a file can hold: one outside
+    the years 1-9999 (a corrupt high word, a huge negative if_tsoffset) reads ``N s from 1970``;
+    a dash for frames without a time (pcapng SPB). The one formatter of capture times."""
+    if timestamp_ns is None:
+        return "-".ljust(29)
+    seconds, nanoseconds = divmod(timestamp_ns, _NANOSECONDS_PER_SECOND)
+    try:
+        clock = (_EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+    except OverflowError:
+        return f"{seconds:+d} s from 1970 (out of range).{nanoseconds:09d}"
+    return f"{clock.rjust(19, '0')}.{nanoseconds:09d}"
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def read(source: PathOrFile) -> Iterator[Frame]:
@@ -263,12 +287,14 @@ def _pcap_frames(source: _Source, order: str) -> Iterator[Frame]:
     if major != 2:
         raise source.error(4, f"unsupported pcap version {major}.{minor} (expected 2.4)")
     linktype = linktype_and_fcs & 0xFFFF  # the upper bits describe the FCS, not the link
+    snaplen = struct.unpack_from(order + "I", header, 16)[0]
     fraction_ns = 1 if magic == PCAP_MAGIC_NANOSECONDS else 1000
     record = struct.Struct(order + "IIII")
     index = 0
     while header := source.take(record.size, "pcap record header", may_end=True):
         seconds, fraction, captured, _ = record.unpack(header)
         index += 1
+        _check_captured(source, source.offset - 8, f"frame {index}", captured, snaplen)
         data = source.take(captured, f"frame {index} ({captured} captured bytes)")
         timestamp = seconds * _NANOSECONDS_PER_SECOND + fraction * fraction_ns
         yield Frame(index, timestamp, data, linktype, 0)
@@ -293,13 +319,24 @@ class _Interface(NamedTuple):
         return ns + self.tsoffset_seconds * _NANOSECONDS_PER_SECOND
 
 
+def _check_captured(source: _Source, offset: int, what: str, captured: int, snaplen: int) -> None:
+    """libpcap's rule: more captured bytes than MAX_SNAPLEN only within the snap length."""
+    if captured > MAX_SNAPLEN and (captured > snaplen or not snaplen):
+        raise source.error(
+            offset,
+            f"{what} declares {captured} captured bytes, more than the snap length ({snaplen}) "
+            f"and than {MAX_SNAPLEN} (libpcap refuses it too)",
+        )
+
+
 def _pcapng_frames(source: _Source) -> Iterator[Frame]:
     order = "<"
     interfaces: list[_Interface] = []  # of the current section
     interface_count = 0  # across the file
     index = 0
+    largest = 0  # snap length of all interfaces so far: a block may be that much over MAX_BLOCK
     while head := source.take(8, "pcapng block header", may_end=True):
-        block = _next_block(source, head, order)
+        block = _next_block(source, head, order, MAX_BLOCK + min(largest, 0xFFFFFFFF))
         if block.type == PCAPNG_SECTION_HEADER:
             order = block.order
             interfaces = []
@@ -307,6 +344,7 @@ def _pcapng_frames(source: _Source) -> Iterator[Frame]:
         if block.type == BLOCK_INTERFACE_DESCRIPTION:
             interfaces.append(_interface(source, block, interface_count))
             interface_count += 1
+            largest = max(largest, interfaces[-1].snaplen)
             continue
         if block.type not in _PACKET_BLOCKS:
             continue  # name resolution, statistics, custom, ...: not frames
@@ -334,9 +372,9 @@ class _Block(NamedTuple):
         return struct.unpack_from(layout, self.body, at)
 
 
-def _next_block(source: _Source, head: bytes, order: str) -> _Block:
-    """Read the rest of the block ``head`` (its type and length) starts; a Section Header Block
-    sets the byte order from its magic."""
+def _next_block(source: _Source, head: bytes, order: str, largest: int) -> _Block:
+    """Read the rest of the block ``head`` (its type and length) starts, at most ``largest``
+    bytes; a Section Header Block sets the byte order from its magic."""
     start = source.offset - 8
     byte_order_magic = b""  # read with the head: a section's byte order decides its length
     if head[:4] == _SHB_TYPE:
@@ -358,6 +396,12 @@ def _next_block(source: _Source, head: bytes, order: str) -> _Block:
             start + 4,
             f"block type 0x{block_type:08x} has total length {length}: "
             f"it must be a multiple of 4 and at least {minimum}",
+        )
+    if length > largest:
+        raise source.error(
+            start + 4,
+            f"block type 0x{block_type:08x} has total length {length}: more than the {largest} "
+            "bytes libpcap reads in one block",
         )
     what = f"block type 0x{block_type:08x} ({length} bytes)"
     rest = source.take(length - 8 - len(byte_order_magic), what)
@@ -424,6 +468,8 @@ def _packet(
                 source, "HHIIII", 0, "packet header"
             )
         _check_interface(source, block, interface_id, interfaces)
+        what = f"block type 0x{block.type:08x}"
+        _check_captured(source, block.offset, what, captured, interfaces[interface_id].snaplen)
         timestamp_ns = interfaces[interface_id].nanoseconds(high, low)
         at = 20
     if at + captured > len(block.body):

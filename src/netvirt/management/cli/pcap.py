@@ -8,7 +8,6 @@ and exit code 2.
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +15,7 @@ import typer
 
 from netvirt.management.cli.choices import TextOrJson
 from netvirt.wire import Malformed, ParseError, dissect, summary, to_json
-from netvirt.wire.pcap import LINKTYPE_ETHERNET, Frame, PcapError, read
+from netvirt.wire.pcap import LINKTYPE_ETHERNET, Frame, PcapError, format_timestamp, read
 
 pcap_app = typer.Typer(help="Read capture files (pcap, pcapng).", no_args_is_help=True)
 
@@ -69,16 +68,7 @@ def frame_line(frame: Frame) -> str:
     """One tcpdump-like line: frame number, UTC time, summary (or a marked decode error)."""
     decoded = _decode(frame)
     text = f"[undecodable] {decoded}" if isinstance(decoded, ParseError) else summary(decoded)
-    return f"{frame.index:>4}  {format_time(frame.timestamp_ns)}  {text}"
-
-
-def format_time(timestamp_ns: int | None) -> str:
-    """``YYYY-MM-DD HH:MM:SS.nnnnnnnnn`` in UTC; a dash for frames without a time (pcapng SPB)."""
-    if timestamp_ns is None:
-        return "-".ljust(29)
-    seconds, nanoseconds = divmod(timestamp_ns, 1_000_000_000)
-    clock = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{clock}.{nanoseconds:09d}"
+    return f"{frame.index:>4}  {format_timestamp(frame.timestamp_ns)}  {text}"
 
 
 def _decode(frame: Frame) -> list | ParseError:
