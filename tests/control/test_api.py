@@ -22,7 +22,8 @@ from netvirt.control.controller import Controller
 from netvirt.control.store import open_store
 from netvirt.dataplane.sim.backend import SimBackend
 from netvirt.graph import to_json
-from netvirt.management.api import create_app, is_loopback, listen_address, serve
+from netvirt.management.api import create_app
+from netvirt.management.server import Limits, bind, is_loopback, listen_address, serve, server
 from netvirt.management.cli import _register, app
 from netvirt.management.spec import SpecError, as_data, loads
 
@@ -34,18 +35,19 @@ def controller(tmp_path: Path) -> Controller:
 
 
 @contextmanager
-def served(controller: Controller, token: str | None = None) -> Iterator[httpx.Client]:
-    """The API over ``controller`` on a free loopback port; a client of it."""
+def served(controller: Controller, token: str | None = None, limits: Limits = Limits()) -> Iterator[httpx.Client]:
+    """The API over ``controller`` on a free loopback port, configured as ``netvirt controller``
+    serves it; a client of it."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(controller, token), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    running = server(create_app(controller, token), limits)
+    thread = threading.Thread(target=running.run, kwargs={"sockets": [bind("127.0.0.1", port)]}, daemon=True)
     thread.start()
     try:
-        eventually(lambda: server.started, what="uvicorn started")
+        eventually(lambda: running.started, what="uvicorn started")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             yield client
     finally:
-        server.should_exit = True
+        running.should_exit = True
         thread.join(10)
 
 
@@ -176,6 +178,8 @@ def test_listen_rules():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1") and not is_loopback("example.org")
     with pytest.raises(ValueError, match="refusing to listen on 0.0.0.0:8470 without a token"):
         serve(None, "0.0.0.0:8470", None)
+    with pytest.raises(ValueError, match="the token is blank"):
+        serve(None, "0.0.0.0:8470", " \t")
 
 
 # --- the CLI against the served API ---------------------------------------------------------------

@@ -15,20 +15,22 @@ Contract:
   question the spec cannot answer, with the CLI's message).
 - ``GET /healthz`` (never needs the token): 200 when the store answers, 503 naming it otherwise.
 - A store that cannot be reached gives 503 with the store's error everywhere.
-With a token configured every ``/v1`` request needs ``Authorization: Bearer <token>`` (401 otherwise).
+- A body that is not JSON: 400 ``{"detail": "malformed JSON: ... (line L, column C)"}``; JSON of
+  the wrong shape: 422 with FastAPI's located ``detail`` list (``loc``, ``msg``, ``type``).
+With a token configured every ``/v1`` request needs exactly ``Authorization: Bearer <token>`` (401
+otherwise). Timeouts, body and connection limits: ``netvirt.management.server`` (one configuration).
 """
 
 import contextlib
 import hmac
-import ipaddress
 import json
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from netvirt.control.compile import CompileError, compile_network
@@ -36,6 +38,7 @@ from netvirt.control.controller import ApplyResult, Controller, EndpointResult, 
 from netvirt.control.store import StoreError
 from netvirt.environments import StackError
 from netvirt.graph import to_json
+from netvirt.management.server import bearer
 from netvirt.management.spec import Spec, SpecError, as_data, item_data
 from netvirt.management.spec.edit import EndpointExists, UnknownEndpoint
 from netvirt.trace import reachability, render
@@ -87,11 +90,20 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
         if token is None:
             return
-        given = (authorization or "").removeprefix("Bearer ").encode()
-        if not authorization or not hmac.compare_digest(given, token.encode()):
+        given = bearer(authorization)
+        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
             raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(authorized)])
+
+    @app.exception_handler(RequestValidationError)
+    def bad_request(_request: Request, error: RequestValidationError) -> Response:
+        details = [{key: detail[key] for key in ("loc", "msg", "type") if key in detail} for detail in error.errors()]
+        malformed = next((detail for detail in error.errors() if detail["type"] == "json_invalid"), None)
+        if malformed is not None:
+            cause = (malformed.get("ctx") or {}).get("error", "")
+            return _json({"detail": f"malformed JSON: {cause}".rstrip(": ")}, 400)
+        return _json({"detail": details}, 422)
 
     @app.exception_handler(StoreError)
     def store_failed(_request: Request, error: StoreError) -> JSONResponse:
@@ -238,6 +250,11 @@ def _endpoint_result(edited: EndpointResult) -> dict[str, Any]:
     return {**_result(edited.applied), "endpoint": endpoint}
 
 
+def _json(content: Any, status: int) -> Response:
+    """JSON with non-ASCII escaped: the input echoed in a problem may hold a lone surrogate."""
+    return Response(json.dumps(content, default=str), status_code=status, media_type="application/json")
+
+
 def _result(result: ApplyResult) -> dict[str, Any]:
     return {
         "revision": result.revision,
@@ -261,32 +278,3 @@ def _host_state(state: HostState) -> dict[str, Any]:
         "agent": state.liveness(),
         "last_seen": None if state.heartbeat is None else round(state.heartbeat.age(), 1),
     }
-
-
-def listen_address(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port); ValueError saying what is wrong."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--listen {listen!r} is not HOST:PORT (e.g. 127.0.0.1:8470)")
-    return host.strip("[]"), int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def serve(controller: Controller, listen: str = "127.0.0.1:8470", token: str | None = None) -> None:
-    """Serve the API until interrupted. A non-loopback address requires a token (ValueError)."""
-    host, port = listen_address(listen)
-    if not is_loopback(host) and not token:
-        raise ValueError(
-            f"refusing to listen on {listen} without a token: anyone who can reach it could change the "
-            "network; pass --token-file FILE or set NETVIRT_TOKEN (or listen on 127.0.0.1)"
-        )
-    uvicorn.run(create_app(controller, token), host=host, port=port, log_level="warning")

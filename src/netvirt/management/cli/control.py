@@ -64,18 +64,23 @@ def controller(
     """Serve the control plane's REST API (OpenAPI at /docs) over a store."""
     from netvirt.control.controller import Controller
     from netvirt.control.store import DEFAULT_URL, StoreError, open_store
-    from netvirt.management.api import serve
+    from netvirt.management.api import create_app
+    from netvirt.management.server import ServeError, check_listen, serve
 
     token = _token(token_file)
+    try:
+        check_listen(listen, token)
+    except ValueError as error:
+        _fail("controller", str(error), 2)
     try:
         opened = open_store(store or DEFAULT_URL)
         opened.revision()
     except StoreError as error:
         _fail("controller", str(error), 1)
     try:
-        serve(Controller(opened), listen, token)
-    except ValueError as error:
-        _fail("controller", str(error), 2)
+        serve(create_app(Controller(opened), token), listen, token)
+    except ServeError as error:
+        _fail("controller", str(error), 1)
     finally:
         opened.close()
 
@@ -327,8 +332,8 @@ def _hosts(what: str, hosts: list[str]) -> str:
 
 
 def _token(token_file: Path | None) -> str | None:
-    if token_file is None:
-        return os.environ.get("NETVIRT_TOKEN") or None
+    if token_file is None:  # blank counts as unset (a public --listen then refuses to start)
+        return os.environ.get("NETVIRT_TOKEN", "").strip() or None
     try:
         token = token_file.read_text().strip()
     except OSError as error:
