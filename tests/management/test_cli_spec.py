@@ -166,7 +166,7 @@ def test_the_real_entry_point(tmp_path):
     assert bad.returncode == 2 and "did you mean 'vxlan'?" in bad.stderr
 
 
-def test_init_into_a_missing_directory_is_a_runtime_failure(app, tmp_path):
+def test_init_into_a_missing_directory_is_bad_input(app, tmp_path):
     result = run(app, "init", tmp_path / "no-such-dir" / "netvirt.yaml")
-    assert result.exit_code == 1
-    assert "cannot write" in result.stderr
+    assert result.exit_code == 2
+    assert "no directory" in result.stderr and not (tmp_path / "no-such-dir").exists()

@@ -59,7 +59,7 @@ def plan_trace(spec: Spec, source: str | None, target: str | None, proto: str | 
         raise BadInput(f"--from {source} has no IPv{dst.version} address to reach {dst}")
     chosen = proto or dst_proto or "tcp"
     port = dport or dst_port or (443 if target == "external" else 80)
-    flow = Flow(src_host, src_ns, src, dst, chosen, sport, port, size)
+    flow = _sized(Flow(src_host, src_ns, src, dst, chosen, sport, port, size))
     return Plan(Tracer(network), flow, frozenset({(INTERNET_HOST, "internet")}) & frozenset({(src_host, src_ns)}))
 
 
@@ -71,9 +71,19 @@ def _plan_stack(spec: Spec, name: str, source, target, proto, dport, sport, size
         raise BadInput("--stack walks a packet from the outside to the stack's app: leave out --from and --to "
                        "(use --proto/--dport to change the packet)")
     graph = build(spec, spec.stack(name))
-    flow = Flow(graph.host, graph.client, graph.client_address, graph.target, proto or graph.proto, sport,
-                dport or graph.port, size)
+    flow = _sized(Flow(graph.host, graph.client, graph.client_address, graph.target, proto or graph.proto, sport,
+                       dport or graph.port, size))
     return Plan(Tracer(graph.network), flow, frozenset({(graph.host, graph.client)}))
+
+
+def _sized(flow: Flow) -> Flow:
+    """The flow, unless its ``size`` is below the smallest packet of its kind (it would be sent at
+    the smallest size instead, silently)."""
+    smallest = (20 if flow.src.version == 4 else 40) + (20 if flow.proto == "tcp" else 8)
+    if 0 < flow.size < smallest:
+        raise BadInput(f"--size {flow.size} is smaller than the smallest {flow.proto} packet over IPv{flow.src.version} "
+                       f"({smallest} bytes): give 0 (the smallest) or at least {smallest}")
+    return flow
 
 
 def _target(spec: Spec, text: str) -> tuple[Address, str | None, int | None, int | None]:

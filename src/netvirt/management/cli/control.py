@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from netvirt.management.cli.choices import BackendName, YamlOrJson
+from netvirt.management.cli.options import StrictGroup, http_url, store_url
 
 if TYPE_CHECKING:
     import httpx
@@ -30,7 +31,7 @@ DEFAULT_CONTROLLER = "http://127.0.0.1:8470"
 
 ControllerOption = Annotated[
     str,
-    typer.Option("--controller", envvar="NETVIRT_CONTROLLER", help="The controller's URL."),
+    typer.Option("--controller", envvar="NETVIRT_CONTROLLER", callback=http_url, help="The controller's URL."),
 ]
 TokenOption = Annotated[
     Path | None,
@@ -38,7 +39,10 @@ TokenOption = Annotated[
 ]
 StoreOption = Annotated[
     str | None,
-    typer.Option("--store", envvar="NETVIRT_STORE", help="sqlite://PATH (default sqlite://netvirt.db) or etcd://HOST:PORT."),
+    typer.Option(
+        "--store", envvar="NETVIRT_STORE", callback=store_url,
+        help="sqlite://PATH (default sqlite://netvirt.db) or etcd://HOST:PORT.",
+    ),
 ]
 
 
@@ -46,7 +50,9 @@ def register(app: typer.Typer) -> None:
     # status: registered by cli.linux, which answers `status SPEC` itself and hands the rest here
     for command in (controller, agent, apply, get, delete):
         app.command()(command)
-    endpoints = typer.Typer(help="One endpoint of the applied spec: add, change, remove, list.", no_args_is_help=True)
+    endpoints = typer.Typer(
+        help="One endpoint of the applied spec: add, change, remove, list.", no_args_is_help=True, cls=StrictGroup
+    )
     for command, name in ((endpoint_add, "add"), (endpoint_change, "change"), (endpoint_remove, "remove"),
                           (endpoint_list, "list")):
         endpoints.command(name=name)(command)
@@ -89,7 +95,7 @@ def agent(
     host: Annotated[str, typer.Option("--host", help="The host (as named in the spec) this agent runs.")],
     store: StoreOption = None,
     backend: Annotated[BackendName, typer.Option(help="The data plane to drive.")] = BackendName.sim,
-    resync: Annotated[float, typer.Option(help="Seconds between full resyncs (repairs drift).")] = 30.0,
+    resync: Annotated[float, typer.Option(min=0.1, help="Seconds between full resyncs (repairs drift).")] = 30.0,
     heartbeat: Annotated[
         float, typer.Option(min=0.1, help="Seconds between heartbeats (stale after 3 missed).")
     ] = 10.0,
@@ -103,8 +109,10 @@ def agent(
     try:
         opened = open_store(store or DEFAULT_URL)
         data_plane = registry.make(backend.value, host)
-    except (StoreError, ValueError, ImportError) as error:
+    except ValueError as error:  # a backend this host cannot have
         _fail("agent", str(error), 2)
+    except (StoreError, ImportError) as error:  # the store or the data plane cannot be had here
+        _fail("agent", str(error), 1)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -127,7 +135,7 @@ def apply(
         int | None, typer.Option(help="Refuse (exit 1) unless the applied spec is at this revision.")
     ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until every host realized it.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to --wait.")] = 60.0,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds to --wait.")] = 60.0,
     token_file: TokenOption = None,
 ) -> None:
     """Validate SPEC, then publish it to every host through the controller."""

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from netvirt.management.cli import control
 from netvirt.management.cli.choices import BackendName, TextOrJson
+from netvirt.management.cli.options import conflicts
 from netvirt.management.cli.spec import load_or_exit
 
 SpecArgument = Annotated[Path, typer.Argument(help="The spec file (YAML or JSON).", show_default=False)]
@@ -84,14 +85,19 @@ def parse_filters(values: list[str], hosts: list[str], command: str) -> dict[str
     from netvirt.dataplane.linux.backend import FILTERS
 
     chosen = dict.fromkeys(hosts, "nftables")
+    given: dict[str, str] = {}  # "" (every host) or a host -> the --filter that set it
     for value in values:
         host, _, kind = value.rpartition("=")
         if kind not in FILTERS:
             fail(command, f"--filter {value}: the filter backend must be {' or '.join(FILTERS)}", 2)
         if host and host not in chosen:
             fail(command, f"--filter {value}: the spec has no host {host!r} (hosts: {', '.join(hosts)})", 2)
+        if host in given:
+            fail(command, f"--filter {value} and --filter {given[host]} say the same host twice: give one", 2)
+        given[host] = value
+    for host, value in sorted(given.items()):  # every host first, then each host named
         for name in [host] if host else hosts:
-            chosen[name] = kind
+            chosen[name] = value.rpartition("=")[2]
     return chosen
 
 
@@ -105,7 +111,7 @@ def up(
         list[str] | None,
         typer.Option("--filter", help="nftables (default) or iptables, for every host or as HOST=KIND (repeatable)."),
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for every host to converge.")] = 120.0,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds to wait for every host to converge.")] = 120.0,
     format: FormatOption = TextOrJson.text,
 ) -> None:
     """Build SPEC's network (idempotent: converges from any state, repairs drift)."""
@@ -275,6 +281,16 @@ def _merged(deployment: str, reports: list) -> Any:
 # --- status ---------------------------------------------------------------------------------------
 
 
+def _is_name(text: str) -> bool:
+    from netvirt.management.spec.values import check_name
+
+    try:
+        check_name(text)
+    except ValueError:
+        return False
+    return True
+
+
 def status(
     target: Annotated[
         str | None,
@@ -292,6 +308,8 @@ def status(
     (drift such as a deleted veth or a flushed ruleset; `netvirt up SPEC` repairs it), and
     sockets nothing listens on. Exit 1 unless every host is in sync.
     """
+    if target is not None and not Path(target).exists() and not _is_name(target):
+        fail("status", f"{target}: no such spec file (and not a host name to ask the controller about)", 2)
     if target is None or not Path(target).exists():
         control.status(target, controller, as_json or format is TextOrJson.json, token_file)
         return
@@ -407,7 +425,7 @@ def exec_(
     try:
         netns.exec_in(kernel, command)
     except OSError as error:
-        fail("exec", f"cannot run {command[0]!r} in {kernel}: {error.strerror or error}", 127 if error.errno == 2 else 1)
+        fail("exec", f"cannot run {command[0]!r} in {kernel}: {error.strerror or error}", 1)
 
 
 def capture(
@@ -513,6 +531,7 @@ def verify(
     from netvirt.trace.plan import BadInput, plan_trace, verify_probes
     from netvirt.trace.verify import Verifier
 
+    conflicts(("--proto icmp", proto == "icmp"), ("--dport", dport is not None))
     loaded, network, deployment = compiled(spec, "verify")
     if all_ == (source is not None or target is not None):
         fail("verify", "give --from and --to (with --proto/--dport), or --all", 2)

@@ -14,10 +14,11 @@ from typing import Annotated, Any
 import typer
 
 from netvirt.management.cli.choices import TextOrJson
+from netvirt.management.cli.options import StrictGroup
 from netvirt.wire import Malformed, ParseError, dissect, summary, to_json
 from netvirt.wire.pcap import LINKTYPE_ETHERNET, Frame, PcapError, format_timestamp, read
 
-pcap_app = typer.Typer(help="Read capture files (pcap, pcapng).", no_args_is_help=True)
+pcap_app = typer.Typer(help="Read capture files (pcap, pcapng).", no_args_is_help=True, cls=StrictGroup)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from netvirt.management.cli.choices import TableOrJson, TextOrJson, YamlOrJson
+from netvirt.management.cli.options import output_file
 from netvirt.management.spec import KINDS, Spec, SpecError, as_data, json_schema, load, starter_spec
 from netvirt.management.spec.dump import dump_data
 from netvirt.management.spec.generate import generate as generate_spec
@@ -106,7 +107,9 @@ def schema(
 
 
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the starter spec.")] = Path("netvirt.yaml"),
+    path: Annotated[Path, typer.Argument(help="Where to write the starter spec.", callback=output_file)] = Path(
+        "netvirt.yaml"
+    ),
 ) -> None:
     """Write a commented starter spec to PATH (default netvirt.yaml); never overwrites a file."""
     try:
@@ -115,7 +118,7 @@ def init(
     except FileExistsError:
         typer.echo(f"netvirt init: {path} already exists; not overwriting it (choose another path)", err=True)
         raise typer.Exit(2) from None
-    except OSError as error:
+    except OSError as error:  # (a missing directory is refused by the argument's callback)
         typer.echo(f"netvirt init: cannot write {path}: {error.strerror or error}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {path}: edit it, then run: netvirt validate {path}")

@@ -19,6 +19,7 @@ import typer
 from netvirt.control.compile import CompileError, compile_network
 from netvirt.environments import StackError
 from netvirt.management.cli.choices import TableOrJson
+from netvirt.management.cli.options import conflicts, output_file
 from netvirt.management.cli.spec import load_or_exit
 from netvirt.management.spec import Spec
 from netvirt.trace import compare, render
@@ -58,7 +59,9 @@ def trace(
     format: Annotated[Format, typer.Option("--format", "-f", help="table, markdown, json or pcap.")] = Format.table,
     detail: Annotated[bool, typer.Option("--detail", help="One row per device, with action and packet.")] = False,
     size: Annotated[int, typer.Option("--size", min=0, max=65535, help="IP packet size in bytes (DF set).")] = 0,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE (pcap needs it).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", callback=output_file, help="Write to FILE (pcap needs it).")
+    ] = None,
 ) -> None:
     """Trace one packet hop by hop: mode, system level and technique at every step; where it dies
     and why; anomalies with fixes.
@@ -66,6 +69,7 @@ def trace(
     With --stack (or when SPEC has exactly one stack and no --from) the packet enters from the
     outside at the stack's bottom layer and travels up to its app, as in the notes' walkthroughs.
     """
+    conflicts(("--proto icmp", proto is Proto.icmp), ("--dport", dport is not None))
     spec = load_or_exit(spec_path, "trace")
     if format is Format.pcap and output is None:
         _fail("--format pcap writes a binary file: give -o FILE.pcap")
@@ -90,7 +94,7 @@ def reach_command(
     format: Annotated[TableOrJson, typer.Option("--format", "-f", help="table or json.")] = TableOrJson.table,
     other: Annotated[Path | None, typer.Option("--diff", metavar="OTHER_SPEC",
                                                help="Show only what changes from SPEC to OTHER_SPEC.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", callback=output_file, help="Write to FILE.")] = None,
 ) -> None:
     """Every endpoint pair (on each port the target listens on; ICMP echo if none) and every
     service from every endpoint: allowed or dropped, and by what. --diff: what a change alters."""
