@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from control_helpers import eventually
 from etcd_server import free_port
 from test_controller import SPEC, edited
