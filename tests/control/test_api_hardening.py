@@ -82,7 +82,8 @@ def test_blank_token_is_no_token_for_a_public_listen(tmp_path: Path):
 def test_malformed_json_is_400_wrong_shapes_422_never_500(controller: Controller):
     with served(controller) as client:
         reply = client.put("/v1/spec", content=b'{"text": ', headers={"content-type": "application/json"})
-        assert reply.status_code == 400 and reply.json()["detail"].startswith("malformed JSON")
+        assert reply.status_code == 400
+        assert reply.json()["detail"] == "malformed JSON: Expecting value (line 1, column 10)"
         reply = client.put("/v1/spec", json={"text": 5})
         assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["body", "text"]
         reply = client.put("/v1/spec", content=b'{"text": "\\ud800"}', headers={"content-type": "application/json"})

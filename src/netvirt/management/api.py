@@ -101,8 +101,10 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         details = [{key: detail[key] for key in ("loc", "msg", "type") if key in detail} for detail in error.errors()]
         malformed = next((detail for detail in error.errors() if detail["type"] == "json_invalid"), None)
         if malformed is not None:
-            cause = (malformed.get("ctx") or {}).get("error", "")
-            return _json({"detail": f"malformed JSON: {cause}".rstrip(": ")}, 400)
+            cause = (malformed.get("ctx") or {}).get("error", "not JSON")
+            text, at = error.body if isinstance(error.body, str) else "", malformed["loc"][-1]
+            where = f" (line {text.count(chr(10), 0, at) + 1}, column {at - text.rfind(chr(10), 0, at)})"
+            return _json({"detail": f"malformed JSON: {cause}{where if isinstance(at, int) else ''}"}, 400)
         return _json({"detail": details}, 422)
 
     @app.exception_handler(StoreError)
