@@ -132,3 +132,23 @@ def test_trace_imports_no_concrete_backend():
     violations = [f"{module} imports {name}" for module, names in dataplane_imports("trace").items() for name in names
                   if name != "netvirt.dataplane" and not name.startswith(allowed)]
     assert not violations, "\n".join(violations)
+
+
+# Numbers the wire defines (IP protocols, EtherTypes): the simulator and the graph take them from netvirt.wire.
+WIRE_NAMES = {"TCP", "UDP", "ICMP", "ICMPV6", "GRE", "ARP", "IPV4", "IPV6"}
+ETHERTYPE_BYTES = {b"\x08\x00", b"\x86\xdd", b"\x08\x06"}
+
+
+def test_sim_and_graph_take_wire_numbers_from_wire():
+    violations = []
+    for path in sorted([*(SRC / "dataplane" / "sim").rglob("*.py"), *(SRC / "graph").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Tuple)):
+                names = [t.id for target in node.targets for t in ast.walk(target) if isinstance(t, ast.Name)]
+                values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+                numbers = all(isinstance(v, ast.Constant) and type(v.value) is int for v in values)
+                if numbers and any(name in WIRE_NAMES for name in names):
+                    violations.append(f"{module_name(path)}:{node.lineno} defines {', '.join(names)}")
+            if isinstance(node, ast.Constant) and node.value in ETHERTYPE_BYTES:
+                violations.append(f"{module_name(path)}:{node.lineno} spells an EtherType as {node.value!r}")
+    assert not violations, "use netvirt.wire's constants:\n" + "\n".join(violations)
