@@ -64,7 +64,7 @@ ENCAPS = {"vxlan": "vx", "geneve": "gen", "nvgre": "nv"}
 
 
 def spec_text(networks) -> str:
-    text = SPEC if len(networks) == 3 else SPEC.split("  - name: gen")[0]
+    text = SPEC if len(networks) == 3 else SPEC.split("  - name: gen")[0] + "endpoints:\n"
     for net in networks:
         text += f"  - {{name: {net}-a, host: ha, network: {net}, listen: [udp/9]}}\n"
         text += f"  - {{name: {net}-b, host: hb, network: {net}, listen: [udp/9]}}\n"

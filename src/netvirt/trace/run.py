@@ -8,9 +8,11 @@ anomaly checks compare the two paths. ``with_internet`` adds the outside world t
 network: one namespace on its underlay that owns ``INTERNET`` and answers on any port.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface, ip_network
 
+from netvirt.dataplane.events import Walk
 from netvirt.dataplane.sim import FlowCache, probe
 from netvirt.graph import (
     Attachment,
@@ -53,12 +55,16 @@ class Flow:
 
 
 class Tracer:
-    """See the module docstring. ``compiled`` picks the tuple-space classifier (else linear).
+    """See the module docstring. ``compiled`` picks the tuple-space classifier (else linear);
+    ``view`` rewrites each walk before it becomes a trace (how a backend shows its hops, e.g.
+    ``dataplane.userspace.labels.trace_view``).
     Finished traces are memoised too (``hits``/``misses``), so a repeated trace is one lookup;
     ``capacity`` 0 turns both caches off."""
 
-    def __init__(self, network: NetworkGraph, *, compiled: bool = True, capacity: int = 65536) -> None:
+    def __init__(self, network: NetworkGraph, *, compiled: bool = True, capacity: int = 65536,
+                 view: Callable[[Walk], Walk] | None = None) -> None:
         self.cache = FlowCache(network, compiled=compiled, capacity=capacity)
+        self.view = view
         self.topology = self.cache.simulator.topology
         self.capacity = capacity
         self.hits = 0
@@ -82,6 +88,8 @@ class Tracer:
         self.misses += 1
         self._warm = False  # the cache starts every walk from fresh state
         walk, answer = self.cache.exchange(flow.host, flow.namespace, flow.packet())
+        if self.view is not None:
+            walk, answer = self.view(walk), None if answer is None else self.view(answer)
         trace = build(walk, self.topology.stages, skip=skip)
         if answer is not None:
             trace = trace.with_answer(build(answer, self.topology.stages))
