@@ -16,7 +16,7 @@ from netvirt.dataplane.userspace.oracle import switch_namespaces
 from netvirt.graph import TUNNEL_KINDS, DeviceKind, NetworkGraph, Veth
 
 MODE, LEVEL = "User", "Userspace Switch"
-DRIVER = "Poll Mode Driver (AF_PACKET TPACKET_V3 ring, rx/tx bursts, no kernel stack)"
+DRIVER = "Poll Mode Driver (AF_PACKET mmap rings, rx/tx bursts, no kernel stack)"
 SWITCH = "Userspace Switch (flow cache: exact match -> precompiled actions)"
 ROUTER = "Userspace Router (ARP/ND answers, TTL, routes, filter and NAT in the switch)"
 ENCAPSULATION = {DeviceKind.VXLAN: "Userspace Encapsulation (VXLAN, RFC 7348)",

@@ -1,17 +1,20 @@
-"""AF_PACKET memory-mapped rings: a TPACKET_V3 receive ring and a TPACKET_V2 transmit ring per port.
+"""AF_PACKET memory-mapped rings (TPACKET_V2): one receive and one transmit ring per port.
 
-Contract: ``RxRing(ifname)`` maps a ring of blocks the kernel fills with frames received on the
-device; ``blocks()`` yields each block the kernel handed to user space (``(memory, offset,
-packets)``) and ``release`` gives it back — one status write per block, no syscall. ``TxRing``
-maps frames the switch fills (``slot`` / ``commit``); ``flush()`` hands all of them to the kernel
-with one ``send`` (PACKET_QDISC_BYPASS: straight to the driver, no qdisc, and invisible to other
-packet sockets on this device — the bypass blind spot). Both sockets are bound to one device;
-the receive socket ignores the frames the host itself sends out of it (PACKET_IGNORE_OUTGOING).
+Contract: ``RxRing(ifname)`` maps ``RX_FRAMES`` slots the kernel fills with the frames received
+on the device, in order; a slot whose status has TP_STATUS_USER is user space's until it writes
+the status back to TP_STATUS_KERNEL (the switch's loop reads ``FRAME`` at ``offset``: no syscall
+per frame). ``TxRing`` maps slots the switch fills (``put_prepared``); ``flush()`` hands all of
+them to the kernel with one ``send`` (PACKET_QDISC_BYPASS: straight to the driver, no qdisc, and
+invisible to other packet sockets on this device — the bypass blind spot). Both sockets are bound
+to one device; the receive socket ignores the frames the host itself sends (PACKET_IGNORE_OUTGOING).
 
-Layouts (linux/if_packet.h): a V3 block starts with ``tpacket_block_desc`` (block_status at 8,
-num_pkts at 12, offset_to_first_pkt at 16); each frame with ``tpacket3_hdr`` (tp_next_offset,
-tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status, tp_mac, tp_net). A V2 transmit frame starts with
-``tpacket2_hdr`` (tp_status, tp_len, ...) and its data begins at byte 32.
+Why V2 and not V3 for receiving: a V3 ring hands frames over in blocks, a partly filled one only
+when its retire timer fires — at least one jiffy (4 ms at HZ=250), so each receive hop added
+milliseconds (13 ms UDP round trip through two switches, measured; docs/userspace.md). V2 hands
+over every frame as soon as it is written and costs one status write per frame.
+
+Layout (linux/if_packet.h): each slot starts with ``tpacket2_hdr`` (tp_status, tp_len,
+tp_snaplen, tp_mac, tp_net, ...); a received frame starts at tp_mac, a transmitted one at byte 32.
 """
 
 import mmap
@@ -27,7 +30,6 @@ PACKET_LOSS = 14
 PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
 TPACKET_V2 = 1
-TPACKET_V3 = 2
 ETH_P_ALL = 0x0003
 
 TP_STATUS_KERNEL = 0
@@ -35,18 +37,16 @@ TP_STATUS_USER = 1
 TP_STATUS_SEND_REQUEST = 1
 TP_STATUS_WRONG_FORMAT = 4
 
-BLOCK_SIZE = 1 << 18
-BLOCKS = 8
-TX_FRAME_SIZE = 2048
+FRAME_SIZE = 2048  # one slot of either ring: the header, then a frame of up to MAX_FRAME bytes
+RX_FRAMES = 2048
 TX_FRAMES = 512
-TX_DATA = 32  # TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)
-RETIRE_MS = 1  # a partly filled block goes to user space after at most this long
+RING_BLOCK = 1 << 16  # the rings are allocated in blocks of this many bytes (32 slots)
+TX_DATA = 32  # TPACKET2_HDRLEN - sizeof(struct sockaddr_ll): where a transmit slot's frame starts
 
-_BLOCK = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt (at 8 in the block)
-_STATS = struct.Struct("=III")  # tpacket_stats_v3: tp_packets, tp_drops, tp_freeze_q_cnt
+_STATS = struct.Struct("=II")  # tpacket_stats: tp_packets, tp_drops
 TX_HEADER = struct.Struct("=II")  # tpacket2_hdr: tp_status, tp_len
-FRAME = struct.Struct("=I8xI8xH")  # tpacket3_hdr: tp_next_offset, tp_snaplen, tp_mac
-MAX_FRAME = TX_FRAME_SIZE - TX_DATA
+FRAME = struct.Struct("=I4xIH")  # tpacket2_hdr: tp_status, (tp_len), tp_snaplen, tp_mac
+MAX_FRAME = FRAME_SIZE - TX_DATA
 
 
 def tx_prefix(length: int) -> bytes:
@@ -65,44 +65,28 @@ def _packet_socket(ifname: str, protocol: int) -> socket.socket:
 
 
 class RxRing:
-    """A TPACKET_V3 receive ring on ``ifname`` (see the module docstring)."""
+    """A TPACKET_V2 receive ring on ``ifname`` (see the module docstring)."""
 
-    def __init__(self, ifname: str, *, block_size: int = BLOCK_SIZE, blocks: int = BLOCKS) -> None:
+    def __init__(self, ifname: str, *, frames: int = RX_FRAMES) -> None:
         self.sock = _packet_socket(ifname, ETH_P_ALL)
         sock = self.sock
-        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        request = struct.pack("=7I", block_size, blocks, TX_FRAME_SIZE, block_size * blocks // TX_FRAME_SIZE,
-                              RETIRE_MS, 0, 0)
-        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, request)
-        self.memory = mmap.mmap(sock.fileno(), block_size * blocks, mmap.MAP_SHARED,
-                                mmap.PROT_READ | mmap.PROT_WRITE)
-        self.block_size = block_size
-        self.blocks = blocks
-        self.current = 0
+        sock.setsockopt(SOL_PACKET, PACKET_RX_RING,
+                        struct.pack("=4I", RING_BLOCK, frames * FRAME_SIZE // RING_BLOCK, FRAME_SIZE, frames))
+        self.memory = mmap.mmap(sock.fileno(), frames * FRAME_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.end = frames * FRAME_SIZE
+        self.offset = 0  # the next frame the kernel will fill (and user space read)
         self.received = 0
         self.dropped = 0
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def ready(self) -> tuple[int, int] | None:
-        """``(offset of the first frame, frame count)`` of the next block if user space owns it."""
-        base = self.current * self.block_size
-        status, count, first = _BLOCK.unpack_from(self.memory, base + 8)
-        if not status & TP_STATUS_USER:
-            return None
-        return base + first, count
-
-    def release(self) -> None:
-        """Give the current block back to the kernel and move to the next one."""
-        self.memory[self.current * self.block_size + 8:self.current * self.block_size + 12] = b"\0\0\0\0"
-        self.current = (self.current + 1) % self.blocks
-
     def statistics(self) -> tuple[int, int]:
         """``(received, dropped)`` by the kernel for this ring since it was opened (the kernel
-        counts a frame as dropped when the ring had no free block)."""
-        packets, drops, _ = _STATS.unpack(self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS.size))
+        counts a frame as dropped when the ring had no free frame)."""
+        packets, drops = _STATS.unpack(self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS.size))
         self.received += packets
         self.dropped += drops
         return self.received, self.dropped
@@ -121,12 +105,10 @@ class TxRing:
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)  # a frame the device refuses is skipped, not retried
-        block = 1 << 16
         sock.setsockopt(SOL_PACKET, PACKET_TX_RING,
-                        struct.pack("=4I", block, frames * TX_FRAME_SIZE // block, TX_FRAME_SIZE, frames))
-        self.memory = mmap.mmap(sock.fileno(), frames * TX_FRAME_SIZE, mmap.MAP_SHARED,
-                                mmap.PROT_READ | mmap.PROT_WRITE)
-        self.end = frames * TX_FRAME_SIZE
+                        struct.pack("=4I", RING_BLOCK, frames * FRAME_SIZE // RING_BLOCK, FRAME_SIZE, frames))
+        self.memory = mmap.mmap(sock.fileno(), frames * FRAME_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.end = frames * FRAME_SIZE
         self.offset = 0
         self.pending = 0
         self.sent = 0
@@ -152,7 +134,7 @@ class TxRing:
                 self.dropped += 1
                 return False
         memory[offset:offset + size] = data
-        self.offset = offset + TX_FRAME_SIZE if offset + TX_FRAME_SIZE < self.end else 0
+        self.offset = offset + FRAME_SIZE if offset + FRAME_SIZE < self.end else 0
         self.pending += 1
         return True
 

@@ -1,8 +1,8 @@
 """The poll-mode switch loop: rx burst -> process the batch -> tx burst (DPDK's l2fwd model).
 
 Contract: ``Switch(ports, decide, mode=...)`` opens every port (a kernel device name in the
-current network namespace) with a TPACKET_V3 receive ring and a TPACKET_V2 transmit ring
-(``rings``). One ``burst()`` takes every block the kernel has filled on every port, looks each
+current network namespace) with a TPACKET_V2 receive ring and transmit ring (``rings``). One
+``burst()`` takes up to ``BURST`` frames the kernel has filled on every port, looks each
 frame up in the flow cache (``flows``: one ``struct`` unpack for the key, one dict lookup),
 applies the precompiled outputs into the transmit rings, and then flushes each ring that got
 frames with one ``send``: the fast path makes no syscall per packet. A miss asks ``decide`` (the
@@ -11,7 +11,7 @@ output compiles, caches it.
 
 Poll modes: ``busy`` polls without pause (100% of a core, the lowest latency); ``adaptive``
 polls until ``IDLE_POLLS`` bursts in a row found nothing, then sleeps in ``poll(2)`` on the
-receive rings until a block is ready (``run``). ``batched=False`` is the per-packet baseline of
+receive rings until a frame is ready (``run``). ``batched=False`` is the per-packet baseline of
 the same switch: one ``recv`` and one ``send`` syscall per frame (``run_unbatched``).
 
 ``counters()`` is what ``netvirt status`` shows: mode, CPU % since the last call, per port the
@@ -35,10 +35,22 @@ from netvirt.dataplane.userspace.flows import (
     run_output,
 )
 from netvirt.dataplane.userspace.oracle import Decision
-from netvirt.dataplane.userspace.rings import ETH_P_ALL, FRAME, MAX_FRAME, TX_DATA, RxRing, TxRing, tx_prefix
+from netvirt.dataplane.userspace.rings import (
+    ETH_P_ALL,
+    FRAME,
+    FRAME_SIZE,
+    MAX_FRAME,
+    TP_STATUS_USER,
+    TX_DATA,
+    RxRing,
+    TxRing,
+    tx_prefix,
+)
 
 MODES = ("busy", "adaptive")
 IDLE_POLLS = 200
+BURST = 256  # frames per port per burst, so that one busy port cannot starve the others
+RELEASE = b"\0\0\0\0"  # TP_STATUS_KERNEL
 ETHERNET_HEADER = 14
 POLL_TIMEOUT_MS = 200
 
@@ -89,30 +101,32 @@ class Switch:
         return taken
 
     def _drain(self, port: int) -> int:
+        """Take at most ``BURST`` frames from ``port``'s receive ring."""
         rx = self.rx[port]
-        memory = rx.memory
+        memory, end, offset = rx.memory, rx.end, rx.offset
         get = self.cache.tables[port].get
         unpack_frame = FRAME.unpack_from
         unpack_key = FAST_KEY.unpack_from
         taken = 0
-        while (ready := rx.ready()) is not None:
-            offset, count = ready
-            for _ in range(count):
-                step, length, mac = unpack_frame(memory, offset)
-                start = offset + mac
-                action = get(unpack_key(memory, start)) if length >= FAST_KEY_LENGTH else None
-                if action is not None and action[0] == length:
-                    for put, prefix, strip, patch, checksum in action[1]:
-                        body = memory[start + strip:start + length]
-                        if patch is not None:
-                            body = patch.apply(body)
-                        data = prefix + body if checksum is None else checksum.around(body)
-                        put(data, len(data))
-                else:
-                    self._slow(port, memory[start:start + length])
-                offset += step
-            taken += count
-            rx.release()
+        while taken < BURST:
+            status, length, mac = unpack_frame(memory, offset)
+            if not status & TP_STATUS_USER:
+                break
+            start = offset + mac
+            action = get(unpack_key(memory, start)) if length >= FAST_KEY_LENGTH else None
+            if action is not None and action[0] == length:
+                for put, prefix, strip, patch, checksum in action[1]:
+                    body = memory[start + strip:start + length]
+                    if patch is not None:
+                        body = patch.apply(body)
+                    data = prefix + body if checksum is None else checksum.around(body)
+                    put(data, len(data))
+            else:
+                self._slow(port, memory[start:start + length])
+            memory[offset:offset + 4] = RELEASE  # the slot is the kernel's again
+            offset = offset + FRAME_SIZE if offset + FRAME_SIZE < end else 0
+            taken += 1
+        rx.offset = offset
         self.received[port] += taken
         return taken
 
