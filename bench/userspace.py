@@ -37,7 +37,7 @@ from netvirt.dataplane.linux.backend import network_backends
 from netvirt.dataplane.kernel.cleanup import cleanup
 from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
 from netvirt.dataplane.userspace.backend import UserspaceBackend
-from netvirt.dataplane.userspace.rings import TX_FRAME_SIZE, TxRing, tx_prefix
+from netvirt.dataplane.userspace.rings import FRAME_SIZE, TxRing, tx_prefix
 from netvirt.management.spec import loads
 from netvirt.wire import ethernet, ipv4, udp
 from netvirt.wire.addresses import mac_to_bytes
@@ -78,11 +78,11 @@ def generate(device: str, frame_hex: str, seconds: float) -> None:
     ring = TxRing(device)
     data = tx_prefix(len(frame)) + frame
     memory, end = ring.memory, ring.end
-    for offset in range(0, end, TX_FRAME_SIZE):
+    for offset in range(0, end, FRAME_SIZE):
         memory[offset:offset + len(data)] = data
     armed, deadline = b"\x01\0\0\0", time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for offset in range(0, end, TX_FRAME_SIZE):
+        for offset in range(0, end, FRAME_SIZE):
             if not memory[offset] & 0x03:
                 memory[offset:offset + 4] = armed
         try:
