@@ -13,7 +13,9 @@ offers far more than the switch forwards; the result is what arrives in host-b's
 - ``userspace_unbatched_pps``: the same switch with one recv and one send syscall per frame (VXLAN);
 - ``kernel_vxlan_pps``: the kernel bridge + VXLAN device on the same topology;
 - ``*_per_core_pps``: delivered pps divided by the CPU share host-a's switch used (the machine's
-  cores are shared, so this is what one switch process forwards per CPU-second);
+  cores are shared, so this is what one switch process forwards per CPU-second; its system time
+  includes the kernel's transmit work — veth, the underlay bridge, the receiver's ring — done in
+  its ``send``); ``*_python_per_core_pps`` the same over its user-space CPU alone;
 - ``*_udp_rtt_us``: median UDP request/response round trip between the two endpoints;
 - ``cpu_percent_{busy,adaptive}_{idle,loaded}``: host-a's switch CPU in each poll mode, with no
   traffic and while the generator runs (VXLAN).
@@ -164,14 +166,16 @@ def switch_cpu(backend: UserspaceBackend, seconds: float) -> float:
     return 100 * (last["cpu_seconds"] - first["cpu_seconds"]) / seconds
 
 
-def loaded_cpu(bench: Bench, backend: UserspaceBackend, net: str, seconds: float) -> tuple[float, float, float]:
-    """(delivered pps, offered pps, switch CPU %) while the generator runs."""
+def loaded_cpu(bench: Bench, backend: UserspaceBackend, net: str, seconds: float) -> tuple[float, float, float, float]:
+    """(delivered pps, offered pps, switch CPU %, its user-space part %) while the generator runs."""
     first = backend.counters()
     started = time.monotonic()
     delivered, offered = bench.blast(net, seconds)
     last = backend.counters()
-    cpu = 100 * (last["cpu_seconds"] - first["cpu_seconds"]) / (time.monotonic() - started)
-    return delivered, offered, cpu
+    elapsed = time.monotonic() - started
+    cpu = 100 * (last["cpu_seconds"] - first["cpu_seconds"]) / elapsed
+    user = 100 * (last["cpu_user_seconds"] - first["cpu_user_seconds"]) / elapsed
+    return delivered, offered, cpu, user
 
 
 def main() -> None:
@@ -192,12 +196,13 @@ def main() -> None:
             time.sleep(1.0)
             result[f"cpu_percent_{mode}_idle"] = round(switch_cpu(backends["ha"], 2.0), 1)
             for encap, net in ENCAPS.items():
-                delivered, offered, cpu = loaded_cpu(bench, backends["ha"], net, args.seconds)
+                delivered, offered, cpu, user = loaded_cpu(bench, backends["ha"], net, args.seconds)
                 if mode == "adaptive":
                     result[f"userspace_{encap}_pps"] = round(delivered)
                     result[f"userspace_{encap}_offered_pps"] = round(offered)
                     result[f"userspace_{encap}_switch_cpu_percent"] = round(cpu, 1)
                     result[f"userspace_{encap}_per_core_pps"] = round(delivered / max(cpu / 100, 1e-3))
+                    result[f"userspace_{encap}_python_per_core_pps"] = round(delivered / max(user / 100, 1e-3))
                     result[f"userspace_{encap}_udp_rtt_us"] = round(bench.rtt(net, args.rounds), 1)
                 elif encap == "vxlan":
                     result["userspace_vxlan_busy_pps"] = round(delivered)
@@ -206,8 +211,9 @@ def main() -> None:
             for backend in backends.values():
                 backend.teardown()
         backends = userspace(bench, "adaptive", batched=False)
-        delivered, offered, cpu = loaded_cpu(bench, backends["ha"], "vx", args.seconds)
+        delivered, offered, cpu, user = loaded_cpu(bench, backends["ha"], "vx", args.seconds)
         result["userspace_unbatched_pps"] = round(delivered)
+        result["userspace_unbatched_python_per_core_pps"] = round(delivered / max(user / 100, 1e-3))
         result["userspace_unbatched_switch_cpu_percent"] = round(cpu, 1)
         result["userspace_unbatched_per_core_pps"] = round(delivered / max(cpu / 100, 1e-3))
         result["userspace_unbatched_udp_rtt_us"] = round(bench.rtt("vx", args.rounds), 1)
