@@ -88,7 +88,7 @@ class UserspaceBackend:
         self.kernel = LinuxBackend(host, deployment=deployment, segments=segments_of(network), prefix=prefix,
                                    state_dir=state_dir, **kernel_options)
         self.names = self.kernel.names
-        self.run_dir = Path(state_dir) / "userspace" / f"{self.names.prefix}-{self.names.deployment}"
+        self.run_dir = process.run_dir(state_dir, self.names.prefix, self.names.deployment)
         self.last_report: ApplyReport | None = None
 
     def capabilities(self) -> Capabilities:

@@ -35,6 +35,17 @@ class SwitchError(RuntimeError):
     """The switch process could not be started (its log says why)."""
 
 
+def run_dir(state_dir: Path, prefix: str, deployment: str) -> Path:
+    """Where the switches of ``deployment`` keep their files (``STATE_DIR/userspace/PREFIX-DEPLOYMENT``)."""
+    return Path(state_dir) / "userspace" / f"{prefix}-{deployment}"
+
+
+def stop_all(run_dir: Path) -> list[str]:
+    """Stop every switch of the deployment in ``run_dir`` (even of hosts no longer in its spec);
+    the hosts whose switch ran."""
+    return [host for host in hosts(run_dir) if stop(run_dir, host)]
+
+
 def paths(run_dir: Path, host: str) -> dict[str, Path]:
     return {what: Path(run_dir) / f"{host}.{what}.json" for what in ("config", "pids", "counters")} | {
         "log": Path(run_dir) / f"{host}.log"}
@@ -142,5 +153,6 @@ def counters(run_dir: Path, host: str) -> dict | None:
 
 
 def hosts(run_dir: Path) -> list[str]:
-    """The hosts with a switch configuration in ``run_dir``."""
-    return sorted(path.name[:-len(".config.json")] for path in Path(run_dir).glob("*.config.json"))
+    """The hosts with a switch configuration or ownership record in ``run_dir``."""
+    found = {path.name.rsplit(".", 2)[0] for path in Path(run_dir).glob("*.json") if path.name.count(".") >= 2}
+    return sorted(found)
