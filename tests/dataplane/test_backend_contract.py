@@ -35,10 +35,17 @@ def _linux_options(network: NetworkGraph, state_dir: Path) -> dict:
             "state_dir": state_dir}
 
 
+def _userspace_options(network: NetworkGraph, state_dir: Path) -> dict:
+    from netvirt.dataplane.kernel.naming import TEST_PREFIX
+
+    return {"network": network, "deployment": f"t{secrets.token_hex(3)}", "prefix": TEST_PREFIX, "state_dir": state_dir}
+
+
 # backend -> (its constructor options for one network, and the marks its cases need)
 OPTIONS: dict[str, tuple[Callable[[NetworkGraph, Path], dict], tuple]] = {
     "sim": (lambda network, state_dir: {}, ()),
     "linux": (_linux_options, (pytest.mark.privileged,)),
+    "userspace": (_userspace_options, (pytest.mark.privileged,)),
 }
 BACKENDS = [pytest.param(name, marks=OPTIONS[name][1], id=name) for name in OPTIONS]
 

@@ -35,6 +35,8 @@ REGISTERED: dict[str, Registration] = {
                         "the simulator: executes graphs on real bytes, the oracle for the others"),
     "linux": Registration("netvirt.dataplane.linux.backend", "LinuxBackend",
                           "the Linux kernel: namespaces, veths, bridges, VXLAN, nftables or iptables"),
+    "userspace": Registration("netvirt.dataplane.userspace.backend", "UserspaceBackend",
+                              "a poll-mode switch process per host: AF_PACKET rings, flow cache, VXLAN/Geneve/NVGRE"),
 }
 
 

@@ -238,7 +238,7 @@ class LinuxBackend:
             return ApplyReport(errors=(Problem(graph.host, f"kernel: {error}"),))
         self._trusted = (graph, self.target.name)
         # sockets are the applications' (not made here): counted neither before nor after
-        return ApplyReport.from_diff(diff(_without_sockets(before), _without_sockets(graph)))
+        return ApplyReport.from_diff(diff(without_sockets(before), without_sockets(graph)))
 
     def forget(self) -> None:
         """Stop trusting the last apply: the next ``apply`` converges everything from what the
@@ -319,7 +319,8 @@ class LinuxBackend:
         return [obj for obj in recorded if readback.is_segment(self.names, _where(obj)) and _where(obj) not in used]
 
 
-def _without_sockets(graph: HostGraph) -> HostGraph:
+def without_sockets(graph: HostGraph) -> HostGraph:
+    """``graph`` without its socket devices (applications', not a backend's)."""
     return replace(graph, devices=tuple(dev for dev in graph.devices if dev.kind is not DeviceKind.SOCKET))
 
 

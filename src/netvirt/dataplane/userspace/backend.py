@@ -23,15 +23,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
-from netvirt.dataplane.api import ApplyReport, Capabilities, Encapsulation, plan
+from netvirt.dataplane.api import ApplyReport, Capabilities, Encapsulation, Observer, plan
+from netvirt.dataplane.kernel.naming import Names
+from netvirt.dataplane.kernel.observe import KernelObserver
 from netvirt.dataplane.linux import readback
-from netvirt.dataplane.linux.backend import LinuxBackend, segments_of
+from netvirt.dataplane.linux.backend import LinuxBackend, without_sockets, segments_of
 from netvirt.dataplane.kernel.naming import PRODUCTION_PREFIX
 from netvirt.dataplane.kernel.ownership import STATE_DIR
 from netvirt.dataplane.userspace import offloads, process
 from netvirt.dataplane.userspace.oracle import switch_namespaces
 from netvirt.dataplane.userspace.switch import MODES
-from netvirt.graph import DeviceKind, HostGraph, NetworkGraph, Problem, Veth, validate
+from netvirt.graph import DeviceKind, HostGraph, NetworkGraph, Problem, Veth
 
 DEVICE_KINDS = frozenset({DeviceKind.NIC, DeviceKind.VETH, DeviceKind.BRIDGE, DeviceKind.VXLAN, DeviceKind.GENEVE,
                           DeviceKind.NVGRE, DeviceKind.SOCKET})
@@ -90,16 +92,35 @@ class UserspaceBackend:
         self.names = self.kernel.names
         self.run_dir = process.run_dir(state_dir, self.names.prefix, self.names.deployment)
         self.last_report: ApplyReport | None = None
+        self._applied: HostGraph | None = None
+
+    @classmethod
+    def declared(cls) -> Capabilities:
+        """nic, veth, bridge, VXLAN, Geneve, NVGRE and socket devices, filter and NAT rules (in the
+        switch namespaces by the switch, in the endpoints' by their kernel), no device hooks."""
+        return Capabilities(backend=cls.name, device_kinds=DEVICE_KINDS, encapsulations=frozenset(Encapsulation),
+                            hooks=frozenset(), netfilter=True, nat=True)
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(backend=self.name, device_kinds=DEVICE_KINDS,
-                            encapsulations=frozenset(Encapsulation), hooks=frozenset(), netfilter=True, nat=True,
-                            where="in user space (AF_PACKET rings)")
+        """``declared()``: the switch needs nothing from the kernel but AF_PACKET and veths."""
+        return replace(self.declared(), where="in user space (AF_PACKET rings)")
+
+    @classmethod
+    def for_network(cls, network: NetworkGraph, **options) -> dict[str, "UserspaceBackend"]:
+        """One backend per host of ``network`` (each needs the whole network for its slow path)."""
+        return {graph.host: cls(graph.host, network=network, **options) for graph in network.hosts}
+
+    @classmethod
+    def observer(cls, deployment: str, *, prefix: str = PRODUCTION_PREFIX) -> Observer:
+        """Capture and probes in the kernel namespaces of ``deployment``: the endpoints' veths and
+        the underlay exist as kernel devices under the switch (for ``verify``)."""
+        return KernelObserver(Names(deployment, prefix))
 
     def check(self, graph: HostGraph) -> list[Problem]:
-        problems = validate(graph) + [  # TODO(seams): plan(graph, self.capabilities())
-            Problem(f"{graph.host}:{dev.namespace}/{dev.name}", f"device '{dev.name}' ({dev.kind}) cannot be realised "
-                    f"by backend 'userspace'") for dev in graph.devices if dev.kind not in DEVICE_KINDS]
+        """Every reason this backend cannot realise ``graph`` (empty: it can)."""
+        problems = plan(graph, self.capabilities())
+        if graph.host != self.host:
+            problems.insert(0, Problem(graph.host, f"graph is for host {graph.host!r}, this backend is {self.host!r}"))
         if problems:
             return problems
         owned = switch_namespaces(self._network(graph), self.host)
@@ -121,6 +142,7 @@ class UserspaceBackend:
             self.last_report = report
             return report
         self.network = network
+        self._applied = None
         try:
             for namespace, device in ports(graph, owned):
                 dev = graph.device(namespace, device)
@@ -133,6 +155,7 @@ class UserspaceBackend:
                                              readback.segment_port(self.names, self.host, namespace, device))
             host_namespace = self.names.graph_namespace(self.host, self._host_namespace(graph))
             process.start(self.run_dir, self.host, host_namespace, network, self.mode, self.batched)
+            self._applied = graph
         except (OSError, process.SwitchError) as error:
             report = ApplyReport(errors=(Problem(self.host, f"userspace switch: {error}"),))
         self.last_report = report
@@ -149,7 +172,17 @@ class UserspaceBackend:
         return self.names.graph_namespace(self.host, dev.config.peer_namespace), dev.config.peer
 
     def realized(self) -> HostGraph:
-        return self.kernel.realized()
+        """The applied graph while its kernel part reads back exactly and its switch runs with it;
+        otherwise what the kernel holds (the switch's part shows as missing)."""
+        kernel = self.kernel.realized()
+        applied = self._applied
+        if applied is None:
+            return kernel
+        owned = switch_namespaces(self.network, self.host)
+        if without_sockets(kernel) == without_sockets(kernel_graph(applied, owned)) and self.counters() is not None:
+            sockets = tuple(dev for dev in kernel.devices if dev.kind is DeviceKind.SOCKET)
+            return replace(applied, devices=without_sockets(applied).devices + sockets)
+        return kernel
 
     def forget(self) -> None:
         self.kernel.forget()
@@ -160,3 +193,4 @@ class UserspaceBackend:
     def teardown(self) -> None:
         process.stop(self.run_dir, self.host)
         self.kernel.teardown()
+        self._applied = None
