@@ -185,8 +185,9 @@ def _group_of(event: Event, stages: dict[tuple[str, str], Stage]) -> Group:
     if event.action is Action.SEND:
         return ("send", event.host, event.namespace), f"{event.namespace} (sender)", None
     if event.device is None:
-        return (("stack", event.host, event.namespace, event.reply), f"{event.namespace} IP stack",
-                ("Kernel", event.level, "IP Stack (Routing & Netfilter)"))
+        labels = (event.mode, event.level, event.technique) if event.bypass else (  # a stack outside the kernel
+            "Kernel", event.level, "IP Stack (Routing & Netfilter)")
+        return ("stack", event.host, event.namespace, event.reply), f"{event.namespace} IP stack", labels
     return ("device", event.host, event.namespace, event.device, event.reply), f"{event.namespace}/{event.device}", None
 
 

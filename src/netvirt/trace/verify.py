@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
 from netvirt.dataplane.api import Observation, Observer
-from netvirt.dataplane.events import Action, Disposition
+from netvirt.dataplane.events import Action, Disposition, Walk
 from netvirt.dataplane.sim import packets
 from netvirt.graph import DeviceKind, NetworkGraph, Socket
 from netvirt.trace.run import Flow, Tracer
@@ -159,11 +159,17 @@ def vxlan_port(layers: list, ip_index: int) -> bool:
 class Verifier:
     """Captures and servers for a built network; ``verify`` checks one flow (see the module)."""
 
-    def __init__(self, network: NetworkGraph, observer: Observer) -> None:
+    def __init__(self, network: NetworkGraph, observer: Observer, *, view: Callable[[Walk], Walk] | None = None,
+                 exists: Callable[[tuple[str, str, str]], bool] | None = None) -> None:
+        """``view``: how the backend shows its hops (``Tracer(view=)``); hops it marks ``bypass``
+        happen outside the kernel, where no capture sees them, and are not expected. ``exists``:
+        whether a graph place is a kernel device there (default: every one)."""
         self.network, self.observer = network, observer
-        self.tracer = Tracer(network)
-        self.kinds = {(g.host, d.namespace, d.name): d.kind for g in network.hosts for d in g.devices}
+        self.tracer = Tracer(network, view=view)
+        self.kinds = {(g.host, d.namespace, d.name): d.kind for g in network.hosts for d in g.devices
+                      if exists is None or exists((g.host, d.namespace, d.name))}
         self.points = [place for place, kind in self.kinds.items() if kind in OBSERVABLE]
+        self._observed = set(self.points)
         self._servers: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._keys: dict[int, tuple[str, str, int] | None] = {}  # frames stay alive in the capture
@@ -197,7 +203,7 @@ class Verifier:
         for graph in self.network.hosts:
             for dev in graph.devices:
                 address = next((a.ip for a in dev.addresses if a.version == 4), None)
-                if address is None or dev.kind not in OBSERVABLE:
+                if address is None or (graph.host, dev.namespace, dev.name) not in self._observed:
                     continue
                 with self.observer.open_socket(graph.host, dev.namespace, socket.AF_PACKET, socket.SOCK_RAW) as sock:
                     sock.bind((dev.name, 0))
@@ -263,7 +269,7 @@ class Verifier:
             host, _, namespace = hop.namespace.partition(":")
             if hop.action is Action.DELIVER and not hop.reply and trace.disposition is Disposition.DELIVERED:
                 delivered = hop.namespace
-            if hop.reply or hop.device is None or self.kinds.get((host, namespace, hop.device)) not in OBSERVABLE:
+            if hop.reply or hop.bypass or hop.device is None or self.kinds.get((host, namespace, hop.device)) not in OBSERVABLE:
                 continue
             key = request_key(hop.packet)  # only hops carrying the request (not ARP, not answers)
             if key is None or key[:2] != wanted or flow.proto != "icmp" and key[2] != flow.src_port:

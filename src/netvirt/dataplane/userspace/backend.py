@@ -19,6 +19,7 @@ puts ``graph`` in place of this host's graph in it.
   removes the kernel part. ``counters()`` is the switch's ``status`` line.
 """
 
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -31,6 +32,7 @@ from netvirt.dataplane.linux.backend import LinuxBackend, without_sockets, segme
 from netvirt.dataplane.kernel.naming import PRODUCTION_PREFIX
 from netvirt.dataplane.kernel.ownership import STATE_DIR
 from netvirt.dataplane.userspace import offloads, process
+from netvirt.dataplane.userspace.labels import trace_view
 from netvirt.dataplane.userspace.oracle import switch_namespaces
 from netvirt.dataplane.userspace.switch import MODES
 from netvirt.graph import DeviceKind, HostGraph, NetworkGraph, Problem, Veth
@@ -71,6 +73,17 @@ def kernel_graph(graph: HostGraph, owned: set[str]) -> HostGraph:
     links = tuple(link for link in graph.links
                   if (link.a.namespace, link.a.device) in names and (link.b.namespace, link.b.device) in names)
     return replace(graph, namespaces=tuple(namespaces), devices=tuple(devices), links=links, stages=())
+
+
+def verification(network: NetworkGraph, hosts: Iterable[str]) -> dict:
+    """The ``trace.verify.Verifier`` options for a network whose ``hosts`` run the userspace
+    switch: its trace view (what the switch does is not seen by a capture, except frames arriving
+    at its ports) and which graph places are kernel devices (the ports, not the switch's inside)."""
+    hosts = set(hosts)
+    inside = {(g.host, dev.namespace, dev.name) for g in network.hosts if g.host in hosts
+              for owned in [switch_namespaces(network, g.host)] for dev in g.devices
+              if dev.namespace in owned and (dev.namespace, dev.name) not in set(ports(g, owned))}
+    return {"view": trace_view(network, hosts), "exists": lambda place: place not in inside}
 
 
 class UserspaceBackend:

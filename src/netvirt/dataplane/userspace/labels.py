@@ -5,13 +5,15 @@ every event in a switch namespace (``oracle.switch_namespaces``) of one of ``hos
 — mode User, level "Userspace Switch", and the technique of what the switch does there (its
 poll-mode driver at a port, its flow-cached switching, its own encapsulation, its router) — and
 marked ``bypass``, so the ``kernel_bypass`` anomaly names the blind spot: tcpdump and netfilter
-on the host do not see these hops. The walk itself (the semantics) is the simulator's, unchanged.
+on the host do not see these hops — except a frame arriving at a port, which the port's kernel
+device still receives (a capture there sees it; the switch's own transmissions bypass it). The
+walk itself (the semantics) is the simulator's, unchanged.
 """
 
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from netvirt.dataplane.events import Walk
+from netvirt.dataplane.events import Action, Walk
 from netvirt.dataplane.userspace.oracle import switch_namespaces
 from netvirt.graph import TUNNEL_KINDS, DeviceKind, NetworkGraph, Veth
 
@@ -49,7 +51,8 @@ def trace_view(network: NetworkGraph, hosts: Iterable[str]) -> Callable[[Walk], 
 
     def view(walk: Walk) -> Walk:
         events = tuple(
-            replace(event, mode=MODE, level=LEVEL, technique=technique, bypass=True)
+            replace(event, mode=MODE, level=LEVEL, technique=technique,
+                    bypass=not (event.action is Action.RECEIVE and technique == DRIVER))
             if (technique := places.get((event.host, event.namespace, event.device))) is not None else event
             for event in walk.events)
         return replace(walk, events=events)

@@ -3,6 +3,7 @@
 from enum import Enum
 
 from netvirt.dataplane import registry
+from netvirt.dataplane.userspace.switch import MODES
 
 
 class TextOrJson(str, Enum):
@@ -18,6 +19,10 @@ class TableOrJson(str, Enum):
 class YamlOrJson(str, Enum):
     yaml = "yaml"
     json = "json"
+
+
+PollMode = Enum("PollMode", {mode: mode for mode in MODES}, type=str)
+"""The userspace switch's poll modes (``dataplane.userspace.switch.MODES``)."""
 
 
 BackendName = Enum("BackendName", {name: name for name in registry.names()}, type=str)

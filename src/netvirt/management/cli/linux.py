@@ -22,7 +22,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from netvirt.management.cli import control
-from netvirt.management.cli.choices import BackendName, TextOrJson
+from netvirt.management.cli.choices import BackendName, PollMode, TextOrJson
 from netvirt.management.cli.options import conflicts
 from netvirt.management.cli.spec import load_or_exit
 
@@ -112,6 +112,9 @@ def up(
         typer.Option("--filter", help="nftables (default) or iptables, for every host or as HOST=KIND (repeatable)."),
     ] = None,
     timeout: Annotated[float, typer.Option(min=0, help="Seconds to wait for every host to converge.")] = 120.0,
+    poll_mode: Annotated[PollMode, typer.Option(
+        help="--backend userspace: busy (a whole core, lowest latency) or adaptive (sleeps when idle).")
+    ] = PollMode.adaptive,
     format: FormatOption = TextOrJson.text,
 ) -> None:
     """Build SPEC's network (idempotent: converges from any state, repairs drift)."""
@@ -121,14 +124,20 @@ def up(
     loaded, network, deployment = compiled(spec, "up")
     hosts = [graph.host for graph in network.hosts]
     filters = parse_filters(filter or [], hosts, "up")
-    if backend is BackendName.linux:
+    if backend.value in ("linux", "userspace"):
         require_net_admin("up")
-        backends: dict[str, Any] = network_backends(network, deployment, filters, **kernel_settings())
+        if backend.value == "linux":
+            backends: dict[str, Any] = network_backends(network, deployment, filters, **kernel_settings())
+        else:
+            from netvirt.dataplane.userspace.backend import UserspaceBackend
+
+            backends = UserspaceBackend.for_network(network, deployment=deployment, mode=poll_mode.value,
+                                                    **kernel_settings())
         problems = check_network(backends, network)
         if problems:
             for problem in problems:
                 typer.echo(f"{spec}: {problem.where}: {problem.message}", err=True)
-            fail("up", f"{len(problems)} problem(s) with backend linux; nothing was created", 2)
+            fail("up", f"{len(problems)} problem(s) with backend {backend.value}; nothing was created", 2)
     else:
         backends = {host: SimBackend(host) for host in hosts}
     started = time.monotonic()
@@ -163,7 +172,8 @@ def up(
         table.add_row(*(str("-" if row[key] is None else row[key]) for key in
                         ("host", "state", "namespaces", "devices", "created", "changed", "deleted", "unchanged")))
     Console(width=200).print(table)
-    where = f" (namespaces {kernel_settings()['prefix']}-{deployment}-*; `netvirt down {spec}` removes them)" if backend is BackendName.linux else ""
+    where = f" (namespaces {kernel_settings()['prefix']}-{deployment}-*; `netvirt down {spec}` removes them)" \
+        if backend.value in ("linux", "userspace") else ""
     typer.echo(f"{loaded.name}: {len(rows)} hosts up with backend {backend.value} in {elapsed:.1f}s{where}")
 
 
@@ -229,12 +239,16 @@ def down(
     from netvirt.dataplane.linux.backend import network_backends
     from netvirt.dataplane.kernel.cleanup import cleanup, cleanup_all, unrecorded
 
+    from netvirt.dataplane.userspace import process
+
     if (spec is None) == (not all_):
         fail("down", "give a SPEC or --all (not both)", 2)
     require_net_admin("down")
     reports = []
+    settings = kernel_settings()
     if spec is not None:
         _, network, deployment = compiled(spec, "down")
+        process.stop_all(process.run_dir(settings["state_dir"], settings["prefix"], deployment))  # the switches first
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True),
                       transient=True) as progress:
             task = progress.add_task("", total=len(network.hosts))
@@ -246,7 +260,9 @@ def down(
         reports.append(cleanup(names(deployment), kernel_settings()["state_dir"]))  # whatever a crashed or older `up` left
         reports = [_merged(deployment, reports)]
     else:
-        reports = cleanup_all(kernel_settings()["state_dir"])
+        for run_dir in sorted((Path(settings["state_dir"]) / "userspace").glob(f"{settings['prefix']}-*")):
+            process.stop_all(run_dir)
+        reports = cleanup_all(settings["state_dir"])
     strays = unrecorded(kernel_settings()["prefix"], kernel_settings()["state_dir"])
     if format is TextOrJson.json:
         typer.echo(json.dumps({
@@ -314,15 +330,24 @@ def status(
         control.status(target, controller, as_json or format is TextOrJson.json, token_file)
         return
     from netvirt.dataplane.linux.backend import network_backends
+    from netvirt.dataplane.userspace import process
+    from netvirt.dataplane.userspace.backend import kernel_graph
+    from netvirt.dataplane.userspace.oracle import switch_namespaces
     from netvirt.graph import DeviceKind, diff
 
     spec_path = Path(target)
     loaded, network, deployment = compiled(spec_path, "status")
     require_net_admin("status")
-    backends = network_backends(network, deployment, **kernel_settings())
+    settings = kernel_settings()
+    backends = network_backends(network, deployment, **settings)
+    run_dir = process.run_dir(settings["state_dir"], settings["prefix"], deployment)
+    userspace = set(process.hosts(run_dir))  # hosts whose datapath a userspace switch owns
     hosts = []
-    for desired in network.hosts:
-        backend = backends[desired.host]
+    for graph in network.hosts:
+        backend = backends[graph.host]
+        # under a userspace switch only its ports and the endpoints are kernel objects
+        desired = kernel_graph(graph, switch_namespaces(network, graph.host)) if graph.host in userspace else graph
+        switch = process.counters(run_dir, graph.host) if graph.host in userspace else None
         realized = backend.read(desired)
         sockets = {dev.key for dev in desired.devices if dev.kind is DeviceKind.SOCKET}
         changes = diff(realized, desired).changes
@@ -331,9 +356,12 @@ def status(
         differences = [_difference(c) for c in changes if c.key not in missing_apps]
         drift = backend.drift(desired) if realized.namespaces else []
         filters = (backend.rules_in_use(desired.host) or "-") if realized.namespaces else "-"
+        if graph.host in userspace and switch is None:
+            differences.append("the userspace switch is not running (`netvirt up` starts it)")
         state = "down" if not realized.namespaces else ("in sync" if not differences and not drift else "drift")
         hosts.append({
             "host": desired.host, "state": state, "filter": filters,
+            "backend": "userspace" if graph.host in userspace else "linux", "switch": switch,
             "namespaces": {"desired": len(desired.namespaces), "realized": len(realized.namespaces)},
             "devices": {"desired": len(desired.devices) - len(sockets),
                         "realized": len([d for d in realized.devices if d.kind is not DeviceKind.SOCKET])},
@@ -358,10 +386,24 @@ def status(
                 typer.echo(f"  {host['host']}: {line}")
             if host["not_listening"]:
                 typer.echo(f"  {host['host']}: nothing listens on {', '.join(host['not_listening'])} (applications)")
+            if host["switch"] is not None:
+                _print_switch(host["host"], host["switch"])
         if not in_sync:
             typer.echo(f"not in sync: `netvirt up {spec_path}` converges every host")
     if not in_sync:
         raise typer.Exit(1)
+
+
+def _print_switch(host: str, switch: dict) -> None:
+    """A userspace switch's counters: mode, CPU, flow cache, then rx/tx/drop per port."""
+    cache = switch["flow_cache"]
+    typer.echo(f"  {host}: userspace switch pid {switch['pid']} ({switch['mode']} polling, restarted "
+               f"{switch['restarts']}x): CPU {switch['cpu_percent']}%, flow cache {cache['hits']} hits / "
+               f"{cache['misses']} misses ({cache['entries']} flows)")
+    table = Table("PORT", "RX", "TX", "DROP", box=None, padding=(0, 2))
+    for port in switch["ports"]:
+        table.add_row(port["port"], str(port["rx"]), str(port["tx"]), str(port["drop"]))
+    Console(width=200).print(table)
 
 
 def _difference(change) -> str:
@@ -553,7 +595,14 @@ def verify(
     missing = [g.host for g in network.hosts if not observer.exists(g.host, g.host)]
     if missing:
         fail("verify", f"hosts {', '.join(missing)} are not up; run `netvirt up {spec}` first", 1)
-    with Console(stderr=True).status(f"probing {len(labelled)} flows in the kernel"), Verifier(network, observer) as verifier:
+    from netvirt.dataplane.userspace import process
+    from netvirt.dataplane.userspace.backend import verification
+
+    settings = kernel_settings()
+    userspace = process.hosts(process.run_dir(settings["state_dir"], settings["prefix"], deployment))
+    options = verification(network, userspace) if userspace else {}
+    with Console(stderr=True).status(f"probing {len(labelled)} flows in the kernel"), \
+            Verifier(network, observer, **options) as verifier:
         results = verifier.verify_all([flow for _, _, flow in labelled])
     agree = all(r.agrees for r in results)
     if format is TextOrJson.json:

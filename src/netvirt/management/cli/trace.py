@@ -18,7 +18,7 @@ import typer
 
 from netvirt.control.compile import CompileError, compile_network
 from netvirt.environments import StackError
-from netvirt.management.cli.choices import TableOrJson
+from netvirt.management.cli.choices import BackendName, TableOrJson
 from netvirt.management.cli.options import conflicts, output_file
 from netvirt.management.cli.spec import load_or_exit
 from netvirt.management.spec import Spec
@@ -62,6 +62,9 @@ def trace(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", callback=output_file, help="Write to FILE (pcap needs it).")
     ] = None,
+    backend: Annotated[BackendName, typer.Option(
+        help="Show the hops as this data plane does them (userspace: the poll-mode switch's user-mode hops).")
+    ] = BackendName.sim,
 ) -> None:
     """Trace one packet hop by hop: mode, system level and technique at every step; where it dies
     and why; anomalies with fixes.
@@ -78,6 +81,11 @@ def trace(
                                         stack, size, compile=compile_network)
     except (BadInput, StackError, CompileError) as error:
         _fail(str(error))
+    if backend.value == "userspace":
+        from netvirt.dataplane.userspace.labels import trace_view
+
+        network = tracer.topology.network
+        tracer.view = trace_view(network, [graph.host for graph in network.hosts])
     result = tracer.trace(flow, skip=skip)
     if format is Format.pcap:
         frames = render.pcap(result, str(output))
