@@ -91,11 +91,15 @@ class UserspaceBackend:
 
     name: ClassVar[str] = "userspace"
 
-    def __init__(self, host: str, *, network: NetworkGraph, deployment: str = "default", mode: str = "adaptive",
-                 batched: bool = True, prefix: str = PRODUCTION_PREFIX, state_dir: Path = STATE_DIR,
-                 **kernel_options) -> None:
+    def __init__(self, host: str, *, network: NetworkGraph | None = None, deployment: str = "default",
+                 mode: str = "adaptive", batched: bool = True, prefix: str = PRODUCTION_PREFIX,
+                 state_dir: Path = STATE_DIR, **kernel_options) -> None:
         if mode not in MODES:
             raise ValueError(f"poll mode {mode!r}: choose one of {', '.join(MODES)}")
+        if network is None:
+            raise ValueError("the userspace backend needs the whole network (its slow path simulates the other "
+                             "hosts' tunnel endpoints): use `netvirt up --backend userspace`; an agent that "
+                             "knows only its own host's graph cannot run it yet")
         self.host = host
         self.network = network
         self.mode = mode
