@@ -138,6 +138,11 @@ def up(
             for problem in problems:
                 typer.echo(f"{spec}: {problem.where}: {problem.message}", err=True)
             fail("up", f"{len(problems)} problem(s) with backend {backend.value}; nothing was created", 2)
+        if backend.value != "userspace":  # the kernel takes the datapath back from a switch of an earlier up
+            from netvirt.dataplane.userspace import process
+
+            settings = kernel_settings()
+            process.stop_all(process.run_dir(settings["state_dir"], settings["prefix"], deployment))
     else:
         backends = {host: SimBackend(host) for host in hosts}
     started = time.monotonic()
