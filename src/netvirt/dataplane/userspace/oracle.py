@@ -7,8 +7,9 @@ are the devices of those namespaces that lead out of them: a NIC on an underlay 
 veth whose peer is in another namespace (an endpoint). ``decide(port, frame)`` walks the frame
 arriving on that port through the simulator, stopping at every port it leaves by, and returns
 ``Decision(outputs, cacheable)``: the frames to send per port, and whether later frames of the
-same flow may reuse them (not when the walk was answered by the switch's own stack, e.g. a ping
-to the gateway: those answers depend on more than the key). The simulator keeps its state
+same flow may reuse them — not when the walk was answered by the switch's own stack (a ping to
+the gateway: those answers depend on more than the key), nor when a filter dropped it (the same
+flow may pass once the other side has opened the connection). The simulator keeps its state
 between calls (conntrack, learned MACs, neighbours), so the first reply of a connection is seen
 as ESTABLISHED, exactly as in a prediction.
 """
@@ -83,4 +84,6 @@ class Oracle:
         answered = any(e.action in (Action.DELIVER, Action.REPLY) and e.host == host for e in walk.events)
         if answered:
             sim.answer(walk, record=False)
-        return Decision(tuple(sim.outputs), not answered)
+        # a filter's drop may turn into a pass once the other side opens the connection (ESTABLISHED)
+        filtered = any(e.action is Action.FILTER_DROP for e in walk.events)
+        return Decision(tuple(sim.outputs), not answered and not filtered)
