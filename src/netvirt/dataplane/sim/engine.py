@@ -513,10 +513,10 @@ class Simulator:
             if local is not None and local != found.dst:
                 continue
             if found.proto == ipv4.UDP and dev.kind in (DeviceKind.VXLAN, DeviceKind.GENEVE):
-                if found.dst_port != config.dst_port or len(data) < 16:
+                if found.dst_port != config.dst_port or len(data) < udp.HEADER_LENGTH + vxlan.HEADER_LENGTH:
                     continue
                 codec = vxlan.Repr if dev.kind is DeviceKind.VXLAN else geneve.Repr
-                header, payload = codec.decode(data[8:])
+                header, payload = codec.decode(data[udp.HEADER_LENGTH:])
             elif found.proto == ipv4.GRE and dev.kind is DeviceKind.NVGRE and data[:4] == nvgre.FIRST_WORD:
                 header, payload = nvgre.Repr.decode(data)
             else:

@@ -146,8 +146,8 @@ def icmp_error(packet, found: Headers, source: bytes, kind: str, mtu: int = 0) -
 
 def tcp_reset(packet, found: Headers) -> bytes:
     """The RST|ACK a TCP stack answers a segment with when nothing listens (RFC 9293 §3.10.7.1)."""
-    segment = tcp.Repr.parse(bytes(packet[found.l4 - found.l3:]))
-    data_length = found.length - (found.l4 - found.l3) - ((packet[found.l4 - found.l3 + 12] >> 4) << 2)
+    segment = tcp.View(bytes(packet), found.l4 - found.l3)
+    data_length = found.length - (found.l4 - found.l3) - segment.header_length
     ack = (segment.sequence_number + data_length + bool(segment.flags & tcp.SYN) + bool(segment.flags & tcp.FIN))
     reset = tcp.Repr(segment.dst_port, segment.src_port, 0, ack & 0xFFFFFFFF, tcp.RST | tcp.ACK, 0)
     if found.version == 4:
