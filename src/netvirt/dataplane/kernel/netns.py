@@ -113,6 +113,33 @@ def ensure(name: str) -> None:
         raise
 
 
+def adopt(name: str, source: str | Path) -> None:
+    """Make ``name`` a bind mount of the existing namespace file ``source`` (a container runtime's
+    ``/proc/PID/ns/net`` or ``/run/netns/...``), unless ``name`` already is a namespace: ``ensure``
+    then keeps it, so what is built in ``name`` lands in that namespace. ``remove`` unmounts it
+    and leaves the namespace itself to its owner. OSError when ``source`` is not a namespace."""
+    if exists(name):
+        return
+    if os.stat(source).st_dev != _nsfs_dev():
+        raise OSError(f"{source} is not a network namespace file")
+    _share_netns_dir()
+    target = path(name)
+    target.touch(mode=0o444, exist_ok=True)
+    try:
+        _check(_libc.mount(str(source).encode(), str(target).encode(), b"none", _MS_BIND, None), f"bind-mount {source} as {name}")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def same(name: str, source: str | Path) -> bool:
+    """Whether namespace ``name`` is the namespace file ``source`` (one inode)."""
+    try:
+        return path(name).stat().st_ino == os.stat(source).st_ino and exists(name)
+    except OSError:
+        return False
+
+
 def remove(name: str) -> None:
     """Unmount and delete namespace ``name`` (absent is fine). Its links and rules go with it once
     no process is left inside (``pids_in`` tells which are)."""
