@@ -34,7 +34,7 @@ from netvirt.dataplane.linux.backend import LinuxBackend
 from netvirt.dataplane.linux.cleanup import cleanup
 from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
 from netvirt.management.api import create_app
-from netvirt.management.cli.trace import plan_trace
+from netvirt.trace.plan import plan_trace
 from netvirt.management.spec import loads
 from netvirt.trace.verify import Verifier
 
@@ -320,7 +320,7 @@ def test_podman_runs_two_containers_on_two_hosts(world: World, podman: Podman):
     assert trace["disposition"] == "dropped"
     spec = world.controller.current().spec
     with Verifier(compile_network(spec), world.names) as verifier:
-        flows = [plan_trace(spec, client, web, proto, port, sport, None)[1]
+        flows = [plan_trace(spec, client, web, proto, port, sport, None, compile=compile_network)[1]
                  for proto, port, sport in (("icmp", None, 41001), ("tcp", 8080, 41002))]
         results = verifier.verify_all(flows)
     assert [r.agrees for r in results] == [True, True], [r.problems for r in results]

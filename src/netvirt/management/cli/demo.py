@@ -98,6 +98,7 @@ def demo(
 def simulate(console: Console, spec, network) -> None:
     from netvirt.trace import reachability as reach_table
     from netvirt.trace import render
+    from netvirt.trace.diagram import Diagram
     from netvirt.trace.plan import plan_trace, reach_spec
 
     console.rule(f"[bold]{spec.name}: {spec.description}")
@@ -109,7 +110,12 @@ def simulate(console: Console, spec, network) -> None:
     for source, target, what in walks:
         tracer, flow, _ = plan_trace(spec, source, target, None, None, 40000, None, compile=lambda _: network)
         console.print(f"[bold]Predicted walkthrough: {what}[/bold]")
-        console.print(render.table(tracer.trace(flow)), soft_wrap=True)
+        walked = tracer.trace(flow)
+        console.print(render.table(walked), soft_wrap=True)
+        with tempfile.NamedTemporaryFile(prefix=f"netvirt-demo-{source}-{target}-", suffix=".svg", delete=False) as file:
+            file.write(Diagram(network, walked).render("svg"))  # a fresh file: other users' demos write theirs
+        console.print(f"Drawn: {file.name} (the hops numbered over the topology; "
+                      f"netvirt diagram SPEC --from {source} --to {target} -f png|svg|mermaid)\n")
     if spec.stacks:
         stack_tracer, flow, skip = plan_trace(spec, None, None, None, None, 40000, spec.stacks[0].name,
                                               compile=lambda _: network)

@@ -32,6 +32,7 @@ class Format(str, Enum):
     markdown = "markdown"
     json = "json"
     pcap = "pcap"
+    svg = "svg"
 
 
 class Proto(str, Enum):
@@ -56,7 +57,7 @@ def trace(
     dport: Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port.")] = None,
     sport: Annotated[int, typer.Option("--sport", min=1, max=65535, help="Source port.")] = 40000,
     stack: Annotated[str | None, typer.Option("--stack", help="Walk this stack from the outside to its app.")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="table, markdown, json or pcap.")] = Format.table,
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, markdown, json, pcap or svg (the path drawn).")] = Format.table,
     detail: Annotated[bool, typer.Option("--detail", help="One row per device, with action and packet.")] = False,
     size: Annotated[int, typer.Option("--size", min=0, max=65535, help="IP packet size in bytes (DF set).")] = 0,
     output: Annotated[
@@ -87,6 +88,11 @@ def trace(
         network = tracer.topology.network
         tracer.view = trace_view(network, [graph.host for graph in network.hosts])
     result = tracer.trace(flow, skip=skip)
+    if format is Format.svg:
+        from netvirt.management.cli.diagram import write_diagram
+
+        write_diagram(tracer.topology.network, result, "svg", output)
+        return
     if format is Format.pcap:
         frames = render.pcap(result, str(output))
         typer.echo(f"wrote {frames} frames (one per hop) to {output}", err=True)
