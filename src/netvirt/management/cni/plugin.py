@@ -144,14 +144,19 @@ class Plane:
             raise CniError(TRY_AGAIN, f"the netvirt controller at {self.where} answered {reply.status_code}", str(body.get("detail")))
         return reply.status_code, body
 
-    def wait_realized(self, host: str, revision: int, timeout: float) -> dict[str, Any]:
-        """The host's detail once its agent realized ``revision`` or later; TRY_AGAIN after ``timeout``."""
+    def wait_realized(self, host: str, revision: int, timeout: float, endpoint: str, present: bool) -> dict[str, Any]:
+        """The host's detail once its agent realized ``revision`` or later and its realized graph
+        has (``present``) or lacks ``endpoint``'s namespace; TRY_AGAIN after ``timeout``. (The
+        detail's keys are read one after the other, so an agent reporting in between can show in
+        sync beside the realized graph before: the graph itself is what is waited for.)"""
         deadline = time.monotonic() + timeout
         while True:
             status, detail = self.call("GET", f"/v1/hosts/{host}")
             report = (detail.get("status") or {}) if status == 200 else {}
             if status == 200 and detail["in_sync"] and report.get("realized_revision", 0) >= min(revision, detail["desired_revision"]):
-                return detail
+                namespaces = {ns["name"] for ns in (detail.get("realized") or {}).get("namespaces", [])}
+                if (endpoint in namespaces) == present:
+                    return detail
             if time.monotonic() > deadline:
                 state = detail.get("state", "unknown") if status == 200 else "unknown to the controller"
                 errors = "; ".join(report.get("errors", []))
@@ -230,7 +235,7 @@ def add(conf: Conf, env: Mapping[str, str]) -> dict[str, Any]:
             status, result = plane.call("PUT", f"/v1/endpoints/{attachment.endpoint}", json=body)
         if status != 200:
             raise CniError(INVALID_CONFIG, f"netvirt cannot add endpoint {attachment.endpoint}", str(result.get("detail")))
-        detail = plane.wait_realized(conf.host, result["revision"], conf.timeout)
+        detail = plane.wait_realized(conf.host, result["revision"], conf.timeout, attachment.endpoint, True)
         return _result(conf, attachment, detail)
     except BaseException:
         _forget(plane, conf, attachment.endpoint)
@@ -262,7 +267,7 @@ def _forget(plane: Plane, conf: Conf, endpoint: str, *, wait: bool = False) -> N
             pass  # nothing to delete
     status, result = plane.call("DELETE", f"/v1/endpoints/{endpoint}")
     if status == 200 and wait:
-        plane.wait_realized(conf.host, result["revision"], conf.timeout)
+        plane.wait_realized(conf.host, result["revision"], conf.timeout, endpoint, False)
     elif status not in (200, 404):
         raise CniError(INVALID_CONFIG, f"netvirt cannot remove endpoint {endpoint}", str(result.get("detail")))
     netns.remove(namespace)
@@ -279,7 +284,7 @@ def check(conf: Conf, env: Mapping[str, str]) -> None:
     status, found = plane.call("GET", f"/v1/endpoints/{attachment.endpoint}")
     if status != 200:
         raise CniError(DIFFERS, f"endpoint {attachment.endpoint} is not in the applied spec", str(found.get("detail")))
-    detail = plane.wait_realized(conf.host, found["revision"], conf.timeout)
+    detail = plane.wait_realized(conf.host, found["revision"], conf.timeout, attachment.endpoint, True)
     expected = _result(conf, attachment, detail)
     problems = []
     for key in ("interfaces", "ips"):
