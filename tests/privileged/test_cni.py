@@ -29,13 +29,14 @@ from netvirt.control.agent import Agent, AgentThread
 from netvirt.control.compile import compile_network
 from netvirt.control.controller import Controller
 from netvirt.control.store import open_store
-from netvirt.dataplane.linux import netns
+from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.cleanup import cleanup
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
+from netvirt.dataplane.kernel.observe import KernelObserver
 from netvirt.dataplane.linux.backend import LinuxBackend
-from netvirt.dataplane.linux.cleanup import cleanup
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names
 from netvirt.management.api import create_app
-from netvirt.trace.plan import plan_trace
 from netvirt.management.spec import loads
+from netvirt.trace.plan import plan_trace
 from netvirt.trace.verify import Verifier
 
 SPEC = """\
@@ -319,7 +320,7 @@ def test_podman_runs_two_containers_on_two_hosts(world: World, podman: Podman):
     trace = httpx.post(f"{world.url}/v1/trace", json={"from": client, "to": web, "proto": "tcp", "dport": 8080}).json()
     assert trace["disposition"] == "dropped"
     spec = world.controller.current().spec
-    with Verifier(compile_network(spec), world.names) as verifier:
+    with Verifier(compile_network(spec), KernelObserver(world.names)) as verifier:
         flows = [plan_trace(spec, client, web, proto, port, sport, None, compile=compile_network)[1]
                  for proto, port, sport in (("icmp", None, 41001), ("tcp", 8080, 41002))]
         results = verifier.verify_all(flows)

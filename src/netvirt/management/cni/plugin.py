@@ -201,13 +201,13 @@ class Attachment:
 
 
 def kernel_namespace(conf: Conf, endpoint: str) -> str:
-    from netvirt.dataplane.linux.naming import Names
+    from netvirt.dataplane.kernel.naming import Names
 
     return Names(conf.deployment, conf.prefix).graph_namespace(conf.host, endpoint)
 
 
 def add(conf: Conf, env: Mapping[str, str]) -> dict[str, Any]:
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
 
     attachment = Attachment.from_env(env)
     plane = Plane(conf)
@@ -253,7 +253,7 @@ def delete(conf: Conf, env: Mapping[str, str]) -> None:
 def _forget(plane: Plane, conf: Conf, endpoint: str, *, wait: bool = False) -> None:
     """Remove ``endpoint`` (absent is fine): its interface first (the veth pair goes with it),
     then the endpoint, then (once realized, or when no agent did it) the bind mount."""
-    from netvirt.dataplane.linux import links, netns
+    from netvirt.dataplane.kernel import links, netns
 
     namespace = kernel_namespace(conf, endpoint)
     if netns.exists(namespace):
@@ -274,7 +274,7 @@ def _forget(plane: Plane, conf: Conf, endpoint: str, *, wait: bool = False) -> N
 
 
 def check(conf: Conf, env: Mapping[str, str]) -> None:
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
 
     attachment = Attachment.from_env(env)
     previous = conf.raw.get("prevResult")
@@ -379,7 +379,7 @@ def _comparable(value: Any) -> str:
 
 def _kernel_differences(namespace: str, ifname: str, expected: dict[str, Any]) -> list[str]:
     """What the container's interface lacks, read from the kernel."""
-    from netvirt.dataplane.linux import netns
+    from netvirt.dataplane.kernel import netns
 
     ipr = netns.netlink(namespace)
     try:
