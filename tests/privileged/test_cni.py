@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from cni_harness import Libcni, PluginError
 from conftest import require_tool
 
@@ -35,6 +34,7 @@ from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
 from netvirt.dataplane.kernel.observe import KernelObserver
 from netvirt.dataplane.linux.backend import LinuxBackend
 from netvirt.management.api import create_app
+from netvirt.management.server import Limits, bind, server
 from netvirt.management.spec import loads
 from netvirt.trace.plan import plan_trace
 from netvirt.trace.verify import Verifier
@@ -107,18 +107,18 @@ def world(tmp_path: Path) -> Iterator[World]:
         for host in ("host-a", "host-b")
     ]
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(controller), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    api = server(create_app(controller), Limits())  # as `netvirt controller` serves it
+    thread = threading.Thread(target=api.run, kwargs={"sockets": [bind("127.0.0.1", port)]}, daemon=True)
     thread.start()
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "netvirt-cni").symlink_to(Path(sys.executable).parent / "netvirt-cni")
     try:
-        _eventually(lambda: server.started, what="the controller's API up")
+        _eventually(lambda: api.started, what="the controller's API up")
         controller.wait_converged(30)
         yield World(names, store_url, controller, f"http://127.0.0.1:{port}", plugins, tmp_path)
     finally:
-        server.should_exit = True
+        api.should_exit = True
         thread.join(10)
         try:
             controller.delete()

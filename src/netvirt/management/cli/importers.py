@@ -10,18 +10,19 @@ from typing import Annotated
 
 import typer
 
+from netvirt.management.cli.options import StrictGroup, output_file
 from netvirt.management.cli.spec import report_problems
 
 
 def register(app: typer.Typer) -> None:
-    importers = typer.Typer(help="Write a netvirt spec from another tool's topology.", no_args_is_help=True)
+    importers = typer.Typer(help="Write a netvirt spec from another tool's topology.", no_args_is_help=True, cls=StrictGroup)
     importers.command("containerlab")(containerlab)
     app.add_typer(importers, name="import")
 
 
 def containerlab(
     topology: Annotated[Path, typer.Argument(metavar="TOPO", help="A containerlab topology (*.clab.yml).")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the spec to FILE.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", callback=output_file, help="Write the spec to FILE.")] = None,
 ) -> None:
     """Nodes become endpoints, links networks, kinds container/vm/host; then trace and verify the lab."""
     from netvirt.management.spec import SpecError, loads
