@@ -26,8 +26,6 @@ from netvirt.wire.checksum import finish, partial, pseudo_header, update
 
 FAST_KEY = struct.Struct("!12sHBxH2xHBB2x8sI")
 FAST_KEY_LENGTH = FAST_KEY.size  # 38: Ethernet 14 + IPv4 20 + 4
-_IPV4 = 0x0800
-_IPV6 = 0x86DD
 _TCP, _UDP, _ICMP, _GRE, _ICMPV6 = 6, 17, 1, 47, 58
 _L4_CHECKSUM = {_TCP: 16, _UDP: 6, _ICMP: 2, _ICMPV6: 2}
 _MORE_FRAGMENTS_OR_OFFSET = 0x3FFF

@@ -32,10 +32,8 @@ PACKET_IGNORE_OUTGOING = 23
 TPACKET_V2 = 1
 ETH_P_ALL = 0x0003
 
-TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 TP_STATUS_SEND_REQUEST = 1
-TP_STATUS_WRONG_FORMAT = 4
 
 FRAME_SIZE = 2048  # one slot of either ring: the header, then a frame of up to MAX_FRAME bytes
 RX_FRAMES = 2048
@@ -54,7 +52,9 @@ def tx_prefix(length: int) -> bytes:
     return TX_HEADER.pack(TP_STATUS_SEND_REQUEST, length) + bytes(TX_DATA - TX_HEADER.size)
 
 
-def _packet_socket(ifname: str, protocol: int) -> socket.socket:
+def packet_socket(ifname: str, protocol: int) -> socket.socket:
+    """A raw AF_PACKET socket bound to ``ifname`` for ``protocol`` (0: receives nothing);
+    OSError naming the device."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(protocol))
     try:
         sock.bind((ifname, protocol))
@@ -68,7 +68,7 @@ class RxRing:
     """A TPACKET_V2 receive ring on ``ifname`` (see the module docstring)."""
 
     def __init__(self, ifname: str, *, frames: int = RX_FRAMES) -> None:
-        self.sock = _packet_socket(ifname, ETH_P_ALL)
+        self.sock = packet_socket(ifname, ETH_P_ALL)
         sock = self.sock
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -100,7 +100,7 @@ class TxRing:
     """A TPACKET_V2 transmit ring on ``ifname``: fill frames, then ``flush`` them in one syscall."""
 
     def __init__(self, ifname: str, *, frames: int = TX_FRAMES) -> None:
-        self.sock = _packet_socket(ifname, 0)  # protocol 0: this socket receives nothing
+        self.sock = packet_socket(ifname, 0)  # protocol 0: this socket receives nothing
         sock = self.sock
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
@@ -144,12 +144,8 @@ class TxRing:
             return
         try:
             self.sock.send(b"")
-        except BlockingIOError:
-            pass
         except OSError:
-            self.dropped += self.pending
-            self.pending = 0
-            return
+            return  # the frames stay queued (send requests): the next flush hands them over
         self.sent += self.pending
         self.pending = 0
 

@@ -21,7 +21,6 @@ flow-cache hits, misses and entries.
 
 import os
 import select
-import socket
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -40,10 +39,13 @@ from netvirt.dataplane.userspace.rings import (
     FRAME,
     FRAME_SIZE,
     MAX_FRAME,
+    PACKET_IGNORE_OUTGOING,
+    SOL_PACKET,
     TP_STATUS_USER,
     TX_DATA,
     RxRing,
     TxRing,
+    packet_socket,
     tx_prefix,
 )
 
@@ -80,10 +82,9 @@ class Switch:
             self.sockets = [self._plain_socket(name) for name in self.names]
 
     @staticmethod
-    def _plain_socket(name: str) -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        sock.bind((name, ETH_P_ALL))
-        sock.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING
+    def _plain_socket(name: str):
+        sock = packet_socket(name, ETH_P_ALL)
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         sock.setblocking(False)
         return sock
 
