@@ -400,6 +400,8 @@ def _send(opener: "Opener", flow: Flow, echo_id: int) -> tuple[str, str | None, 
     except OSError as error:
         if error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.EPERM):
             return "unreachable", None, os.strerror(error.errno)
+        if error.errno in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENETDOWN):  # drift: the sender's device is gone
+            return "dropped", None, f"cannot send from {flow.src}: {os.strerror(error.errno)}"
         raise
 
 
@@ -411,7 +413,12 @@ def _echo(opener: "Opener", family: int, flow: Flow, echo_id: int) -> tuple[str,
     if not v6:
         request = request[:2] + struct.pack("!H", checksum.compute(request)) + request[4:]
     with opener(family, socket.SOCK_RAW, proto) as sock:
-        sock.bind((str(flow.src), 0))
+        try:
+            sock.bind((str(flow.src), 0))
+        except OSError as error:
+            if error.errno not in (errno.EADDRNOTAVAIL, errno.ENODEV):
+                raise
+            return "dropped", None, f"cannot send from {flow.src}: {os.strerror(error.errno)}"
         sock.sendto(request, (str(flow.dst), 0))
         deadline = time.monotonic() + TIMEOUT
         while (left := deadline - time.monotonic()) > 0:

@@ -115,15 +115,25 @@ def up(
     poll_mode: Annotated[PollMode, typer.Option(
         help="--backend userspace: busy (a whole core, lowest latency) or adaptive (sleeps when idle).")
     ] = PollMode.adaptive,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Rebuild the deployment of SPEC's name even if another spec file built it.")] = False,
     format: FormatOption = TextOrJson.text,
 ) -> None:
     """Build SPEC's network (idempotent: converges from any state, repairs drift)."""
     from netvirt.dataplane.linux.backend import check_network, network_backends
     from netvirt.dataplane.sim.backend import SimBackend
+    from netvirt.graph import DeviceKind
 
     loaded, network, deployment = compiled(spec, "up")
     hosts = [graph.host for graph in network.hosts]
     filters = parse_filters(filter or [], hosts, "up")
+    if not hosts:  # nothing to build: no agent would ever report
+        if format is TextOrJson.json:
+            typer.echo(json.dumps({"spec": loaded.name, "deployment": deployment, "backend": backend.value,
+                                   "filters": {}, "seconds": 0.0, "hosts": []}, indent=2))
+        else:
+            typer.echo(f"{loaded.name}: the spec has no hosts; nothing to build")
+        return
     if backend.value in ("linux", "userspace"):
         require_net_admin("up")
         if backend.value == "linux":
@@ -138,6 +148,7 @@ def up(
             for problem in problems:
                 typer.echo(f"{spec}: {problem.where}: {problem.message}", err=True)
             fail("up", f"{len(problems)} problem(s) with backend {backend.value}; nothing was created", 2)
+        claim_deployment(spec, loaded.name, deployment, replace)
         if backend.value != "userspace":  # the kernel takes the datapath back from a switch of an earlier up
             from netvirt.dataplane.userspace import process
 
@@ -162,7 +173,7 @@ def up(
             "host": graph.host,
             "state": states[graph.host],
             "namespaces": len(graph.namespaces),
-            "devices": len(graph.devices),
+            "devices": len([d for d in graph.devices if d.kind is not DeviceKind.SOCKET]),  # as `status` counts
             "created": result.created if result else None,
             "changed": result.changed if result else None,
             "deleted": result.deleted if result else None,
@@ -180,6 +191,31 @@ def up(
     where = f" (namespaces {kernel_settings()['prefix']}-{deployment}-*; `netvirt down {spec}` removes them)" \
         if backend.value in ("linux", "userspace") else ""
     typer.echo(f"{loaded.name}: {len(rows)} hosts up with backend {backend.value} in {elapsed:.1f}s{where}")
+
+
+def claim_deployment(spec_path: Path, spec_name: str, deployment: str, replace: bool) -> None:
+    """Claim ``deployment`` for the spec at ``spec_path`` (see ``dataplane.kernel.claims``); exit 2,
+    touching nothing, when another spec with the same name built it, unless ``replace``."""
+    from netvirt.dataplane.kernel import claims
+
+    state_dir = kernel_settings()["state_dir"]
+    claim = claims.SpecClaim.of(spec_name, spec_path)
+    held = claims.conflict(state_dir, deployment, claim)
+    if held is not None and not replace:
+        fail("up", f"{spec_path}: deployment {deployment} belongs to {held.describe()}, not to this file "
+                   f"(content sha256 {claim.sha256[:12]}); nothing was changed. Give this spec another `name:`, "
+                   f"run `netvirt down {held.path}` first, or give --replace to rebuild it from {spec_path}", 2)
+    claims.write(state_dir, deployment, claim)
+
+
+def owned_or_exit(spec_path: Path, spec_name: str, deployment: str, command: str) -> None:
+    """Exit 2 when ``deployment`` was built by another spec than the one at ``spec_path``."""
+    from netvirt.dataplane.kernel import claims
+
+    held = claims.conflict(kernel_settings()["state_dir"], deployment, claims.SpecClaim.of(spec_name, spec_path))
+    if held is not None:
+        fail(command, f"{spec_path}: deployment {deployment} belongs to {held.describe()}, not to this file; "
+                      f"nothing was changed (give that spec: `netvirt {command} {held.path}`)", 2)
 
 
 def converge(loaded: Any, backends: dict[str, Any], timeout: float, console: Console) -> dict[str, str]:
@@ -242,6 +278,7 @@ def down(
 ) -> None:
     """Remove exactly the kernel objects netvirt made for SPEC (or, with --all, for every spec)."""
     from netvirt.dataplane.linux.backend import network_backends
+    from netvirt.dataplane.kernel import claims
     from netvirt.dataplane.kernel.cleanup import cleanup, cleanup_all, unrecorded
 
     from netvirt.dataplane.userspace import process
@@ -252,7 +289,8 @@ def down(
     reports = []
     settings = kernel_settings()
     if spec is not None:
-        _, network, deployment = compiled(spec, "down")
+        loaded, network, deployment = compiled(spec, "down")
+        owned_or_exit(spec, loaded.name, deployment, "down")
         process.stop_all(process.run_dir(settings["state_dir"], settings["prefix"], deployment))  # the switches first
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True),
                       transient=True) as progress:
@@ -264,10 +302,13 @@ def down(
                 progress.advance(task)
         reports.append(cleanup(names(deployment), kernel_settings()["state_dir"]))  # whatever a crashed or older `up` left
         reports = [_merged(deployment, reports)]
+        claims.drop(settings["state_dir"], deployment)
     else:
         for run_dir in sorted((Path(settings["state_dir"]) / "userspace").glob(f"{settings['prefix']}-*")):
             process.stop_all(run_dir)
         reports = cleanup_all(settings["state_dir"])
+        for claimed in claims.claimed(settings["state_dir"]):
+            claims.drop(settings["state_dir"], claimed)
     strays = unrecorded(kernel_settings()["prefix"], kernel_settings()["state_dir"])
     if format is TextOrJson.json:
         typer.echo(json.dumps({
@@ -606,17 +647,45 @@ def verify(
     settings = kernel_settings()
     userspace = process.hosts(process.run_dir(settings["state_dir"], settings["prefix"], deployment))
     options = verification(network, userspace) if userspace else {}
+    in_kernel = options.get("exists", lambda place: True)
+    drift = missing_devices(network, names(deployment), in_kernel)
+    for place in drift:
+        typer.echo(f"netvirt verify: drift: device {place} is missing (`netvirt up {spec}` repairs it); "
+                   "flows through it cannot agree", err=True)
+    options["exists"] = lambda place: in_kernel(place) and f"{place[0]}:{place[1]}/{place[2]}" not in drift
     with Console(stderr=True).status(f"probing {len(labelled)} flows in the kernel"), \
             Verifier(network, observer, **options) as verifier:
         results = verifier.verify_all([flow for _, _, flow in labelled])
-    agree = all(r.agrees for r in results)
+    agree = all(r.agrees for r in results) and not drift
     if format is TextOrJson.json:
-        typer.echo(json.dumps({"spec": loaded.name, "agree": agree, "flows": [
+        typer.echo(json.dumps({"spec": loaded.name, "agree": agree, "drift": drift, "flows": [
             {"from": a, "to": b, **r.to_json()} for (a, b, _), r in zip(labelled, results, strict=True)]}, indent=2))
     else:
         _verify_table(labelled, results, detail or not all_)
     if not agree:
         raise typer.Exit(1)
+
+
+def missing_devices(network: Any, kernel_names: Any, in_kernel: Any) -> list[str]:
+    """``host:namespace/device`` of every device of ``network`` that should be a kernel link
+    (``in_kernel((host, namespace, device))``, sockets never) and its namespace lacks (drift, e.g. a
+    hand-deleted veth); a missing namespace counts as all its devices missing."""
+    from netvirt.dataplane.kernel import netns
+    from netvirt.dataplane.linux.readback import link_names
+    from netvirt.graph import DeviceKind
+
+    missing = []
+    for graph in network.hosts:
+        present: dict[str, set[str]] = {}
+        for dev in graph.devices:
+            if dev.kind is DeviceKind.SOCKET or not in_kernel((graph.host, dev.namespace, dev.name)):
+                continue
+            if dev.namespace not in present:
+                kernel = kernel_names.graph_namespace(graph.host, dev.namespace)
+                present[dev.namespace] = set(link_names(kernel)) if netns.exists(kernel) else set()
+            if dev.name not in present[dev.namespace]:
+                missing.append(f"{graph.host}:{dev.namespace}/{dev.name}")
+    return missing
 
 
 def _verify_table(labelled: list, results: list, detail: bool) -> None:
