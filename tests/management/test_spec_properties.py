@@ -6,6 +6,7 @@
   problem in a parsable file has a position.
 """
 
+import copy
 import json
 import random
 
@@ -152,7 +153,7 @@ def spec_data(draw) -> dict:
             }
         )
     stacks = [
-        {"name": f"stack-{i}", "layers": layers}
+        {"name": f"stack-{i}", "layers": copy.deepcopy(layers)}  # mutate() edits in place
         for i, layers in enumerate(draw(st.lists(st.sampled_from(STACKS), max_size=2)))
     ]
     return {
