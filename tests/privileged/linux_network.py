@@ -22,6 +22,7 @@ from netvirt.graph import NetworkGraph
 from netvirt.management.spec import Spec
 
 TIMEOUT = 0.6  # seconds a probe waits: dropped flows cost this much
+RETRY_TIMEOUT = 2.0  # a "blocked" flow is probed once more this long (a loaded machine answers late)
 PORTS = (("tcp", 80), ("tcp", 5432), ("tcp", 22), ("udp", 53))
 
 
@@ -138,7 +139,7 @@ def _serve(sock: socket.socket, proto: str, name: bytes) -> None:
 # --- probes ---------------------------------------------------------------------------------------
 
 
-def probe(namespace: str, address: str, proto: str, port: int = 0) -> str:
+def probe(namespace: str, address: str, proto: str, port: int = 0, timeout: float = TIMEOUT) -> str:
     """What a real probe from ``namespace`` gets: ``ok:<endpoint that answered>``, ``ok`` (ICMP
     echo answered), ``refused`` (TCP reset or ICMP unreachable) or ``blocked`` (no answer, or no
     route)."""
@@ -148,7 +149,7 @@ def probe(namespace: str, address: str, proto: str, port: int = 0) -> str:
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     sock = netns.socket_in(namespace, family, kind)
     with sock:
-        sock.settimeout(TIMEOUT)
+        sock.settimeout(timeout)
         try:
             if proto == "tcp":
                 sock.connect((address, port))
@@ -178,7 +179,11 @@ def flows(network: Network, extra_targets: tuple[str, ...] = ()) -> list[Flow]:
 
 
 def run_probes(network: Network, wanted: list[Flow]) -> dict[Flow, str]:
-    """The outcome of every flow, probed concurrently."""
+    """The outcome of every flow, probed concurrently; a flow that got no answer is probed once
+    more with a longer wait, so a slow answer on a loaded machine is not taken for a drop."""
     with ThreadPoolExecutor(max_workers=48) as pool:
-        outcomes = pool.map(lambda f: probe(network.namespace(f[0]), f[1], f[2], f[3]), wanted)
-        return dict(zip(wanted, outcomes, strict=True))
+        outcomes = dict(zip(wanted, pool.map(lambda f: probe(network.namespace(f[0]), *f[1:]), wanted), strict=True))
+        silent = [flow for flow, outcome in outcomes.items() if outcome == "blocked"]
+        again = pool.map(lambda f: probe(network.namespace(f[0]), *f[1:], timeout=RETRY_TIMEOUT), silent)
+        outcomes.update(zip(silent, again, strict=True))
+        return outcomes
