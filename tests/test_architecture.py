@@ -134,6 +134,16 @@ def test_trace_imports_no_concrete_backend():
     assert not violations, "\n".join(violations)
 
 
+
+def test_trace_builds_no_packets_with_the_simulator():
+    """trace uses the simulator as its oracle only (``FlowCache``, ``Simulator``, ``Topology``): the frames
+    it sends or predicts (probes, ARP requests, neighbour solicitations) come from ``netvirt.wire.builders``."""
+    face = {"netvirt.dataplane.sim", "netvirt.dataplane.sim.FlowCache", "netvirt.dataplane.sim.Simulator",
+            "netvirt.dataplane.sim.Topology"}
+    violations = [f"{module} imports {name}" for module, names in dataplane_imports("trace").items() for name in names
+                  if name.startswith("netvirt.dataplane.sim") and name not in face]
+    assert not violations, "use netvirt.wire.builders:\n" + "\n".join(violations)
+
 # Numbers the wire defines (IP protocols, EtherTypes): the simulator and the graph take them from netvirt.wire.
 WIRE_NAMES = {"TCP", "UDP", "ICMP", "ICMPV6", "GRE", "ARP", "IPV4", "IPV6"}
 ETHERTYPE_BYTES = {b"\x08\x00", b"\x86\xdd", b"\x08\x06"}

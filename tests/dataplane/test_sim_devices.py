@@ -7,7 +7,8 @@ from ipaddress import ip_address
 from sim_graphs import Lab, actions, assert_valid
 
 from netvirt.dataplane.events import Action, Disposition
-from netvirt.dataplane.sim import Simulator, probe
+from netvirt.dataplane.sim import Simulator
+from netvirt.wire.builders import probe
 from netvirt.graph import (
     ACCEPT,
     DROP,

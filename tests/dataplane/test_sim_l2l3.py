@@ -6,7 +6,8 @@ from ipaddress import ip_address, ip_network
 from sim_graphs import Lab, actions, assert_valid
 
 from netvirt.dataplane.events import Action, Disposition
-from netvirt.dataplane.sim import Simulator, probe
+from netvirt.dataplane.sim import Simulator
+from netvirt.wire.builders import probe
 from netvirt.graph import DeviceKind, FdbEntry, NamespaceKind, Neighbour, Route, RouteType
 from netvirt.wire import dissect, icmpv4, icmpv6, tcp
 from netvirt.wire.fields import headers

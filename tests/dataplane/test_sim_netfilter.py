@@ -7,7 +7,8 @@ import pytest
 from sim_graphs import Lab, assert_valid
 
 from netvirt.dataplane.events import Action, Disposition
-from netvirt.dataplane.sim import Simulator, probe
+from netvirt.dataplane.sim import Simulator
+from netvirt.wire.builders import probe
 from netvirt.dataplane.sim.packets import response
 from netvirt.graph import (
     ACCEPT,

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from sim_graphs import Lab, assert_valid
 
 from netvirt.dataplane.events import Action, Disposition
-from netvirt.dataplane.sim import Simulator, probe
+from netvirt.dataplane.sim import Simulator
+from netvirt.wire.builders import probe
 from netvirt.dataplane.sim.packets import entropy
 from netvirt.graph import DeviceKind, PortRange, Proto, Socket, Tunnel
 from netvirt.wire import dissect, flow_entropy, geneve, icmpv4, icmpv6, nvgre, udp, vxlan
@@ -178,7 +179,7 @@ def test_no_fdb_entry_drops_at_the_tunnel():
 def test_probes_from_templates_equal_probes_built_whole(src, other, proto, sport, dport, size):
     from ipaddress import IPv4Address, IPv6Address
 
-    from netvirt.dataplane.sim.packets import _probe
+    from netvirt.wire.builders import _probe
 
     dst = IPv4Address(other % 2**32) if src.version == 4 else IPv6Address(other)
     assert probe(src, dst, proto, src_port=sport, dst_port=dport, size=size) == \

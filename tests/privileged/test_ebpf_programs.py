@@ -44,7 +44,9 @@ from netvirt.graph import (
     Rule,
     Verdict,
 )
+from netvirt.wire import builders
 from netvirt.wire.checksum import compute as internet_checksum
+from netvirt.wire.fields import headers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
 from test_classify import IFACES, aimed, rule_lists  # noqa: E402
@@ -85,7 +87,7 @@ def frame_of(key) -> bytes:
 
 def established(program: EndpointProgram, frame: bytes) -> None:
     """Make ``frame``'s flow a reply of a tracked connection (its conntrack state ESTABLISHED)."""
-    found = packets.headers(frame)
+    found = headers(frame)
     flow = L.Flow(src=L.address_words(found.src), dst=L.address_words(found.dst), src_port=found.src_port,
                   dst_port=found.dst_port, family=found.version, proto=found.proto)
     table = program.obj.map("nv_conntrack", L.Flow, L.Conntrack)
@@ -113,7 +115,7 @@ def test_policy_verdict_equals_the_simulator(endpoint, rules, policy, hook, data
         if state is CtState.ESTABLISHED:
             established(endpoint, frame)
         iface = IFACES[0]
-        key = packet_key(packets.headers(frame), state, iface if hook is NetfilterHook.INPUT else None,
+        key = packet_key(headers(frame), state, iface if hook is NetfilterHook.INPUT else None,
                          iface if hook is NetfilterHook.OUTPUT else None)
         key = type(key)(**{**{f: getattr(key, f) for f in key.__slots__}, "mark": mark})
         index, action = classifier.classify(key)
@@ -136,7 +138,7 @@ def test_log_rules_emit_records_and_marks_are_set(endpoint):
     rules = (Rule(match=Match(proto=Proto.UDP), action=ACCEPT, log="seen-udp", set_mark=0x42),)
     endpoint.configure((Chain(hook=NetfilterHook.OUTPUT, rules=rules),), (), IFINDEX.__getitem__)
     before = endpoint.counters()["logged"]
-    frame = packets.frame(MACS[:6], MACS[6:], packets.probe(ip_address("10.0.0.1"), ip_address("10.0.0.2"), "udp",
+    frame = packets.frame(MACS[:6], MACS[6:], builders.probe(ip_address("10.0.0.1"), ip_address("10.0.0.2"), "udp",
                                                             src_port=5000, dst_port=53))
     endpoint.clear_conntrack()
     run = endpoint.run(frame, NetfilterHook.OUTPUT)
@@ -173,22 +175,22 @@ def test_service_nat_bytes_equal_the_simulator(endpoint, service, data):
     proto = service.match.proto.value
     client = ip_address("10.10.0.99" if vip.version == 4 else "fd00:10::99")
     src_port = data.draw(st.integers(1024, 65535))
-    request = bytearray(packets.frame(MACS[:6], MACS[6:], packets.probe(client, vip, proto, src_port=src_port, dst_port=port,
+    request = bytearray(packets.frame(MACS[:6], MACS[6:], builders.probe(client, vip, proto, src_port=src_port, dst_port=port,
                                                                         size=data.draw(st.sampled_from([0, 100])))))
-    found = packets.headers(request)
+    found = headers(request)
     target = _pick(service.action, found)
     expected = bytearray(request)
     new_port = target.port if target.port is not None else port
-    packets.rewrite(expected, packets.headers(expected), dst=target.address.packed, dst_port=new_port)
+    packets.rewrite(expected, headers(expected), dst=target.address.packed, dst_port=new_port)
     run = endpoint.run(bytes(request), NetfilterHook.OUTPUT)
     assert run.retval == TC_ACT_OK and run.nat
     assert run.packet == bytes(expected)
 
     # the backend's answer, back at the client: source rewritten to the VIP
-    answer = bytearray(packets.frame(MACS[6:], MACS[:6], packets.probe(target.address, client, proto, src_port=new_port,
+    answer = bytearray(packets.frame(MACS[6:], MACS[:6], builders.probe(target.address, client, proto, src_port=new_port,
                                                                        dst_port=src_port)))
     restored = bytearray(answer)
-    packets.rewrite(restored, packets.headers(restored), src=vip.packed, src_port=port)
+    packets.rewrite(restored, headers(restored), src=vip.packed, src_port=port)
     back = endpoint.run(bytes(answer), NetfilterHook.INPUT)
     assert back.retval == TC_ACT_OK and back.nat and back.ct_state == 2
     assert back.packet == bytes(restored)
@@ -202,9 +204,9 @@ def test_affinity_keeps_a_client_on_one_backend(endpoint):
     endpoint.clear_conntrack()
     chosen = set()
     for src_port in range(40000, 40020):
-        frame = packets.frame(MACS[:6], MACS[6:], packets.probe(ip_address("10.10.0.99"), ip_address("10.96.0.5"), "tcp",
+        frame = packets.frame(MACS[:6], MACS[6:], builders.probe(ip_address("10.10.0.99"), ip_address("10.96.0.5"), "tcp",
                                                                 src_port=src_port, dst_port=80))
-        chosen.add(packets.headers(endpoint.run(frame, NetfilterHook.OUTPUT).packet).dst)
+        chosen.add(headers(endpoint.run(frame, NetfilterHook.OUTPUT).packet).dst)
     assert len(chosen) == 1
     affinity = endpoint.obj.map("nv_lb_affinity", L.LbAffinityKey, L.LbAffinityValue)
     assert len(affinity.keys()) == 1
@@ -220,7 +222,7 @@ def test_xdp_drops_listed_sources_and_counts_them():
                  ("2001:db8:bad::1", "2001:db8::10", XDP_DROP), ("2001:db8:bad:1::1", "2001:db8::10", XDP_DROP),
                  ("2001:db8:bae::1", "2001:db8::10", XDP_PASS)]  # fmt: skip
         for src, dst, verdict in cases:
-            frame = packets.frame(MACS[:6], MACS[6:], packets.probe(ip_address(src), ip_address(dst), "udp",
+            frame = packets.frame(MACS[:6], MACS[6:], builders.probe(ip_address(src), ip_address(dst), "udp",
                                                                     src_port=1, dst_port=2))
             assert xdp.run(frame)[0] == verdict, src
         per_entry, passed = xdp.counters(2)

@@ -60,7 +60,7 @@ def test_encapsulation_overhead_fragmenting_the_outer_packet():
     network = overlay(underlay_mtu=1400, overlay_mtu=1500, pod_mtu=1500)
     packet_size = 1450
     tracer = Tracer(network)
-    from netvirt.dataplane.sim import probe
+    from netvirt.wire.builders import probe
 
     walk, answer = tracer.cache.exchange("h1", "a", probe(A, B, "udp", src_port=5000, dst_port=53, size=packet_size,
                                                              dont_fragment=False))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface, ip_network
 
 from netvirt.dataplane.events import Walk
-from netvirt.dataplane.sim import FlowCache, probe
+from netvirt.dataplane.sim import FlowCache
 from netvirt.graph import (
     Attachment,
     Device,
@@ -30,6 +30,7 @@ from netvirt.graph import (
 )
 from netvirt.trace.anomalies import check
 from netvirt.trace.model import Trace, build
+from netvirt.wire.builders import probe
 
 INTERNET = ip_address("203.0.113.10")  # TEST-NET-3 (RFC 5737): "a server on the internet"
 INTERNET6 = ip_address("2001:db8:ffff::10")

@@ -36,12 +36,12 @@ from ipaddress import ip_address
 
 from netvirt.dataplane.api import Observation, Observer
 from netvirt.dataplane.events import Action, Disposition, Walk
-from netvirt.dataplane.sim import packets
 from netvirt.graph import DeviceKind, NetworkGraph, Socket
 from netvirt.trace.run import Flow, Tracer
 from netvirt.wire import ParseError, dissect
 from netvirt.wire import checksum
 from netvirt.wire.addresses import ip_to_text
+from netvirt.wire.builders import arp_request
 
 OBSERVABLE = frozenset({DeviceKind.VETH, DeviceKind.NIC, DeviceKind.VXLAN})
 TIMEOUT = 5.0  # seconds a probe waits: ARP gives up after 3 tries 1 s apart, then a router answers (slack for load)
@@ -208,7 +208,7 @@ class Verifier:
                 with self.observer.open_socket(graph.host, dev.namespace, socket.AF_PACKET, socket.SOCK_RAW) as sock:
                     sock.bind((dev.name, 0))
                     mac = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", dev.name.encode()))[18:24]
-                    sock.send(packets.arp_request(mac, address.packed, address.packed))
+                    sock.send(arp_request(mac, address.packed, address.packed))
         time.sleep(SETTLE)
 
     def _serve(self) -> None:

@@ -1,4 +1,6 @@
-"""Compose frames: ``build`` a stack of Reprs, ``encapsulate`` a frame in VXLAN/Geneve/NVGRE.
+"""Compose frames: ``build`` a stack of Reprs, ``encapsulate`` a frame in VXLAN/Geneve/NVGRE, and
+what a client sends first (``probe``, ``arp_request``, ``neighbor_solicitation``), for the
+simulator and the real probes of ``verify`` alike.
 
 ``flow_entropy`` picks a tunnel's UDP source port from the inner flow (RFC 7348 §5): the CRC-32
 (``zlib.crc32``) of the inner flow key, folded into the dynamic port range 49152-65535 as
@@ -10,10 +12,12 @@ same underlay path; different flows spread over ECMP paths.
 
 import zlib
 from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from netvirt.wire import ethernet, geneve, icmpv6, ipv4, ipv6, nvgre, stack, tcp, udp, vxlan
+from netvirt.wire import arp, ethernet, geneve, icmpv4, icmpv6, ipv4, ipv6, nvgre, stack, tcp, udp, vxlan
 from netvirt.wire.addresses import ip_to_bytes, mac_to_bytes
 from netvirt.wire.errors import ParseError
+from netvirt.wire.ipv4 import ICMP, ICMPV6, TCP, UDP
 
 DYNAMIC_PORTS_START = 49152
 _PSEUDO_HEADER_LAYERS = (udp.Repr, tcp.Repr, icmpv6.Repr)
@@ -116,3 +120,99 @@ def encapsulate(inner_frame, *, encap: str, vni: int, outer_src, outer_dst, oute
     else:
         outer = [ethernet.Repr(src_mac, dst_mac, ethernet.IPV6), ipv6.Repr(src, dst, protocol, hop_limit=ttl)]
     return build(outer + tunnel, inner_frame)
+
+
+# --- what a client sends: probes and address resolution ------------------------------------------
+
+FIRST_SEQUENCE = 1_000_000  # probes' TCP initial sequence number (fixed: traces are deterministic)
+BROADCAST = b"\xff" * 6
+ZERO_MAC = bytes(6)
+
+
+def probe(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address, proto: str, *, src_port: int = 0,
+          dst_port: int = 0, size: int = 0, ttl: int = 64, dont_fragment: bool = True,
+          identification: int = 1) -> bytes:
+    """An IP packet a client would send: a TCP SYN, a UDP datagram or an ICMP echo request.
+
+    ``size`` is the IP total length to reach (padded with zero payload; 0 = headers only);
+    ``src_port`` is the echo identifier for ICMP. Fields are fixed so traces are deterministic.
+    Built once per shape and then given its addresses through the header Views (RFC 1624
+    checksum updates): the same bytes as building it whole, faster.
+    """
+    if src.version != dst.version:
+        raise ValueError(f"probe from IPv{src.version} {src} to IPv{dst.version} {dst}: families differ")
+    shape = (src.version, proto, src_port, dst_port, size, ttl, dont_fragment, identification)
+    template = _TEMPLATES.get(shape)
+    if template is None:
+        if len(_TEMPLATES) >= 4096:
+            _TEMPLATES.clear()
+        unspecified = ip_address("0.0.0.0" if src.version == 4 else "::")
+        template = _TEMPLATES[shape] = _probe(unspecified, unspecified, proto, src_port, dst_port, size, ttl,
+                                              dont_fragment, identification)
+    packet = bytearray(template)  # the same packet between these addresses: RFC 1624 updates
+    view = ipv4.View(packet) if src.version == 4 else ipv6.View(packet)
+    transport = None
+    l4 = 20 if src.version == 4 else 40
+    if proto == "tcp":
+        transport = tcp.View(packet, l4)
+    elif proto == "udp":
+        transport = udp.View(packet, l4)
+    elif src.version == 6:
+        transport = icmpv6.View(packet, l4)
+    for field, address in (("src", src.packed), ("dst", dst.packed)):
+        old = getattr(view, field)
+        setattr(view, field, address)
+        if transport is not None:
+            transport.update_pseudo_header(old, address)
+    return bytes(packet)
+
+
+_TEMPLATES: dict[tuple, bytes] = {}
+
+
+def _probe(src, dst, proto: str, src_port: int, dst_port: int, size: int, ttl: int, dont_fragment: bool,
+           identification: int) -> bytes:
+    s, d = src.packed, dst.packed
+    if proto == "tcp":
+        transport = tcp.Repr(src_port, dst_port, FIRST_SEQUENCE, 0, tcp.SYN, 64240)
+        header_length = 20
+    elif proto == "udp":
+        transport = udp.Repr(src_port, dst_port)
+        header_length = 8
+    elif proto == "icmp":
+        if src.version == 4:
+            transport = icmpv4.Repr(icmpv4.ECHO_REQUEST, 0, src_port or 1, 1)
+        else:
+            transport = icmpv6.Repr(icmpv6.ECHO_REQUEST, 0, src_port or 1, 1)
+        header_length = 8
+    else:
+        raise ValueError(f"probe protocol must be tcp, udp or icmp, got {proto!r}")
+    ip_length = 20 if src.version == 4 else 40
+    payload = bytes(max(0, size - ip_length - header_length))
+    if src.version == 4:
+        ip = ipv4.Repr(s, d, {"tcp": TCP, "udp": UDP, "icmp": ICMP}[proto], ttl, identification,
+                       dont_fragment=dont_fragment)
+    else:
+        ip = ipv6.Repr(s, d, {"tcp": TCP, "udp": UDP, "icmp": ICMPV6}[proto], hop_limit=ttl)
+    return build([ip, transport], payload)
+
+
+def arp_request(src_mac: bytes, src_ip: bytes, target_ip: bytes) -> bytes:
+    """A broadcast ARP request from ``src_mac``/``src_ip`` for ``target_ip`` (a gratuitous one when they are equal)."""
+    request = arp.Repr(arp.REQUEST, src_mac, src_ip, ZERO_MAC, target_ip)
+    return build([ethernet.Repr(src_mac, BROADCAST, ethernet.ARP), request])
+
+
+
+def solicited_node(address: bytes) -> tuple[bytes, bytes]:
+    """The solicited-node multicast address of an IPv6 address, and its multicast MAC (RFC 4291)."""
+    group = bytes.fromhex("ff0200000000000000000001ff") + address[13:]
+    return group, b"\x33\x33" + group[12:]
+
+
+def neighbor_solicitation(src_mac: bytes, src_ip: bytes, target_ip: bytes) -> bytes:
+    """An ICMPv6 neighbour solicitation for ``target_ip`` to its solicited-node group (RFC 4861 §4.3)."""
+    group, mac = solicited_node(target_ip)
+    message = icmpv6.Repr(icmpv6.NEIGHBOR_SOLICITATION, target_address=target_ip, link_layer_address=src_mac)
+    return build([ethernet.Repr(src_mac, mac, ethernet.IPV6), ipv6.Repr(src_ip, group, ICMPV6, hop_limit=255),
+                  message])

@@ -37,7 +37,7 @@ from netvirt.graph import (
     SwitchMode,
     Tunnel,
 )
-from netvirt.wire import geneve, ipv4, ipv6, nvgre, udp, vxlan
+from netvirt.wire import builders, geneve, ipv4, ipv6, nvgre, udp, vxlan
 from netvirt.wire.addresses import ip_to_text, mac_to_text
 from netvirt.wire.builders import DYNAMIC_PORTS_START
 from netvirt.wire.fields import headers
@@ -85,7 +85,7 @@ class Simulator:
             address = next((a.ip.packed for a in dev.addresses if a.version == 4), None)
             if mac is None or address is None or dev.kind in SWITCH_KINDS:
                 continue
-            self.transmit(Run(record=False), place, bytearray(packets.arp_request(mac, address, address)))
+            self.transmit(Run(record=False), place, bytearray(builders.arp_request(mac, address, address)))
 
     def answer(self, walk: Walk, *, record: bool = True) -> Walk | None:
         """Walk the destination's answer to a delivered packet (SYN|ACK, UDP reply, echo reply)

@@ -1,4 +1,4 @@
-"""Packet bytes for the simulator: probes, answers, NAT, fragments.
+"""Packet bytes for the simulator: answers, NAT, fragments (probes are ``wire.builders``').
 
 Contract: every function takes and returns real bytes built with ``netvirt.wire`` — checksums are
 always valid (NAT rewrites update them incrementally, RFC 1624). Frames are untagged Ethernet II;
@@ -8,21 +8,18 @@ the inverse of the request's.
 """
 
 import zlib
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 
 from netvirt.wire import arp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp
-from netvirt.wire.builders import DYNAMIC_PORTS_START, build, flow_entropy
+from netvirt.wire.builders import DYNAMIC_PORTS_START, FIRST_SEQUENCE, build, flow_entropy
 from netvirt.wire.fields import PORTS, Headers, headers
 from netvirt.wire.ipv4 import ICMP, ICMPV6, TCP, UDP
 
 ETHERNET = ethernet.HEADER_LENGTH
 IPV4_TYPE, IPV6_TYPE, ARP_TYPE = (ethertype.to_bytes(2, "big") for ethertype in (ethernet.IPV4, ethernet.IPV6, ethernet.ARP))
 IP_TYPES = (IPV4_TYPE, IPV6_TYPE)  # the EtherType bytes of a frame carrying IP (frame[12:14])
-BROADCAST = b"\xff" * 6
-ZERO_MAC = bytes(6)
 IPV4_QUOTE = 576  # RFC 1812 §4.3.2.3: an ICMP error quotes as much as fits in 576 bytes
 IPV6_QUOTE = 1280  # RFC 4443 §2.4 (c)
-FIRST_SEQUENCE = 1_000_000  # probes' TCP initial sequence number (fixed: traces are deterministic)
 
 
 
@@ -42,74 +39,6 @@ def frame(dst_mac: bytes, src_mac: bytes, ip_packet) -> bytes:
     """An Ethernet frame around an IP packet (the EtherType follows the IP version)."""
     ethertype = ethernet.IPV4 if ip_packet[0] >> 4 == 4 else ethernet.IPV6
     return b"".join((dst_mac, src_mac, ethertype.to_bytes(2, "big"), ip_packet))
-
-
-def probe(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address, proto: str, *, src_port: int = 0,
-          dst_port: int = 0, size: int = 0, ttl: int = 64, dont_fragment: bool = True,
-          identification: int = 1) -> bytes:
-    """An IP packet a client would send: a TCP SYN, a UDP datagram or an ICMP echo request.
-
-    ``size`` is the IP total length to reach (padded with zero payload; 0 = headers only);
-    ``src_port`` is the echo identifier for ICMP. Fields are fixed so traces are deterministic.
-    Built once per shape and then given its addresses through the header Views (RFC 1624
-    checksum updates): the same bytes as building it whole, faster.
-    """
-    if src.version != dst.version:
-        raise ValueError(f"probe from IPv{src.version} {src} to IPv{dst.version} {dst}: families differ")
-    shape = (src.version, proto, src_port, dst_port, size, ttl, dont_fragment, identification)
-    template = _TEMPLATES.get(shape)
-    if template is None:
-        if len(_TEMPLATES) >= 4096:
-            _TEMPLATES.clear()
-        unspecified = ip_address("0.0.0.0" if src.version == 4 else "::")
-        template = _TEMPLATES[shape] = _probe(unspecified, unspecified, proto, src_port, dst_port, size, ttl,
-                                              dont_fragment, identification)
-    packet = bytearray(template)  # the same packet between these addresses: RFC 1624 updates
-    view = ipv4.View(packet) if src.version == 4 else ipv6.View(packet)
-    transport = None
-    l4 = 20 if src.version == 4 else 40
-    if proto == "tcp":
-        transport = tcp.View(packet, l4)
-    elif proto == "udp":
-        transport = udp.View(packet, l4)
-    elif src.version == 6:
-        transport = icmpv6.View(packet, l4)
-    for field, address in (("src", src.packed), ("dst", dst.packed)):
-        old = getattr(view, field)
-        setattr(view, field, address)
-        if transport is not None:
-            transport.update_pseudo_header(old, address)
-    return bytes(packet)
-
-
-_TEMPLATES: dict[tuple, bytes] = {}
-
-
-def _probe(src, dst, proto: str, src_port: int, dst_port: int, size: int, ttl: int, dont_fragment: bool,
-           identification: int) -> bytes:
-    s, d = src.packed, dst.packed
-    if proto == "tcp":
-        transport = tcp.Repr(src_port, dst_port, FIRST_SEQUENCE, 0, tcp.SYN, 64240)
-        header_length = 20
-    elif proto == "udp":
-        transport = udp.Repr(src_port, dst_port)
-        header_length = 8
-    elif proto == "icmp":
-        if src.version == 4:
-            transport = icmpv4.Repr(icmpv4.ECHO_REQUEST, 0, src_port or 1, 1)
-        else:
-            transport = icmpv6.Repr(icmpv6.ECHO_REQUEST, 0, src_port or 1, 1)
-        header_length = 8
-    else:
-        raise ValueError(f"probe protocol must be tcp, udp or icmp, got {proto!r}")
-    ip_length = 20 if src.version == 4 else 40
-    payload = bytes(max(0, size - ip_length - header_length))
-    if src.version == 4:
-        ip = ipv4.Repr(s, d, {"tcp": TCP, "udp": UDP, "icmp": ICMP}[proto], ttl, identification,
-                       dont_fragment=dont_fragment)
-    else:
-        ip = ipv6.Repr(s, d, {"tcp": TCP, "udp": UDP, "icmp": ICMPV6}[proto], hop_limit=ttl)
-    return build([ip, transport], payload)
 
 
 def icmp_error(packet, found: Headers, source: bytes, kind: str, mtu: int = 0) -> bytes:
@@ -185,28 +114,10 @@ def response(packet, found: Headers) -> bytes | None:
     return build([ipv6.Repr(found.dst, found.src, proto, hop_limit=64), answer])
 
 
-def arp_request(src_mac: bytes, src_ip: bytes, target_ip: bytes) -> bytes:
-    request = arp.Repr(arp.REQUEST, src_mac, src_ip, ZERO_MAC, target_ip)
-    return build([ethernet.Repr(src_mac, BROADCAST, ethernet.ARP), request])
-
-
 def arp_reply(request: arp.Repr, mac: bytes) -> bytes:
     reply = arp.Repr(arp.REPLY, mac, request.target_protocol_address, request.sender_hardware_address,
                      request.sender_protocol_address)
     return build([ethernet.Repr(mac, request.sender_hardware_address, ethernet.ARP), reply])
-
-
-def solicited_node(address: bytes) -> tuple[bytes, bytes]:
-    """The solicited-node multicast address of an IPv6 address, and its multicast MAC (RFC 4291)."""
-    group = bytes.fromhex("ff0200000000000000000001ff") + address[13:]
-    return group, b"\x33\x33" + group[12:]
-
-
-def neighbor_solicitation(src_mac: bytes, src_ip: bytes, target_ip: bytes) -> bytes:
-    group, mac = solicited_node(target_ip)
-    message = icmpv6.Repr(icmpv6.NEIGHBOR_SOLICITATION, target_address=target_ip, link_layer_address=src_mac)
-    return build([ethernet.Repr(src_mac, mac, ethernet.IPV6), ipv6.Repr(src_ip, group, ICMPV6, hop_limit=255),
-                  message])
 
 
 def neighbor_advertisement(mac: bytes, target_ip: bytes, to_mac: bytes, to_ip: bytes) -> bytes:

@@ -31,7 +31,7 @@ from netvirt.graph import (
     Snat,
     Socket,
 )
-from netvirt.wire import arp, ethernet, icmpv4, icmpv6
+from netvirt.wire import arp, builders, ethernet, icmpv4, icmpv6
 from netvirt.wire.addresses import ip_to_text, mac_to_text
 from netvirt.wire.fields import Headers, ethertype_of, headers
 from netvirt.wire.ipv4 import GRE, ICMP, ICMPV6, TCP, UDP
@@ -277,7 +277,7 @@ class Stack:
                        "neighbour unresolved (ICMP host unreachable to the sender)", "neighbour", Disposition.REJECTED)
             return self._answer(run, space, frame, headers(frame), "host", self._address_on(space, out_place[2], 4
                                                                                            if len(nexthop) == 4 else 6))
-        own = self.topology.macs.get(out_place, packets.ZERO_MAC)
+        own = self.topology.macs.get(out_place, builders.ZERO_MAC)
         frame[0:12] = mac + own
         return self.link.transmit(run, out_place, frame)
 
@@ -309,12 +309,12 @@ class Stack:
         version = 4 if len(nexthop) == 4 else 6
         domain = self.state.domains.get((out_place, version))
         if domain is None or run.record:
-            own = self.topology.macs.get(out_place, packets.ZERO_MAC)
+            own = self.topology.macs.get(out_place, builders.ZERO_MAC)
             source = self._address_on(space, out_place[2], version) or bytes(len(nexthop))
             if version == 4:
-                request = packets.arp_request(own, source, nexthop)
+                request = builders.arp_request(own, source, nexthop)
             else:
-                request = packets.neighbor_solicitation(own, source, nexthop)
+                request = builders.neighbor_solicitation(own, source, nexthop)
         if domain is None:
             silent = Run(record=False)
             silent.hops = run.hops
@@ -337,7 +337,7 @@ class Stack:
     def _hear(self, run, place: Place, version: int) -> None:
         """During a silent broadcast: note what the stack at ``place`` would answer for each of its
         namespace's addresses (Linux answers for any local address, arp_ignore=0)."""
-        mac = self.topology.macs.get(place, packets.ZERO_MAC)
+        mac = self.topology.macs.get(place, builders.ZERO_MAC)
         size = 4 if version == 4 else 16
         for address, (device, _) in self._space(place).addresses.items():
             if len(address) == size and device != "lo":
@@ -356,7 +356,7 @@ class Stack:
                 self._hear(run, place, 4)
             if message.target_protocol_address not in space.addresses:
                 return False
-            mac = self.topology.macs.get(place, packets.ZERO_MAC)
+            mac = self.topology.macs.get(place, builders.ZERO_MAC)
             self.state.neighbours.setdefault(place, {})[message.sender_protocol_address] = message.sender_hardware_address
             self.link.transmit(run, place, bytearray(packets.arp_reply(message, mac)))
             return True
@@ -373,7 +373,7 @@ class Stack:
                 self._hear(run, place, 6)
             if message.target_address not in space.addresses:
                 return False
-            mac = self.topology.macs.get(place, packets.ZERO_MAC)
+            mac = self.topology.macs.get(place, builders.ZERO_MAC)
             if message.link_layer_address:
                 self.state.neighbours.setdefault(place, {})[found.src] = message.link_layer_address
             reply = packets.neighbor_advertisement(mac, message.target_address, bytes(frame[6:12]), found.src)
@@ -499,7 +499,7 @@ class Stack:
             answer = packets.icmp_error(packet, found, source, kind, mtu)
         run.answers -= 1
         run.in_reply = True
-        reply = bytearray(packets.ZERO_MAC * 2 + frame[12:14] + answer)
+        reply = bytearray(builders.ZERO_MAC * 2 + frame[12:14] + answer)
         self.event(run, Action.REPLY, space, reply, _answer_text(kind, mtu))
         self.local_out(run, space, reply)
         run.in_reply = False
