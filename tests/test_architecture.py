@@ -144,21 +144,46 @@ def test_trace_builds_no_packets_with_the_simulator():
                   if name.startswith("netvirt.dataplane.sim") and name not in face]
     assert not violations, "use netvirt.wire.builders:\n" + "\n".join(violations)
 
-# Numbers the wire defines (IP protocols, EtherTypes): the simulator and the graph take them from netvirt.wire.
-WIRE_NAMES = {"TCP", "UDP", "ICMP", "ICMPV6", "GRE", "ARP", "IPV4", "IPV6"}
+# Numbers the wire defines (IP protocols, EtherTypes): the data planes and the graph take them from netvirt.wire,
+# which defines each once.
+WIRE_NAMES = {"TCP", "UDP", "ICMP", "ICMPV6", "GRE", "ARP", "IPV4", "IPV6", "TRANSPARENT_ETHERNET_BRIDGING"}
 ETHERTYPE_BYTES = {b"\x08\x00", b"\x86\xdd", b"\x08\x06"}
 
 
-def test_sim_and_graph_take_wire_numbers_from_wire():
+def wire_number_definitions(path: Path) -> list[tuple[int, list[str]]]:
+    """(line, names) of each assignment of integer constants to a name of ``WIRE_NAMES`` (``_TCP`` counts too)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Tuple)):
+            names = [t.id for target in node.targets for t in ast.walk(target) if isinstance(t, ast.Name)]
+            values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+            numbers = all(isinstance(v, ast.Constant) and type(v.value) is int for v in values)
+            if numbers and any(name.strip("_") in WIRE_NAMES for name in names):
+                found.append((node.lineno, names))
+    return found
+
+
+def test_data_planes_and_graph_take_wire_numbers_from_wire():
     violations = []
-    for path in sorted([*(SRC / "dataplane" / "sim").rglob("*.py"), *(SRC / "graph").rglob("*.py")]):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Tuple)):
-                names = [t.id for target in node.targets for t in ast.walk(target) if isinstance(t, ast.Name)]
-                values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
-                numbers = all(isinstance(v, ast.Constant) and type(v.value) is int for v in values)
-                if numbers and any(name in WIRE_NAMES for name in names):
-                    violations.append(f"{module_name(path)}:{node.lineno} defines {', '.join(names)}")
-            if isinstance(node, ast.Constant) and node.value in ETHERTYPE_BYTES:
-                violations.append(f"{module_name(path)}:{node.lineno} spells an EtherType as {node.value!r}")
+    for path in sorted([*(SRC / "dataplane").rglob("*.py"), *(SRC / "graph").rglob("*.py")]):
+        violations += [f"{module_name(path)}:{line} defines {', '.join(names)}"
+                       for line, names in wire_number_definitions(path)]
+        violations += [f"{module_name(path)}:{node.lineno} spells an EtherType as {node.value!r}"
+                       for node in ast.walk(ast.parse(path.read_text()))
+                       if isinstance(node, ast.Constant) and node.value in ETHERTYPE_BYTES]
     assert not violations, "use netvirt.wire's constants:\n" + "\n".join(violations)
+
+
+def test_wire_defines_each_number_once():
+    """IP protocol numbers live in ``wire.ipv4``, EtherTypes in ``wire.ethernet``; other modules import them."""
+    where: dict[str, list[str]] = {}
+    for path in sorted((SRC / "wire").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for line, names in wire_number_definitions(path):
+            for name in names:
+                where.setdefault(name, []).append(f"{module_name(path)}:{line}")
+        where.setdefault("PROTOCOL", []).extend(
+            f"{module_name(path)}:{node.lineno}" for node in tree.body if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "PROTOCOL" for t in node.targets))
+    twice = {name: places for name, places in where.items() if len(places) > 1 or (name == "PROTOCOL" and places)}
+    assert not twice, f"defined more than once (or as PROTOCOL beside wire.ipv4's table): {twice}"

@@ -15,7 +15,7 @@ def expected(protocol: int, src_port: int, dst_port: int) -> int:
 
 def frame(transport, payload=b"") -> bytes:
     eth = ethernet.Repr(dst=MACS["dst"], src=MACS["src"], ethertype=ethernet.IPV4)
-    protocol = udp.PROTOCOL if isinstance(transport, udp.Repr) else tcp.PROTOCOL
+    protocol = ipv4.UDP if isinstance(transport, udp.Repr) else ipv4.TCP
     return build([eth, ipv4.Repr(src=SRC, dst=DST, protocol=protocol), transport], payload)
 
 

@@ -61,7 +61,7 @@ def flow_entropy(inner_frame) -> int:
     return DYNAMIC_PORTS_START + zlib.crc32(_flow_key(bytes(inner_frame))) % 16384
 
 
-_TRANSPORTS = {tcp.PROTOCOL: tcp.decode_at, udp.PROTOCOL: udp.decode_at}
+_TRANSPORTS = {TCP: tcp.decode_at, UDP: udp.decode_at}
 
 
 def _flow_key(data: bytes) -> bytes:

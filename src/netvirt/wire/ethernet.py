@@ -37,6 +37,8 @@ IPV6 = 0x86DD
 SERVICE_VLAN = 0x88A8  # IEEE 802.1ad (Q-in-Q) service tag
 TRANSPARENT_ETHERNET_BRIDGING = 0x6558  # Ethernet inside GRE/Geneve (not seen on a wire)
 TAG_PROTOCOLS = frozenset((VLAN, SERVICE_VLAN, 0x9100))
+# The EtherTypes as an untagged frame's bytes 12-13 read them (``frame[12:14] == IPV4_BYTES``).
+IPV4_BYTES, IPV6_BYTES, ARP_BYTES = (ethertype.to_bytes(2, "big") for ethertype in (IPV4, IPV6, ARP))
 
 _HEADER = struct.Struct("!6s6sH")
 _TAG = struct.Struct("!HH")  # tag control information, next EtherType

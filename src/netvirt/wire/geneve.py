@@ -28,13 +28,13 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.errors import Malformed, truncated
+from netvirt.wire.ethernet import TRANSPARENT_ETHERNET_BRIDGING
 from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "geneve"
 HEADER_LENGTH = 8
 PORT = 6081
-TRANSPARENT_ETHERNET_BRIDGING = 0x6558
 CRITICAL = 0x80  # the critical bit of an option type
 
 _HEADER = struct.Struct("!BBHI")

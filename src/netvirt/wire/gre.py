@@ -29,7 +29,6 @@ from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "gre"
-PROTOCOL = 47  # IP protocol number
 
 _CHECKSUM_PRESENT = 0x8000
 _KEY_PRESENT = 0x2000

@@ -29,12 +29,12 @@ from typing import NamedTuple
 from netvirt.wire import checksum
 from netvirt.wire.addresses import ip_to_text, mac_to_text
 from netvirt.wire.errors import BadChecksum, Malformed, truncated
+from netvirt.wire.ipv4 import ICMPV6
 from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "icmpv6"
 HEADER_LENGTH = 8
-PROTOCOL = 58
 
 DESTINATION_UNREACHABLE = 1
 PACKET_TOO_BIG = 2
@@ -127,7 +127,7 @@ class Repr(NamedTuple):
             message = bytes((self.type, self.code, 0, 0)) + self._body()
         except (struct.error, OverflowError, ValueError) as error:
             raise ValueError(f"icmpv6: cannot emit {self}: {error}") from None
-        total = checksum.pseudo_header(src, dst, PROTOCOL, len(message) + len(payload))
+        total = checksum.pseudo_header(src, dst, ICMPV6, len(message) + len(payload))
         value = checksum.finish(total + checksum.partial(message) + checksum.partial(payload))
         return b"".join((message[:2], _WORD.pack(value), message[4:], payload))
 
@@ -194,7 +194,7 @@ def _decode_neighbor(data, start, end, kind, code, flags):
 def verify(data, start: int, end: int, src: bytes, dst: bytes) -> None:
     """Raise ``BadChecksum`` unless the message ``data[start:end]`` verifies over the IPv6
     pseudo-header of ``src``/``dst``."""
-    pseudo = checksum.pseudo_header(src, dst, PROTOCOL, end - start)
+    pseudo = checksum.pseudo_header(src, dst, ICMPV6, end - start)
     message = data[start:end]
     if not checksum.verifies(message, pseudo):
         value = message[2] << 8 | message[3]

@@ -18,6 +18,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.errors import Malformed, truncated
+from netvirt.wire.ethernet import TRANSPARENT_ETHERNET_BRIDGING
 from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
@@ -26,7 +27,6 @@ HEADER_LENGTH = 8
 FIRST_WORD = b"\x20\x00\x65\x58"  # K set, version 0, protocol 0x6558
 
 _HEADER = struct.Struct("!4sI")
-TRANSPARENT_ETHERNET_BRIDGING = 0x6558  # the EtherType of the Ethernet frame inside
 _new = tuple.__new__
 
 

@@ -30,12 +30,12 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.errors import BadChecksum, Malformed, truncated
+from netvirt.wire.ipv4 import TCP
 from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "tcp"
 HEADER_LENGTH = 20
-PROTOCOL = 6
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = (1 << bit for bit in range(8))
 FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (URG, "U"), (ECE, "E"), (CWR, "W"), (ACK, "."))
@@ -107,7 +107,7 @@ class Repr(NamedTuple):
                                   self.window, 0, self.urgent_pointer) + options
         except struct.error as error:
             raise ValueError(f"tcp: cannot emit {self}: {error}") from None
-        total = checksum.pseudo_header(src, dst, PROTOCOL, header_length + len(payload))
+        total = checksum.pseudo_header(src, dst, TCP, header_length + len(payload))
         value = checksum.finish(total + checksum.partial(header) + checksum.partial(payload))
         return b"".join((header[:16], _WORD.pack(value), header[18:], payload))
 
@@ -196,7 +196,7 @@ def _decode_options(data, offset: int, end: int) -> tuple[Option, ...]:
 def verify(data, start: int, end: int, src: bytes, dst: bytes) -> None:
     """Raise ``BadChecksum`` unless the segment ``data[start:end]`` verifies over the
     pseudo-header of ``src``/``dst``."""
-    pseudo = checksum.pseudo_header(src, dst, PROTOCOL, end - start)
+    pseudo = checksum.pseudo_header(src, dst, TCP, end - start)
     segment = data[start:end]
     if not checksum.verifies(segment, pseudo):
         value = segment[16] << 8 | segment[17]

@@ -19,12 +19,12 @@ from typing import NamedTuple
 
 from netvirt.wire import checksum
 from netvirt.wire.errors import BadChecksum, Malformed, Truncated, truncated
+from netvirt.wire.ipv4 import UDP
 from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
 LAYER = "udp"
 HEADER_LENGTH = 8
-PROTOCOL = 17
 
 VXLAN_PORT = 4789
 GENEVE_PORT = 6081
@@ -70,7 +70,7 @@ class Repr(NamedTuple):
             if len(src) != 4:
                 raise ValueError("udp: a zero checksum is allowed over IPv4 only (RFC 8200 §8.1)")
             return header + payload
-        total = checksum.pseudo_header(src, dst, PROTOCOL, length) + checksum.partial(header)
+        total = checksum.pseudo_header(src, dst, UDP, length) + checksum.partial(header)
         value = checksum.finish(total + checksum.partial(payload)) or 0xFFFF
         return b"".join((header[:6], _WORD.pack(value), payload))
 
@@ -107,9 +107,9 @@ def verify(data, start: int, end: int, src: bytes, dst: bytes) -> None:
             return
         raise BadChecksum(LAYER, start + 6, "zero checksum over IPv6 (RFC 8200 §8.1 requires one)")
     datagram = data[start:end]
-    if not checksum.verifies(datagram, checksum.pseudo_header(src, dst, PROTOCOL, end - start)):
+    if not checksum.verifies(datagram, checksum.pseudo_header(src, dst, UDP, end - start)):
         expected = checksum.compute(bytes(datagram[:6]) + b"\0\0" + bytes(datagram[8:]),
-                                    checksum.pseudo_header(src, dst, PROTOCOL, end - start)) or 0xFFFF
+                                    checksum.pseudo_header(src, dst, UDP, end - start)) or 0xFFFF
         raise BadChecksum(LAYER, start + 6, f"checksum is {value:#06x}, expected {expected:#06x}")
 
 

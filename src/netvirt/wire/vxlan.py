@@ -18,6 +18,7 @@ import struct
 from typing import NamedTuple
 
 from netvirt.wire.errors import Malformed, truncated
+from netvirt.wire.ethernet import TRANSPARENT_ETHERNET_BRIDGING
 from netvirt.wire.header import other_header, same_header
 from netvirt.wire.view import HeaderView
 
@@ -27,7 +28,6 @@ PORT = 4789
 
 _HEADER = struct.Struct("!II")
 _FLAG_I = 0x08000000
-TRANSPARENT_ETHERNET_BRIDGING = 0x6558  # the EtherType of the Ethernet frame inside
 _new = tuple.__new__
 
 

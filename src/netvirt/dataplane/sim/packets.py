@@ -16,7 +16,7 @@ from netvirt.wire.fields import PORTS, Headers, headers
 from netvirt.wire.ipv4 import ICMP, ICMPV6, TCP, UDP
 
 ETHERNET = ethernet.HEADER_LENGTH
-IPV4_TYPE, IPV6_TYPE, ARP_TYPE = (ethertype.to_bytes(2, "big") for ethertype in (ethernet.IPV4, ethernet.IPV6, ethernet.ARP))
+IPV4_TYPE, IPV6_TYPE, ARP_TYPE = ethernet.IPV4_BYTES, ethernet.IPV6_BYTES, ethernet.ARP_BYTES
 IP_TYPES = (IPV4_TYPE, IPV6_TYPE)  # the EtherType bytes of a frame carrying IP (frame[12:14])
 IPV4_QUOTE = 576  # RFC 1812 §4.3.2.3: an ICMP error quotes as much as fits in 576 bytes
 IPV6_QUOTE = 1280  # RFC 4443 §2.4 (c)

@@ -23,38 +23,39 @@ from dataclasses import dataclass
 from netvirt.dataplane.userspace.rings import TX_DATA, tx_prefix
 from netvirt.wire import geneve, nvgre, vxlan
 from netvirt.wire.checksum import finish, partial, pseudo_header, update
+from netvirt.wire.ethernet import IPV4_BYTES, IPV6_BYTES
+from netvirt.wire.ipv4 import GRE, ICMP, ICMPV6, TCP, UDP
 
 FAST_KEY = struct.Struct("!12sHBxH2xHBB2x8sI")
 FAST_KEY_LENGTH = FAST_KEY.size  # 38: Ethernet 14 + IPv4 20 + 4
-_TCP, _UDP, _ICMP, _GRE, _ICMPV6 = 6, 17, 1, 47, 58
-_L4_CHECKSUM = {_TCP: 16, _UDP: 6, _ICMP: 2, _ICMPV6: 2}
+_L4_CHECKSUM = {TCP: 16, UDP: 6, ICMP: 2, ICMPV6: 2}
 _MORE_FRAGMENTS_OR_OFFSET = 0x3FFF
 
 
 def keyable(frame: bytes) -> bool:
     """Whether ``fast_key`` is complete for ``frame``: unfragmented IPv4 TCP/UDP, IHL 5, no
     padding, and not a tunnel packet (its key must include the tunnel header and inner frame)."""
-    if len(frame) < FAST_KEY_LENGTH or frame[12:14] != b"\x08\x00" or frame[14] != 0x45:
+    if len(frame) < FAST_KEY_LENGTH or frame[12:14] != IPV4_BYTES or frame[14] != 0x45:
         return False
     total = int.from_bytes(frame[16:18], "big")
     fragment = int.from_bytes(frame[20:22], "big")
-    return (frame[23] in (_TCP, _UDP) and not fragment & _MORE_FRAGMENTS_OR_OFFSET and total + 14 == len(frame)
+    return (frame[23] in (TCP, UDP) and not fragment & _MORE_FRAGMENTS_OR_OFFSET and total + 14 == len(frame)
             and tunnel_inner(frame) is None)
 
 
 def tunnel_inner(frame: bytes) -> int | None:
     """Where the inner Ethernet frame starts in an IPv4 VXLAN, Geneve or NVGRE packet, else None."""
-    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+    if len(frame) < 34 or frame[12:14] != IPV4_BYTES:
         return None
     l4 = 14 + (frame[14] & 0x0F) * 4
     protocol = frame[23]
-    if protocol == _UDP and len(frame) >= l4 + 16:
+    if protocol == UDP and len(frame) >= l4 + 16:
         port = int.from_bytes(frame[l4 + 2:l4 + 4], "big")
         if port == vxlan.PORT:
             return l4 + 16
         if port == geneve.PORT:
             return l4 + 16 + (frame[l4 + 8] & 0x3F) * 4
-    if protocol == _GRE and frame[l4:l4 + 4] == nvgre.FIRST_WORD:
+    if protocol == GRE and frame[l4:l4 + 4] == nvgre.FIRST_WORD:
         return l4 + 8
     return None
 
@@ -70,7 +71,7 @@ def key_of(frame: bytes):
     outer = bytearray(frame[:inner])
     outer[18:20] = b"\0\0"
     outer[24:26] = b"\0\0"
-    if frame[23] == _UDP:
+    if frame[23] == UDP:
         l4 = 14 + (frame[14] & 0x0F) * 4
         outer[l4 + 6:l4 + 8] = b"\0\0"
     return (len(frame), bytes(outer), key_of(frame[inner:]))
@@ -86,20 +87,20 @@ def full_key(frame: bytes) -> bytes:
     ports, ICMP echo's checksum, sequence and payload), prefixed by its length."""
     data = bytearray(frame)
     kind = frame[12:14]
-    if kind == b"\x08\x00" and len(frame) >= 34:
+    if kind == IPV4_BYTES and len(frame) >= 34:
         data[18:20] = b"\0\0"
         data[24:26] = b"\0\0"
         l4 = 14 + (frame[14] & 0x0F) * 4
         _mask_l4(data, frame[23], l4)
-    elif kind == b"\x86\xdd" and len(frame) >= 54:
+    elif kind == IPV6_BYTES and len(frame) >= 54:
         _mask_l4(data, frame[20], 54)
     return len(frame).to_bytes(2, "big") + bytes(data)
 
 
 def _mask_l4(data: bytearray, protocol: int, l4: int) -> None:
-    if protocol in (_TCP, _UDP) and len(data) >= l4 + 4:
+    if protocol in (TCP, UDP) and len(data) >= l4 + 4:
         del data[l4 + 4:]  # the ports decide; sequence numbers, checksum and payload change
-    elif protocol in (_ICMP, _ICMPV6) and len(data) > l4 + 6 and data[l4] in (0, 8, 128, 129):
+    elif protocol in (ICMP, ICMPV6) and len(data) > l4 + 6 and data[l4] in (0, 8, 128, 129):
         del data[l4 + 2:l4 + 4]
         del data[l4 + 4:]  # echo: keep type, code and identifier; checksum, sequence and payload change
 
@@ -172,14 +173,14 @@ def compile_output(frame: bytes, port: int, output: bytes) -> Output | None:
 def _outer_checksum(prefix: bytes, template: bytes) -> Checksum | None:
     """The per-packet outer UDP checksum of an IPv4/UDP tunnel template, if it has one (zero:
     the tunnel sends none, RFC 7348 §5 / RFC 8926 §3.4)."""
-    if len(template) < 42 or template[12:14] != b"\x08\x00" or template[23] != _UDP:
+    if len(template) < 42 or template[12:14] != IPV4_BYTES or template[23] != UDP:
         return None
     udp = 14 + (template[14] & 0x0F) * 4
     if template[udp + 6:udp + 8] == b"\0\0":
         return None
     at = TX_DATA + udp + 6
     length = int.from_bytes(template[udp + 4:udp + 6], "big")
-    base = pseudo_header(template[26:30], template[30:34], _UDP, length)
+    base = pseudo_header(template[26:30], template[30:34], UDP, length)
     base += partial(template[udp:udp + 6]) + partial(template[udp + 8:])
     return Checksum(prefix[:at], prefix[at + 2:], base)
 
@@ -210,18 +211,18 @@ def _patch(before: bytes, after: bytes) -> Patch:
         old = b"".join(before[a:b] for a, b in covered)
         new = b"".join(after[a:b] for a, b in covered)
         if old != new:
-            deltas.append((offset, old, new, offset != 24 and before[23] == _UDP))
+            deltas.append((offset, old, new, offset != 24 and before[23] == UDP))
     return Patch(tuple(runs), tuple(deltas))
 
 
 def _checksum_fields(frame: bytes) -> dict[int, list[tuple[int, int]]]:
     """Checksum offset -> the (even-aligned) byte ranges it covers that a rewrite may change."""
-    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+    if len(frame) < 34 or frame[12:14] != IPV4_BYTES:
         return {}
     l4 = 14 + (frame[14] & 0x0F) * 4
     fields = {24: [(14, 24), (26, l4)]}  # the IPv4 header checksum covers the header but itself
     where = _L4_CHECKSUM.get(frame[23])
-    if where is not None and len(frame) >= l4 + where + 2 and frame[23] != _ICMP:
+    if where is not None and len(frame) >= l4 + where + 2 and frame[23] != ICMP:
         # TCP/UDP: the pseudo-header addresses and the ports (never the checksum itself)
         fields[l4 + where] = [(26, 34), (l4, l4 + 4)]
     return fields
