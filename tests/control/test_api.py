@@ -151,6 +151,18 @@ def test_trace_and_reach_give_the_same_json_as_the_cli(client: httpx.Client, tmp
     assert f"netvirt: {bad.json()['detail']}" == cli.stderr.strip()
 
 
+def test_trace_refuses_a_port_for_icmp_like_the_cli(client: httpx.Client, tmp_path: Path):
+    put_spec(client)
+    refused = client.post("/v1/trace", json={"from": "db-1", "to": "web-1", "proto": "icmp", "dport": 80})
+    [detail] = refused.json()["detail"]
+    assert refused.status_code == 422 and detail["loc"] == ["body", "dport"] and "ICMP has no ports" in detail["msg"]
+    spec_file = tmp_path / "three.yaml"
+    spec_file.write_text(SPEC)
+    cli = netvirt("trace", str(spec_file), "--from", "db-1", "--to", "web-1", "--proto", "icmp", "--dport", "80")
+    assert cli.exit_code == 2 and "--proto icmp" in cli.stderr
+    assert client.post("/v1/trace", json={"from": "db-1", "to": "web-1", "proto": "icmp"}).status_code == 200
+
+
 def test_token_is_required_when_configured(controller: Controller):
     with served(controller, token="s3cret") as client:
         assert client.get("/v1/hosts").status_code == 401

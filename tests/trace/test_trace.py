@@ -15,7 +15,7 @@ from sim_graphs import assert_valid  # noqa: E402
 from conftest import require_tool  # noqa: E402
 from netvirt.dataplane.events import Action, Disposition  # noqa: E402
 from netvirt.control.compile import compile_network  # noqa: E402
-from netvirt.trace.plan import plan_trace  # noqa: E402
+from netvirt.trace.plan import BadInput, plan_trace  # noqa: E402
 from netvirt.management.spec import load  # noqa: E402
 from netvirt.trace import Tracer, render  # noqa: E402
 from netvirt.wire import dissect, to_json  # noqa: E402
@@ -141,3 +141,9 @@ def test_verdicts_match_full_traces():
     for probe in reach_probes(QUICKSTART)[:12]:
         assert tracer.verdict(probe.flow).disposition is Tracer(tracer.cache.simulator.topology.network).trace(
             probe.flow).disposition
+
+
+def test_a_port_for_icmp_is_refused_by_the_planner():
+    """The planner itself refuses what the CLI and the REST API refuse before planning (one check)."""
+    with pytest.raises(BadInput, match="ICMP has no ports"):
+        plan_trace(QUICKSTART, "web-1", "web-2", "icmp", 80, 40000, None, compile=compile_network)

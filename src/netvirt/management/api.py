@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from netvirt.control.compile import CompileError, compile_network
 from netvirt.control.controller import ApplyResult, Controller, EndpointResult, HostState, NoSpec, StaleSpec
@@ -42,7 +42,7 @@ from netvirt.management.server import bearer
 from netvirt.management.spec import Spec, SpecError, as_data, item_data
 from netvirt.management.spec.edit import EndpointExists, UnknownEndpoint
 from netvirt.trace import reachability, render
-from netvirt.trace.plan import BadInput, plan_trace, reach_spec
+from netvirt.trace.plan import BadInput, plan_trace, port_problem, reach_spec
 
 
 class SpecSubmission(BaseModel):
@@ -77,6 +77,13 @@ class TraceQuery(BaseModel):
     sport: int = Field(40000, ge=1, le=65535)
     stack: str | None = Field(None, description="Walk this stack from the outside to its app.")
     size: int = Field(0, ge=0, le=65535, description="IP packet size in bytes (DF set); 0: smallest.")
+
+    @field_validator("dport")
+    @classmethod
+    def _no_port_for_icmp(cls, dport: int | None, info: ValidationInfo) -> int | None:
+        if (problem := port_problem(info.data.get("proto"), dport)) is not None:
+            raise ValueError(problem)  # 422 located at ("body", "dport"), as the CLI refuses --dport with --proto icmp
+        return dport
 
 
 def create_app(controller: Controller, token: str | None = None) -> FastAPI:

@@ -2,7 +2,8 @@
 
 Contract: ``plan_trace(spec, source, target, ...)`` answers a ``netvirt trace`` question (what
 ``--from``/``--to``/``--stack`` and friends say) with ``Plan(tracer, flow, skip)``, or raises
-``BadInput`` with a message naming what is wrong and what would be right; ``reach_probes(spec)``
+``BadInput`` with a message naming what is wrong and what would be right (``port_problem`` is its
+check of a destination port, for front ends that refuse bad input before planning); ``reach_probes(spec)``
 is the probe set of ``netvirt reach`` (``reach_spec`` answers it), ``verify_probes`` the same with
 fresh source ports for ``netvirt verify``. Every
 front end (CLI, REST API, demo) plans here and only parses and renders. The compiler lives above
@@ -38,11 +39,20 @@ class Plan(NamedTuple):
     skip: frozenset[tuple[str, str]]
 
 
+def port_problem(proto: str | None, dport: int | None) -> str | None:
+    """Why ``dport`` cannot go with ``proto`` (ICMP has no ports), or None."""
+    if proto == "icmp" and dport is not None:
+        return "cannot be used with proto icmp: ICMP has no ports (leave the destination port out, or use tcp or udp)"
+    return None
+
+
 def plan_trace(spec: Spec, source: str | None, target: str | None, proto: str | None, dport: int | None,
                sport: int, stack: str | None, size: int = 0, *, compile: Compile) -> Plan:
     """The plan of a ``netvirt trace`` command line (see the module docstring): a stack walk with
     ``stack`` (or when the spec has one stack and neither ``source`` nor ``target``), else the
     flow from ``source`` to ``target`` in the network ``compile(spec)`` makes."""
+    if (problem := port_problem(proto, dport)) is not None:
+        raise BadInput(f"dport {dport}: {problem}")
     if stack is not None or (source is None and target is None and len(spec.stacks) == 1):
         return _plan_stack(spec, stack or spec.stacks[0].name, source, target, proto, dport, sport, size)
     if source is None or target is None:
