@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from netvirt.control.agent import Agent, AgentThread
 from netvirt.control.compile import compile_host
 from netvirt.control.controller import Controller
+from netvirt.control.state.keys import heartbeat_key
 from netvirt.control.store import open_store
 from netvirt.dataplane.sim.backend import SimBackend
 from netvirt.graph import to_json
@@ -268,15 +269,18 @@ def test_controller_refuses_a_public_address_without_a_token(tmp_path: Path):
     assert unreachable.exit_code == 1 and f"store {url} is unreachable" in unreachable.stderr
 
 
-def test_a_stopped_agent_shows_as_stale(client: httpx.Client, controller: Controller):
+def test_a_dead_agent_shows_as_stale(client: httpx.Client, controller: Controller):
     put_spec(client)
     running = AgentThread(Agent("h1", controller.store, SimBackend("h1"), heartbeat_interval=0.2)).start()
     try:
         eventually(lambda: client.get("/v1/hosts/h1").json()["state"] == "converged", what="h1 converged")
         h1 = client.get("/v1/hosts").json()["hosts"][0]
         assert (h1["agent"], h1["last_seen"] < 1) == ("alive", True)
+        last_beat = controller.store.get(heartbeat_key("h1")).value
     finally:
         running.stop()
+    assert client.get("/v1/hosts/h1").json()["agent"] == "no heartbeat"  # a stopped agent deregisters
+    controller.store.put(heartbeat_key("h1"), last_beat)  # a dead one leaves its last beat behind
     stale = eventually(lambda: (h1 := client.get("/v1/hosts/h1").json())["agent"].startswith("stale") and h1, what="stale")
     assert re.fullmatch(r"stale: last seen \d+ s ago", stale["agent"]) and stale["last_seen"] >= 0.6
     assert stale["state"] == "converged", "its last report stands: the data plane outlives the agent"

@@ -102,7 +102,8 @@ class Agent:
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Keep the host converged until ``stop`` is set."""
+        """Keep the host converged until ``stop`` is set, then deregister (delete the heartbeat:
+        readers see no live agent at once, not after three missed beats)."""
         while not stop.is_set():
             try:
                 self.beat()
@@ -113,6 +114,10 @@ class Agent:
                 delay = self.backoff.next()
                 log.warning("agent %s: %s; retrying in %.2fs (data plane left as it is)", self.host, error, delay)
                 stop.wait(delay)
+        try:
+            self.store.delete(heartbeat_key(self.host))
+        except StoreError as error:
+            log.warning("agent %s: could not deregister (%s); the heartbeat goes stale instead", self.host, error)
 
     def resync(self) -> int:
         """Reconcile with the desired graph as stored now, converging the whole data plane (which

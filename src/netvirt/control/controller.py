@@ -62,7 +62,7 @@ from netvirt.control.state import (
 from netvirt.control.store import Compare, Conflict, Delete, Entry, Operation, Put, Store, StoreError, open_store
 from netvirt.dataplane import registry
 from netvirt.dataplane.api import Backend
-from netvirt.graph import HostGraph, diff, from_json
+from netvirt.graph import DeviceKind, HostGraph, diff, from_json
 from netvirt.management.spec import Endpoint, Spec, loads
 from netvirt.management.spec.edit import UnknownEndpoint, with_endpoint, without_endpoint
 
@@ -405,8 +405,22 @@ class Controller:
             AgentStatus.from_json(status.value) if status else None,
             Heartbeat.from_json(heartbeat.value) if heartbeat else None,
         )
-        changes = diff(have or HostGraph(host=name), want or HostGraph(host=name)).changes
+        changes = [c for c in diff(have or HostGraph(host=name), want or HostGraph(host=name)).changes
+                   if not _socket(c.new) and not _socket(c.old)]  # applications: kernel agents realize no sockets
         return HostDetail(state, want, have, tuple(f"{c.op} {c.kind} {c.key}" for c in changes))
+
+    def forget_host(self, name: str) -> bool:
+        """Remove what the store keeps about ``name`` (agent status, heartbeat, realized graph) once
+        the applied spec no longer has it; False if nothing was kept. ``HostInSpec`` while the
+        applied spec still has the host (its agent would only report again)."""
+        if self.store.get(desired_key(name)) is not None:
+            raise HostInSpec(f"host {name!r} is in the applied spec; remove it from the spec (apply) first")
+        keys = [status_key(name), heartbeat_key(name), realized_key(name)]
+        keys += [e.key for e in self.store.list(realized_blobs(name), keys_only=True).entries]
+        kept = [key for key in keys if self.store.get(key) is not None]
+        for key in kept:
+            self.store.delete(key)
+        return bool(kept)
 
     def wait_converged(self, timeout: float, poll: float = 0.02) -> list[HostState]:
         """The hosts once every one is in sync; TimeoutError naming the laggards after ``timeout``."""
@@ -419,6 +433,14 @@ class Controller:
                 late = ", ".join(f"{s.host} ({s.summary})" for s in states if not s.in_sync)
                 raise TimeoutError(f"not converged after {timeout:g}s: {late}")
             time.sleep(poll)
+
+
+class HostInSpec(ValueError):
+    """A host cannot be forgotten while the applied spec has it."""
+
+
+def _socket(obj: object) -> bool:
+    return getattr(obj, "kind", None) is DeviceKind.SOCKET
 
 
 def _read_graph(store: Store, key: str, space: str = BLOBS) -> tuple[Entry | None, HostGraph | None]:

@@ -34,7 +34,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from netvirt.control.compile import CompileError, compile_network
-from netvirt.control.controller import ApplyResult, Controller, EndpointResult, HostState, NoSpec, StaleSpec
+from netvirt.control.controller import (
+    ApplyResult,
+    Controller,
+    EndpointResult,
+    HostInSpec,
+    HostState,
+    NoSpec,
+    StaleSpec,
+)
 from netvirt.control.store import StoreError
 from netvirt.environments import StackError
 from netvirt.graph import to_json
@@ -232,6 +240,17 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
             "realized": json.loads(to_json(detail.realized)) if detail.realized else None,
             "differences": list(detail.differences),
         }
+
+    @api.delete("/hosts/{host}")
+    def forget_host(host: str) -> dict[str, Any]:
+        """Forget a host the applied spec no longer has (its agent status, heartbeat, realized graph)."""
+        try:
+            forgotten = controller.forget_host(host)
+        except HostInSpec as error:
+            raise HTTPException(409, str(error)) from None
+        if not forgotten:
+            raise HTTPException(404, f"the store knows no host {host!r}")
+        return {"forgotten": host}
 
     app.include_router(api)
     return app

@@ -94,17 +94,32 @@ class Capture:
         for fd in self._sockets:
             poller.register(fd, select.POLLIN)
         while True:
-            for fd, _ in poller.poll():
-                if fd == self._stop_read:
-                    self._drain_all()
-                    return
-                self._drain(fd)
+            ready = [fd for fd, _ in poller.poll()]
+            stopping = self._stop_read in ready
+            got: list[Frame] = []
+            for _ in range(64):  # drain until every socket is empty, so that frames of all devices meet
+                for fd in ready:
+                    if fd != self._stop_read:
+                        got += self._drain(fd)
+                ready = [fd for fd, _ in poller.poll(0) if fd != self._stop_read]
+                if not ready:
+                    break
+            if stopping:
+                got += [frame for fd in list(self._sockets) for frame in self._drain(fd)]
+            self._deliver(sorted(got, key=lambda frame: frame.timestamp))
+            if stopping:
+                return
 
-    def _drain_all(self) -> None:
-        for fd in list(self._sockets):
-            self._drain(fd)
+    def _deliver(self, got: list[Frame]) -> None:
+        if got and self.on_frame is not None:
+            for frame in got:
+                self.on_frame(frame)
+        if got and self.keep:
+            with self._changed:
+                self._frames.extend(got)
+                self._changed.notify_all()
 
-    def _drain(self, fd: int) -> None:
+    def _drain(self, fd: int) -> list[Frame]:
         sock, namespace, device = self._sockets[fd]
         got = []
         while True:
@@ -120,16 +135,11 @@ class Capture:
                     seconds, nanos = _TIMESPEC.unpack_from(payload)
                     stamp = seconds + nanos / 1e9
             got.append(Frame(namespace, device, stamp, data, address[2] == PACKET_OUTGOING))
-        if got and self.on_frame is not None:
-            for frame in got:
-                self.on_frame(frame)
-        if got and self.keep:
-            with self._changed:
-                self._frames.extend(got)
-                self._changed.notify_all()
+        return got
 
     def frames(self) -> list[Frame]:
-        """The frames captured so far, in arrival order per device."""
+        """The frames captured so far, in arrival order per device (and in timestamp order among
+        the frames one wake-up of the reader collected from every device)."""
         with self._changed:
             return list(self._frames)
 

@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
     # status: registered by cli.linux, which answers `status SPEC` itself and hands the rest here
     for command in (controller, agent, apply, get, delete):
         app.command()(command)
+    app.command(name="forget-host")(forget_host)
     endpoints = typer.Typer(
         help="One endpoint of the applied spec: add, change, remove, list.", no_args_is_help=True, cls=StrictGroup
     )
@@ -102,6 +103,7 @@ def agent(
 ) -> None:
     """Keep HOST's data plane equal to its desired graph, reporting back; runs until SIGTERM/SIGINT."""
     from netvirt.control.agent import Agent, AgentThread
+    from netvirt.control.controller import Controller
     from netvirt.dataplane import registry
     from netvirt.control.store import DEFAULT_URL, StoreError, open_store
 
@@ -113,6 +115,15 @@ def agent(
         _fail("agent", str(error), 2)
     except (StoreError, ImportError) as error:  # the store or the data plane cannot be had here
         _fail("agent", str(error), 1)
+    try:
+        applied = Controller(opened).current()
+    except StoreError as error:
+        _fail("agent", str(error), 1)
+    known = [h.name for h in applied.spec.hosts] if applied is not None else None
+    if known is not None and host not in known:
+        opened.close()
+        _fail("agent", f"--host {host}: the applied spec ({applied.spec.name}, revision {applied.revision}) has no "
+                       f"host {host!r}; give one of {', '.join(known)} (or apply a spec that has it first)", 2)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -287,6 +298,28 @@ def status(
         raise typer.Exit(1)
 
 
+def forget_host(
+    host: Annotated[str, typer.Argument(help="The host to remove from `netvirt status`.", show_default=False)],
+    controller: ControllerOption = DEFAULT_CONTROLLER,
+    token_file: TokenOption = None,
+) -> None:
+    """Forget a host the applied spec no longer has (an agent started with a wrong --host, a
+    retired machine): its agent status, heartbeat and realized graph leave the controller."""
+    client = Client(controller, _token(token_file), "forget-host")
+    client.call("DELETE", f"/v1/hosts/{host}", refused=(404, 409))
+    typer.echo(f"forgot host {host}")
+
+
+def answers(url: str) -> bool:
+    """Whether a controller answers at ``url`` (its health check, within a second)."""
+    import httpx
+
+    try:
+        return httpx.get(url.rstrip("/") + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class Client:
     """A thin client of the controller's API that turns failures into CLI exits."""
 
@@ -298,7 +331,8 @@ class Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
-    def call(self, method: str, path: str, **request: Any) -> Any:
+    def call(self, method: str, path: str, refused: tuple[int, ...] = (), **request: Any) -> Any:
+        """The reply's JSON; exit 1 on failures, 2 on the HTTP statuses ``refused`` (bad input)."""
         import httpx
 
         try:
@@ -312,7 +346,7 @@ class Client:
             for problem in detail["problems"]:
                 typer.echo(problem["text"], err=True)
             _fail(self.command, f"invalid spec, {detail['summary']}; nothing was applied", 2)
-        _fail(self.command, f"{detail} (HTTP {reply.status_code} from {self.url})", 1)
+        _fail(self.command, f"{detail} (HTTP {reply.status_code} from {self.url})", 2 if reply.status_code in refused else 1)
 
 
 def _wait(client: Client, timeout: float) -> None:

@@ -50,17 +50,28 @@ def require_net_admin(command: str) -> None:
         fail(command, "needs CAP_NET_ADMIN to change network namespaces (run it as root)", 1)
 
 
-def compiled(spec_path: Path, command: str):
-    """(spec, network graph, deployment name) of ``spec_path``; exit 2 when it is invalid."""
+DeploymentOption = Annotated[str | None, typer.Option(
+    "--deployment", help="Look at this deployment instead of SPEC's own (networks built by agents: netvirt).",
+    show_default=False)]
+
+
+def compiled(spec_path: Path, command: str, deployment: str | None = None):
+    """(spec, network graph, deployment name) of ``spec_path`` — the deployment named after the
+    spec unless ``deployment`` is given; exit 2 when either is invalid."""
     from netvirt.control.compile import CompileError, compile_network
-    from netvirt.dataplane.kernel.naming import deployment_name
+    from netvirt.dataplane.kernel.naming import NameError_, deployment_name
 
     spec = load_or_exit(spec_path, command)
     try:
         network = compile_network(spec)
     except CompileError as error:
         fail(command, f"{spec_path}: {error}", 2)
-    return spec, network, deployment_name(spec.name)
+    if deployment is not None:
+        try:
+            names(deployment)
+        except NameError_ as error:
+            fail(command, f"--deployment {deployment}: {error}", 2)
+    return spec, network, deployment or deployment_name(spec.name)
 
 
 def kernel_settings() -> dict[str, Any]:
@@ -363,6 +374,7 @@ def status(
     controller: control.ControllerOption = control.DEFAULT_CONTROLLER,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     token_file: control.TokenOption = None,
+    deployment: DeploymentOption = None,
 ) -> None:
     """Desired vs realized per host: of SPEC in this kernel, or from the controller.
 
@@ -372,6 +384,10 @@ def status(
     """
     if target is not None and not Path(target).exists() and not _is_name(target):
         fail("status", f"{target}: no such spec file (and not a host name to ask the controller about)", 2)
+    if target is None and not control.answers(controller):
+        typer.echo(f"no controller at {controller} (give --controller URL to ask one)", err=True)
+        _print_deployments(as_json or format is TextOrJson.json)
+        return
     if target is None or not Path(target).exists():
         control.status(target, controller, as_json or format is TextOrJson.json, token_file)
         return
@@ -382,7 +398,7 @@ def status(
     from netvirt.graph import DeviceKind, diff
 
     spec_path = Path(target)
-    loaded, network, deployment = compiled(spec_path, "status")
+    loaded, network, deployment = compiled(spec_path, "status", deployment)
     require_net_admin("status")
     settings = kernel_settings()
     backends = network_backends(network, deployment, **settings)
@@ -440,6 +456,40 @@ def status(
         raise typer.Exit(1)
 
 
+def deployments() -> list[dict]:
+    """The deployments recorded on this machine (prefix of ``kernel_settings``): name, the spec
+    file that claimed it (None: built by agents or an older netvirt), its namespaces now."""
+    from netvirt.dataplane.kernel import claims, netns
+    from netvirt.dataplane.kernel.ownership import RecordError, recorded_names
+
+    settings = kernel_settings()
+    try:
+        recorded = [n.deployment for n in recorded_names(settings["state_dir"]) if n.prefix == settings["prefix"]]
+    except (RecordError, OSError):
+        recorded = []
+    held = claims.claimed(settings["state_dir"])
+    existing = netns.names()
+    return [{"deployment": name, "spec": held[name].spec if name in held else None,
+             "file": held[name].path if name in held else None,
+             "namespaces": len([ns for ns in existing if names(name).owns_namespace(ns)])}
+            for name in sorted(set(recorded) | set(held))]
+
+
+def _print_deployments(as_json: bool) -> None:
+    found = deployments()
+    if as_json:
+        typer.echo(json.dumps({"deployments": found}, indent=2))
+        return
+    if not found:
+        typer.echo("no deployments on this machine")
+        return
+    table = Table("DEPLOYMENT", "SPEC", "FILE", "NAMESPACES", box=None)
+    for row in found:
+        table.add_row(row["deployment"], row["spec"] or "- (agents)", row["file"] or "-", str(row["namespaces"]))
+    Console(width=200).print(table)
+    typer.echo("`netvirt status SPEC [--deployment NAME]` compares one with its spec")
+
+
 def _print_switch(host: str, switch: dict) -> None:
     """A userspace switch's counters: mode, CPU, flow cache, then rx/tx/drop per port."""
     cache = switch["flow_cache"]
@@ -465,12 +515,12 @@ def _difference(change) -> str:
 # --- exec, capture --------------------------------------------------------------------------------
 
 
-def kernel_namespace(spec_path: Path, place: str, command: str) -> tuple[str, str]:
+def kernel_namespace(spec_path: Path, place: str, command: str, deployment: str | None = None) -> tuple[str, str]:
     """(kernel namespace, graph namespace) of ``place``: an endpoint name, or HOST:NAMESPACE
     (a host's own namespace, a router's copy on that host, ...)."""
     from netvirt.graph import NamespaceKind
 
-    spec, network, deployment = compiled(spec_path, command)
+    spec, network, deployment = compiled(spec_path, command, deployment)
     kernel_names = names(deployment)
     host, colon, namespace = place.rpartition(":")
     if colon:
@@ -498,6 +548,7 @@ def exec_(
     endpoint: Annotated[str, typer.Argument(help="An endpoint, or HOST:NAMESPACE (e.g. host-a:acme-router).",
                                             show_default=False)],
     command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).", show_default=False)],
+    deployment: DeploymentOption = None,
 ) -> None:
     """Run COMMAND inside ENDPOINT's network namespace: netvirt exec SPEC web-1 -- ip addr."""
     from netvirt.dataplane.kernel import netns
@@ -506,7 +557,7 @@ def exec_(
         command = command[1:]
     if not command:
         fail("exec", "give the command to run after --", 2)
-    kernel, _ = kernel_namespace(spec, endpoint, "exec")
+    kernel, _ = kernel_namespace(spec, endpoint, "exec", deployment)
     require_net_admin("exec")
     if not netns.exists(kernel):
         fail("exec", f"namespace {kernel} does not exist; run `netvirt up {spec}` first", 1)
@@ -525,6 +576,7 @@ def capture(
     count: Annotated[int | None, typer.Option(help="Stop after this many frames.", min=1)] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.", min=0)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print a line per frame.")] = False,
+    deployment: DeploymentOption = None,
     format: FormatOption = TextOrJson.text,
 ) -> None:
     """Capture frames on a device of SPEC's network into a pcap file (until Ctrl-C, --count or --duration)."""
@@ -539,9 +591,9 @@ def capture(
 
     if "/" in device:
         place, _, link = device.rpartition("/")
-        kernel, _ = kernel_namespace(spec, place, "capture")
+        kernel, _ = kernel_namespace(spec, place, "capture", deployment)
     else:
-        loaded, network, deployment = compiled(spec, "capture")
+        loaded, network, deployment = compiled(spec, "capture", deployment)
         segments = [segment.name for segment in network.segments]
         if device not in segments:
             fail("capture", f"{device}: give [HOST:]NAMESPACE/DEVICE or a segment ({', '.join(segments)})", 2)
@@ -604,6 +656,7 @@ def verify(
     dport: Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every endpoint pair and service, as `netvirt reach`.")] = False,
     detail: Annotated[bool, typer.Option("--detail", help="The packet at every place, side by side.")] = False,
+    deployment: DeploymentOption = None,
     format: FormatOption = TextOrJson.text,
 ) -> None:
     """Send real probes through the kernel and compare with the simulator's prediction.
@@ -620,7 +673,7 @@ def verify(
     from netvirt.trace.verify import Verifier
 
     conflicts(("--proto icmp", proto == "icmp"), ("--dport", dport is not None))
-    loaded, network, deployment = compiled(spec, "verify")
+    loaded, network, deployment = compiled(spec, "verify", deployment)
     if all_ == (source is not None or target is not None):
         fail("verify", "give --from and --to (with --proto/--dport), or --all", 2)
     if proto is not None and proto not in ("tcp", "udp", "icmp"):
