@@ -248,12 +248,24 @@ class Verifier:
                 break
         return Verification(tried, predicted, observed, tuple(compare(predicted, observed)))
 
-    def verify_all(self, flows: list[Flow], workers: int = 16) -> list[Verification]:
+    def verify_all(self, flows: list[Flow], workers: int = 16,
+                   progress: Callable[[int, int], None] | None = None) -> list[Verification]:
         """``verify`` for every flow: predictions one by one (the simulator is not shared), the
-        real probes ``workers`` at a time (distinct source ports keep them apart)."""
+        real probes ``workers`` at a time (distinct source ports keep them apart); ``progress(done,
+        total)`` after each probe (from the probing threads)."""
         predicted = [self.predict(flow) for flow in flows]
+        done = [0]
+
+        def observed_one(flow: Flow) -> Side:
+            side = self.observe(flow)
+            if progress is not None:
+                with self._lock:
+                    done[0] += 1
+                    progress(done[0], len(flows))
+            return side
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            observed = list(pool.map(self.observe, flows))
+            observed = list(pool.map(observed_one, flows))
         return [
             self.verify(flow) if _other_backend(want, got) else Verification(flow, want, got, tuple(compare(want, got)))
             for flow, want, got in zip(flows, predicted, observed, strict=True)

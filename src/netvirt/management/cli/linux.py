@@ -9,6 +9,7 @@ a spec file asks the controller, see ``netvirt.management.cli.control``). Exit c
 1 runtime failure (also: not in sync, a probe that disagrees), 2 bad input.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,15 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from netvirt.management.cli import control
@@ -706,9 +715,8 @@ def verify(
         typer.echo(f"netvirt verify: drift: device {place} is missing (`netvirt up {spec}` repairs it); "
                    "flows through it cannot agree", err=True)
     options["exists"] = lambda place: in_kernel(place) and f"{place[0]}:{place[1]}/{place[2]}" not in drift
-    with Console(stderr=True).status(f"probing {len(labelled)} flows in the kernel"), \
-            Verifier(network, observer, **options) as verifier:
-        results = verifier.verify_all([flow for _, _, flow in labelled])
+    with probing(len(labelled)) as progress, Verifier(network, observer, **options) as verifier:
+        results = verifier.verify_all([flow for _, _, flow in labelled], progress=progress)
     agree = all(r.agrees for r in results) and not drift
     if format is TextOrJson.json:
         typer.echo(json.dumps({"spec": loaded.name, "agree": agree, "drift": drift, "flows": [
@@ -717,6 +725,31 @@ def verify(
         _verify_table(labelled, results, detail or not all_)
     if not agree:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def probing(total: int, every: float = 10.0):
+    """A ``progress(done, total)`` for ``Verifier.verify_all``: a bar with the ETA in a terminal,
+    else a line on stderr every ``every`` seconds (and at the end) for logs and CI."""
+    console = Console(stderr=True)
+    started = last = time.monotonic()
+    if console.is_terminal:
+        with Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("", total=total)
+            yield lambda done, _: bar.update(task, completed=done)
+        return
+
+    def line(done: int, _: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every or done == total:
+            last = now
+            left = (now - started) / done * (total - done)
+            typer.echo(f"netvirt verify: {done}/{total} flows probed in {now - started:.0f}s"
+                       + (f", about {left:.0f}s left" if done < total else ""), err=True)
+
+    yield line
 
 
 def missing_devices(network: Any, kernel_names: Any, in_kernel: Any) -> list[str]:
