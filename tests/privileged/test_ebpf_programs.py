@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from netvirt.dataplane.ebpf import layouts as L
 from netvirt.dataplane.ebpf.build import object_file, source_digest
 from netvirt.dataplane.ebpf.maps import MapError, compile_chain
-from netvirt.dataplane.ebpf.programs import TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, EndpointProgram, XdpDropProgram
+from netvirt.dataplane.ebpf.programs import TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, EndpointProgram, XdpDropProgram
 from netvirt.dataplane.sim import packets
 from netvirt.dataplane.sim.classify import CompiledClassifier
 from netvirt.dataplane.sim.netfilter import packet_key
@@ -41,6 +41,7 @@ from netvirt.graph import (
     PortRange,
     Proto,
     Reject,
+    RejectWith,
     Rule,
     Verdict,
 )
@@ -121,7 +122,8 @@ def test_policy_verdict_equals_the_simulator(endpoint, rules, policy, hook, data
         index, action = classifier.classify(key)
         run = endpoint.run(frame, hook, mark=mark)
         assert (run.index, run.action, run.ct_state) == (index, ACTIONS[type(action)], 1 if state is CtState.NEW else 2), probe
-        assert run.retval == (TC_ACT_OK if isinstance(action, Accept) else TC_ACT_SHOT)
+        resets = isinstance(action, Reject) and action.reply is RejectWith.TCP_RESET and probe.proto == 6 and probe.src_port is not None
+        assert run.retval == (TC_ACT_OK if isinstance(action, Accept) else TC_ACT_REDIRECT if resets else TC_ACT_SHOT)
 
 
 def test_limits_are_refused():
@@ -145,6 +147,20 @@ def test_log_rules_emit_records_and_marks_are_set(endpoint):
     assert (run.index, run.action) == (0, L.ACCEPT)
     assert endpoint.counters()["logged"] == before + 1
     assert endpoint.logs[L.CHAIN_OUTPUT] == {0: "seen-udp"}
+
+
+@pytest.mark.parametrize("hook", [NetfilterHook.INPUT, NetfilterHook.OUTPUT])
+@pytest.mark.parametrize(("client", "server"), [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")])
+def test_a_tcp_reject_answers_with_the_simulators_reset(endpoint, hook, client, server):
+    rules = (Rule(match=Match(proto=Proto.TCP, dst_ports=PortRange.single(22)), action=Reject(RejectWith.TCP_RESET)),)
+    endpoint.configure((Chain(hook=hook, rules=rules),), (), IFINDEX.__getitem__)
+    endpoint.clear_conntrack()
+    packet = packets.probe(ip_address(client), ip_address(server), "tcp", src_port=40000, dst_port=22, size=120)
+    run = endpoint.run(packets.frame(MACS[:6], MACS[6:], packet), hook)
+    assert (run.index, run.action, run.retval) == (0, L.REJECT, TC_ACT_REDIRECT)
+    expected = packets.frame(MACS[6:], MACS[:6], packets.tcp_reset(packet, packets.headers(packet, 0)))
+    assert run.packet == expected
+    assert endpoint.conntrack() == []  # a rejected connection is not tracked
 
 
 # --- services: DNAT and reverse NAT bytes ---------------------------------------------------

@@ -156,3 +156,4 @@ class XdpDropProgram(_Loaded):
             return sum(v.packets for v in values), sum(v.bytes for v in values)
 
         return [total(i) for i in range(entries)], total(L.DROP_MAX)
+

@@ -32,6 +32,7 @@
 #define NV_ACCEPT 1
 #define NV_DROP 2
 #define NV_REJECT 3
+#define NV_REJECT_TCP_RESET 4 /* nv_rule.reject: maps.REJECTS */
 
 
 #define NV_PORT_WILD 0
@@ -41,6 +42,10 @@
 #define NV_OPT_FIB 1 /* after DNAT, route the packet again (FIB lookup, new MACs) */
 
 #define NV_LB_AFFINITY 1
+
+/* the mark of an answer a program sent back (a TCP reset): the other direction's program lets it
+ * pass without classifying it, as the kernel's own reject answers bypass the rule set */
+#define NV_MARK_ANSWER 0x6e760001u
 
 /* counters (per CPU) */
 #define NV_COUNT_ACCEPTED 0
@@ -226,6 +231,7 @@ struct nv_scratch {
 	struct lb_affinity_key akey;
 	struct lb_affinity_val fresh;
 	struct bpf_fib_lookup fib;
+	__u8 answer[80];       /* nv_reset's packet */
 	struct nv_key key;     /* nv_classify's input: the packet's fields */
 	struct nv_rule found;  /* and its output: the first matching rule, if best is not the policy */
 	__u32 best;
@@ -523,6 +529,102 @@ static __always_inline int nv_reroute(struct __sk_buff *skb, struct nv_scratch *
 	return TC_ACT_OK;
 }
 
+/* --- reject --------------------------------------------------------------------------------- */
+
+static __always_inline __u32 nv_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum & 0xffff;
+}
+
+static __always_inline __u32 nv_sum16(const __u8 *bytes, __u32 length)
+{
+	__u32 sum = 0;
+
+	for (__u32 i = 0; i < length; i += 2)
+		sum += (__u32)bytes[i] << 8 | bytes[i + 1];
+	return sum;
+}
+
+/* Turn a rejected TCP segment into the RST|ACK answering it (RFC 9293 3.10.7.1; the simulator's
+ * packets.tcp_reset) and send it back: out of the interface it came in by (input chain), or up
+ * this namespace's stack (output chain). Anything else rejected (``reject`` with an ICMP error)
+ * is dropped. */
+static __always_inline int nv_reset(struct __sk_buff *skb, struct nv_scratch *w, __u32 chain_id)
+{
+	struct nv_packet *p = &w->p;
+	__u8 *out = w->answer, tcp[20], macs[12];
+	__u32 l3 = p->l3, ip_length = 0, seq, ack, size, sum, at;
+	__u16 word;
+	int v4 = p->flow.family == 4;
+
+	if (w->found.reject != NV_REJECT_TCP_RESET || !p->has_ports || p->flow.proto != NV_TCP || l3 != ETH_HLEN)
+		return TC_ACT_SHOT;
+	if (bpf_skb_load_bytes(skb, p->l4, tcp, sizeof(tcp)) || bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
+		return TC_ACT_SHOT;
+	if (bpf_skb_load_bytes(skb, l3 + (v4 ? 2 : 4), &word, 2))
+		return TC_ACT_SHOT;
+	ip_length = bpf_ntohs(word) + (v4 ? 0 : 40);
+	seq = (__u32)tcp[4] << 24 | (__u32)tcp[5] << 16 | (__u32)tcp[6] << 8 | tcp[7];
+	ack = seq + ip_length - (p->l4 - l3) - ((tcp[12] >> 4) << 2) + !!(tcp[13] & 0x02) + !!(tcp[13] & 0x01);
+
+	__builtin_memset(out, 0, sizeof(w->answer));
+	__builtin_memcpy(out, macs + 6, 6);
+	__builtin_memcpy(out + 6, macs, 6);
+	out[12] = v4 ? 0x08 : 0x86;
+	out[13] = v4 ? 0x00 : 0xdd;
+	at = ETH_HLEN + (v4 ? 20 : 40);
+	if (v4) {
+		__u8 *ip = out + ETH_HLEN;
+
+		ip[0] = 0x45;
+		ip[3] = 40;
+		ip[6] = 0x40; /* don't fragment */
+		ip[8] = 64;
+		ip[9] = NV_TCP;
+		__builtin_memcpy(ip + 12, p->flow.dst, 4);
+		__builtin_memcpy(ip + 16, p->flow.src, 4);
+		sum = nv_fold(nv_sum16(ip, 20));
+		ip[10] = sum >> 8;
+		ip[11] = sum & 0xff;
+	} else {
+		__u8 *ip = out + ETH_HLEN;
+
+		ip[0] = 0x60;
+		ip[5] = 20;
+		ip[6] = NV_TCP;
+		ip[7] = 64;
+		__builtin_memcpy(ip + 8, p->flow.dst, 16);
+		__builtin_memcpy(ip + 24, p->flow.src, 16);
+	}
+	__u8 *rst = out + (v4 ? 34 : 54);
+
+	rst[0] = tcp[2];
+	rst[1] = tcp[3];
+	rst[2] = tcp[0];
+	rst[3] = tcp[1];
+	rst[8] = ack >> 24;
+	rst[9] = ack >> 16;
+	rst[10] = ack >> 8;
+	rst[11] = ack;
+	rst[12] = 5 << 4;
+	rst[13] = 0x14; /* RST | ACK */
+	/* pseudo header: addresses, protocol, length */
+	sum = nv_sum16(out + ETH_HLEN + (v4 ? 12 : 8), v4 ? 8 : 32) + NV_TCP + 20 + nv_sum16(rst, 20);
+	sum = nv_fold(sum);
+	rst[16] = sum >> 8;
+	rst[17] = sum & 0xff;
+
+	size = at + 20;
+	if (bpf_skb_change_tail(skb, size, 0))
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(skb, 0, out, v4 ? 54 : 74, 0))
+		return TC_ACT_SHOT;
+	skb->mark = NV_MARK_ANSWER;
+	return bpf_redirect(skb->ifindex, chain_id == NV_CHAIN_INPUT ? 0 : BPF_F_INGRESS);
+}
+
 /* --- the programs ---------------------------------------------------------------------------- */
 
 /* The tracked entry of an ICMP error's quoted datagram (RELATED), or 0. */
@@ -547,6 +649,10 @@ static __always_inline int nv_endpoint(struct __sk_buff *skb, __u32 chain_id)
 	__u16 rev_nat = 0;
 	int verdict = TC_ACT_OK, reroute = 0;
 
+	if (skb->mark == NV_MARK_ANSWER) {
+		skb->mark = 0;
+		return TC_ACT_OK;
+	}
 	if (!w || nv_parse(data, end, &w->p) < 0)
 		return TC_ACT_OK;
 	chain = bpf_map_lookup_elem(&nv_chains, &chain_id);
@@ -663,7 +769,7 @@ static __always_inline int nv_endpoint(struct __sk_buff *skb, __u32 chain_id)
 	}
 	if (action == NV_REJECT) {
 		nv_count(NV_COUNT_REJECTED);
-		return TC_ACT_SHOT;
+		return nv_reset(skb, w, chain_id);
 	}
 	nv_count(NV_COUNT_ACCEPTED);
 
