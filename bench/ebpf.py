@@ -36,11 +36,11 @@ from linux import udp_rtt_us  # noqa: E402
 
 from netvirt.dataplane.ebpf import libbpf  # noqa: E402
 from netvirt.dataplane.ebpf.programs import EndpointProgram, XdpDropProgram  # noqa: E402
-from netvirt.dataplane.linux import netns  # noqa: E402
-from netvirt.dataplane.linux.build import Builder  # noqa: E402
-from netvirt.dataplane.linux.cleanup import cleanup  # noqa: E402
-from netvirt.dataplane.linux.naming import TEST_PREFIX, Names  # noqa: E402
-from netvirt.dataplane.linux.rulesets import Ruleset  # noqa: E402
+from netvirt.dataplane.kernel import netns  # noqa: E402
+from netvirt.dataplane.kernel.build import Builder  # noqa: E402
+from netvirt.dataplane.kernel.cleanup import cleanup  # noqa: E402
+from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names  # noqa: E402
+from netvirt.dataplane.kernel.rulesets import Ruleset  # noqa: E402
 from netvirt.dataplane.sim import packets  # noqa: E402
 from netvirt.dataplane.userspace import rings  # noqa: E402
 from netvirt.graph import (  # noqa: E402

@@ -1,5 +1,5 @@
 """The Backend contract (DESIGN.md §5, dataplane.api.Backend), run against every registered backend
-that can realise the case: sim always, linux in the real kernel (privileged: mandatory in CI).
+that can realise the case: sim always, linux and ebpf in the real kernel (privileged: mandatory in CI).
 
 Each case is a compiled network (examples/quickstart.yaml and edits of it). Per host, a backend
 must: apply a realisable graph and read it back equal; apply it again changing nothing; converge
@@ -46,6 +46,7 @@ OPTIONS: dict[str, tuple[Callable[[NetworkGraph, Path], dict], tuple]] = {
     "sim": (lambda network, state_dir: {}, ()),
     "linux": (_linux_options, (pytest.mark.privileged,)),
     "userspace": (_userspace_options, (pytest.mark.privileged,)),
+    "ebpf": (_linux_options, (pytest.mark.privileged,)),  # the linux backend's options
 }
 BACKENDS = [pytest.param(name, marks=OPTIONS[name][1], id=name) for name in OPTIONS]
 

@@ -58,11 +58,11 @@ class Network:
             assert report.ok, report.errors
 
 
-def bring_up(spec: Spec, state_dir: Path, filter: str = "nftables") -> Network:
+def bring_up(spec: Spec, state_dir: Path, filter: str = "nftables", backend: str = "linux") -> Network:
     names = Names(f"t{secrets.token_hex(3)}", TEST_PREFIX)
     graph = compile_network(spec)
     backends = network_backends(graph, names.deployment, {g.host: filter for g in graph.hosts},
-                                prefix=TEST_PREFIX, state_dir=state_dir)
+                                prefix=TEST_PREFIX, state_dir=state_dir, kinds={g.host: backend for g in graph.hosts})
     network = Network(spec, graph, names, state_dir, backends)
     try:
         network.apply(filter)
@@ -72,10 +72,20 @@ def bring_up(spec: Spec, state_dir: Path, filter: str = "nftables") -> Network:
     return network
 
 
+def use_backend(network: Network, backend: str) -> None:
+    """Re-apply every host with kernel backend ``backend`` (a full converge: the new backend
+    removes what the other made that it does not use)."""
+    network.backends = network_backends(network.graph, network.names.deployment, prefix=TEST_PREFIX,
+                                        state_dir=network.state_dir, kinds={g.host: backend for g in network.graph.hosts})
+    network.apply()
+
+
 def tear_down(network: Network) -> None:
     cleanup(network.names, network.state_dir)
     left = [name for name in netns.names() if network.names.owns_namespace(name)]
     assert left == [], f"namespaces left behind: {left}"
+    pins = sorted(str(path) for path in network.names.bpf_root.rglob("*")) if network.names.bpf_root.exists() else []
+    assert pins == [] and not network.names.bpf_root.exists(), f"eBPF pins left behind: {pins}"
 
 
 # --- servers --------------------------------------------------------------------------------------

@@ -43,3 +43,22 @@ def test_the_answer_from_a_listed_source_dies_in_the_driver_before_an_sk_buff(tm
     assert [hop.action for hop in arrival] == [Action.RECEIVE, Action.FILTER_DROP]  # no driver hop: no sk_buff
     drop = arrival[-1]
     assert (drop.mode, drop.level, drop.technique) == ("Kernel", "Driver", "XDP eBPF program drop_from (before sk_buff)")
+
+
+def test_trace_for_the_ebpf_backend_labels_its_programs(tmp_path):
+    from netvirt.dataplane.ebpf.predict import POLICY, SERVICES, XDP_DROP, ebpf_view
+
+    spec = quickstart_dropping(tmp_path, "203.0.113.0/24")
+    tracer, flow, skip = plan_trace(spec, "client-1", "web", None, None, 40000, None, 0, compile=compile_network)
+    tracer.view = ebpf_view(compile_network(spec))
+    trace = tracer.trace(flow, skip=skip)
+    techniques = {(hop.namespace, hop.technique) for hop in trace.hops + trace.answer.hops}
+    assert ("host-a:client-1", SERVICES) in techniques  # the DNAT to a backend, in client-1's tc program
+    policy = {ns for ns, technique in techniques if technique == POLICY}
+    assert policy & {"host-a:web-1", "host-b:web-2"} and all(hop.mode == "Kernel" for hop in trace.hops
+                                                                if hop.technique in (POLICY, SERVICES))
+    assert not any("Netfilter" in hop.technique for hop in trace.hops if hop.action.value.startswith("filter"))
+    tracer, flow, skip = plan_trace(spec, "web-1", "external", "udp", 53, 40000, None, 0, compile=compile_network)
+    tracer.view = ebpf_view(compile_network(spec))
+    drop = tracer.trace(flow, skip=skip).answer.hops[-1]
+    assert (drop.mode, drop.level, drop.technique) == ("Kernel", "Driver", XDP_DROP)

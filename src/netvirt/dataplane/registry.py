@@ -37,6 +37,8 @@ REGISTERED: dict[str, Registration] = {
                           "the Linux kernel: namespaces, veths, bridges, VXLAN, nftables or iptables"),
     "userspace": Registration("netvirt.dataplane.userspace.backend", "UserspaceBackend",
                               "a poll-mode switch process per host: AF_PACKET rings, flow cache, VXLAN/Geneve/NVGRE"),
+    "ebpf": Registration("netvirt.dataplane.ebpf.backend", "EbpfBackend",
+                         "the Linux kernel with eBPF: tc programs for policies and services, XDP drop lists"),
 }
 
 

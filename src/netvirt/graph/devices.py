@@ -414,3 +414,9 @@ class Device:
 
 
 _device_with_config = copier(Device, "config")
+
+
+def drop_list(dev: "Device") -> tuple:
+    """The source prefixes of ``dev``'s drop list (its ``DROP_LIST_PROGRAM`` XDP hook), in order."""
+    return tuple(rule.match.src for hook in dev.hooks if hook.kind is HookKind.XDP and hook.program == DROP_LIST_PROGRAM
+                 for rule in hook.rules)

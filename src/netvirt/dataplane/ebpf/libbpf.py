@@ -50,6 +50,7 @@ def lib() -> ctypes.CDLL:
         ("bpf_map_get_next_key", c_int, [c_int, c_void_p, c_void_p]),
         ("bpf_obj_pin", c_int, [c_int, c_char_p]),
         ("bpf_obj_get", c_int, [c_char_p]),
+        ("bpf_obj_get_info_by_fd", c_int, [c_int, c_void_p, POINTER(c_uint32)]),
         ("bpf_prog_test_run_opts", c_int, [c_int, c_void_p]),
         ("bpf_tc_hook_create", c_int, [c_void_p]),
         ("bpf_tc_hook_destroy", c_int, [c_void_p]),
@@ -142,6 +143,14 @@ class Program:
         self.fd, self.name = fd, name
 
 
+def program_id(program: Program) -> int:
+    """The kernel's id of a loaded program (what ``bpftool prog`` lists and tc reports)."""
+    info = ctypes.create_string_buffer(256)  # struct bpf_prog_info: type, id, ...
+    size = c_uint32(len(info))
+    _check(lib().bpf_obj_get_info_by_fd(program.fd, info, byref(size)), f"info of program {program.name}")
+    return int.from_bytes(info.raw[4:8], "little")
+
+
 class TestRun(ctypes.Structure):
     _fields_ = [
         ("sz", c_size_t), ("data_in", c_void_p), ("data_out", c_void_p), ("data_size_in", c_uint32),
@@ -223,6 +232,31 @@ class BpfObject:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Pinned:
+    """Programs and maps pinned in one bpffs directory (by their names), with ``BpfObject``'s
+    ``program``/``map`` interface; the fds are opened on first use and closed by ``close``."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._fds: dict[str, int] = {}
+
+    def _fd(self, name: str) -> int:
+        if name not in self._fds:
+            self._fds[name] = pinned(self.directory / name)
+        return self._fds[name]
+
+    def program(self, name: str) -> Program:
+        return Program(self._fd(name), name)
+
+    def map(self, name: str, key_type: type, value_type: type, per_cpu: bool = False) -> Map:
+        return Map(self._fd(name), name, key_type, value_type, per_cpu)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 # --- pins ----------------------------------------------------------------------------------------

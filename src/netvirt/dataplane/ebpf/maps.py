@@ -47,6 +47,7 @@ class ServiceEntries:
     services: list[tuple[L.LbKey, L.LbService]] = field(default_factory=list)
     backends: list[tuple[int, L.LbBackend]] = field(default_factory=list)
     reverse_nat: list[tuple[int, L.LbReverseNat]] = field(default_factory=list)
+    vips: list[L.LbKey] = field(default_factory=list)  # IPv4 service addresses (answered ARP)
 
 
 def _prefix_mask(net: IPNetwork | None) -> tuple[int | None, list[int]]:
@@ -199,6 +200,9 @@ def compile_services(rules: Sequence[Rule]) -> ServiceEntries:
                                                              port=target.port or 0, family=target.address.version)))
         entries.reverse_nat.append((rev_nat, L.LbReverseNat(address=L.address_words(vip.packed), port=port,
                                                             family=vip.version)))
+        address_only = L.LbKey(address=L.address_words(vip.packed), family=vip.version)
+        if vip.version == 4 and bytes(address_only) not in {bytes(known) for known in entries.vips}:
+            entries.vips.append(address_only)
     return entries
 
 
@@ -228,29 +232,65 @@ def _replace(target, entries: Sequence[tuple]) -> None:
             target.delete(key)
 
 
-def write_endpoint(obj, input_chain: ChainEntries | None, output_chain: ChainEntries | None,
-                   services: ServiceEntries) -> None:
-    """Load an endpoint object's maps with two chains (None: no filtering there) and the services."""
-    from ctypes import c_uint16, c_uint32
+ENDPOINT_LAYOUTS = {  # map -> (key, value) types of what netvirt writes there
+    "nv_chains": (ctypes.c_uint32, L.Chain),
+    "nv_tuples": (ctypes.c_uint32, L.Tuple),
+    "nv_rules": (L.Key, L.Bucket),
+    "nv_lb_services": (L.LbKey, L.LbService),
+    "nv_lb_backends": (ctypes.c_uint32, L.LbBackend),
+    "nv_lb_reverse_nat": (ctypes.c_uint16, L.LbReverseNat),
+    "nv_lb_vips": (L.LbKey, ctypes.c_uint8),
+}
 
-    chains = obj.map("nv_chains", c_uint32, L.Chain)
-    tuples = obj.map("nv_tuples", c_uint32, L.Tuple)
-    rules = obj.map("nv_rules", L.Key, L.Bucket)
-    buckets: list[tuple] = []
+
+def endpoint_entries(input_chain: ChainEntries | None, output_chain: ChainEntries | None, services: ServiceEntries,
+                     reroute: bool = False) -> dict[str, list[tuple]]:
+    """Every (key, value) of the configuration maps for two chains (None: no filtering there) and
+    the services; ``reroute``: route again after DNAT (the output chain's OPT_FIB)."""
+    found: dict[str, list[tuple]] = {name: [] for name in ENDPOINT_LAYOUTS}
     for number, entries in ((L.CHAIN_INPUT, input_chain), (L.CHAIN_OUTPUT, output_chain)):
         present = entries or ChainEntries(policy=L.ACCEPT, active=False)
         for position, tuple_ in enumerate(present.tuples):
-            tuples.update(c_uint32(number * L.MAX_TUPLES + position), tuple_)
-        buckets.extend(present.buckets.values())
-        current = chains.lookup(c_uint32(number))
-        flags = current.flags if current is not None else 0
-        chains.update(c_uint32(number), L.Chain(tuples=len(present.tuples), flags=flags, active=present.active,
-                                                policy=present.policy))
-    _replace(rules, buckets)
-    _replace(obj.map("nv_lb_services", L.LbKey, L.LbService), services.services)
-    _replace(obj.map("nv_lb_backends", c_uint32, L.LbBackend), [(c_uint32(i), b) for i, b in services.backends])
-    _replace(obj.map("nv_lb_reverse_nat", c_uint16, L.LbReverseNat),
-             [(c_uint16(i), r) for i, r in services.reverse_nat])
+            found["nv_tuples"].append((ctypes.c_uint32(number * L.MAX_TUPLES + position), tuple_))
+        found["nv_rules"].extend(present.buckets.values())
+        flags = L.OPT_FIB if reroute and number == L.CHAIN_OUTPUT else 0
+        found["nv_chains"].append((ctypes.c_uint32(number), L.Chain(tuples=len(present.tuples), flags=flags,
+                                                                    active=present.active, policy=present.policy)))
+    found["nv_lb_services"] = list(services.services)
+    found["nv_lb_backends"] = [(ctypes.c_uint32(i), b) for i, b in services.backends]
+    found["nv_lb_reverse_nat"] = [(ctypes.c_uint16(i), r) for i, r in services.reverse_nat]
+    found["nv_lb_vips"] = [(vip, ctypes.c_uint8(1)) for vip in services.vips]
+    return found
+
+
+def write_endpoint(obj, entries: dict[str, list[tuple]]) -> None:
+    """Make an endpoint object's configuration maps hold exactly ``entries`` (``endpoint_entries``).
+    The tuple array keeps stale slots past the chains' tuple counts: the programs never read them."""
+    for name, wanted in entries.items():
+        target = obj.map(name, *ENDPOINT_LAYOUTS[name])
+        if name in ("nv_chains", "nv_tuples"):  # arrays: entries cannot be deleted
+            for key, value in wanted:
+                target.update(key, value)
+        else:
+            _replace(target, wanted)
+
+
+def read_endpoint(obj, entries: dict[str, list[tuple]]) -> list[str]:
+    """How the configuration maps differ from ``entries`` (empty: they hold exactly them)."""
+    found = []
+    for name, wanted in entries.items():
+        target = obj.map(name, *ENDPOINT_LAYOUTS[name])
+        if name in ("nv_chains", "nv_tuples"):
+            missing = [key for key, value in wanted if bytes(target.lookup(key) or b"") != bytes(value)]
+            extra: list = []
+        else:
+            want = {bytes(key): bytes(value) for key, value in wanted}
+            have = {bytes(key): bytes(target.lookup(key) or b"") for key in target.keys()}
+            missing = [key for key in want if have.get(key) != want[key]]
+            extra = [key for key in have if key not in want]
+        if missing or extra:
+            found.append(f"map {name}: {len(missing)} entries missing or different, {len(extra)} not netvirt's rules")
+    return found
 
 
 def write_drop_list(obj, entries: Sequence[tuple[L.Lpm4 | L.Lpm6, int]]) -> None:

@@ -20,13 +20,13 @@ from pathlib import Path
 from netvirt.dataplane.ebpf import layouts as L
 from netvirt.dataplane.ebpf import maps
 from netvirt.dataplane.ebpf.build import object_file
-from netvirt.dataplane.ebpf.libbpf import BpfObject, Program, pin, pinned, test_run
+from netvirt.dataplane.ebpf.libbpf import BpfObject, Pinned, Program, pin, pinned, test_run
 from netvirt.graph import Chain, IPNetwork, NetfilterHook, Rule
 
 TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
 XDP_DROP, XDP_PASS = 1, 2
 ENDPOINT_MAPS = ("nv_chains", "nv_tuples", "nv_rules", "nv_conntrack", "nv_log", "nv_counters", "nv_lb_services",
-                 "nv_lb_backends", "nv_lb_reverse_nat", "nv_lb_affinity")  # fmt: skip
+                 "nv_lb_backends", "nv_lb_reverse_nat", "nv_lb_affinity", "nv_lb_vips")  # fmt: skip
 ENDPOINT_PROGRAMS = ("nv_ingress", "nv_egress")
 XDP_MAPS = ("nv_drop4", "nv_drop6", "nv_drop_counters")
 XDP_PROGRAMS = ("nv_xdp_drop",)
@@ -52,9 +52,19 @@ class _Loaded:
     map_names: tuple[str, ...] = ()
     program_names: tuple[str, ...] = ()
 
-    def __init__(self, obj: BpfObject):
+    def __init__(self, obj: BpfObject | Pinned):
         self.obj = obj
         self.programs = {name: obj.program(name) for name in self.program_names}
+
+    @classmethod
+    def open(cls, pin_dir: Path):
+        """What ``load(pin_dir)`` pinned, opened again (BpfError when it is not there)."""
+        pinned_ = Pinned(pin_dir)
+        try:
+            return cls(pinned_)
+        except BaseException:
+            pinned_.close()
+            raise
 
     @classmethod
     def load(cls, pin_dir: Path | None = None, reuse_pins: bool = False):
@@ -91,10 +101,10 @@ class EndpointProgram(_Loaded):
     map_names = ENDPOINT_MAPS
     program_names = ENDPOINT_PROGRAMS
 
-    def configure(self, filter_chains: tuple[Chain, ...], nat_rules: tuple[Rule, ...], ifindex, *, reroute: bool = False) -> None:
-        """Compile an endpoint namespace's input/output chains and output NAT rules into the maps.
-
-        Raises ``maps.MapError`` for what the maps cannot hold (nothing is written then)."""
+    @staticmethod
+    def entries(filter_chains: tuple[Chain, ...], nat_rules: tuple[Rule, ...], ifindex, *, reroute: bool = False):
+        """The map entries of an endpoint namespace's input/output chains and output NAT rules
+        (``maps.endpoint_entries``); raises ``maps.MapError`` for what the maps cannot hold."""
         compiled = {}
         for chain in filter_chains:
             if chain.hook not in (NetfilterHook.INPUT, NetfilterHook.OUTPUT):
@@ -102,12 +112,13 @@ class EndpointProgram(_Loaded):
             number = L.CHAIN_INPUT if chain.hook is NetfilterHook.INPUT else L.CHAIN_OUTPUT
             compiled[number] = maps.compile_chain(chain.rules, chain.policy, ifindex, number)
         services = maps.compile_services(nat_rules)
-        maps.write_endpoint(self.obj, compiled.get(L.CHAIN_INPUT), compiled.get(L.CHAIN_OUTPUT), services)
-        chains = self.obj.map("nv_chains", c_uint32, L.Chain)
-        out = chains.lookup(c_uint32(L.CHAIN_OUTPUT))
-        out.flags = L.OPT_FIB if reroute else 0
-        chains.update(c_uint32(L.CHAIN_OUTPUT), out)
-        self.logs = {number: entries.logs for number, entries in compiled.items()}
+        logs = {number: entries.logs for number, entries in compiled.items()}
+        return maps.endpoint_entries(compiled.get(L.CHAIN_INPUT), compiled.get(L.CHAIN_OUTPUT), services, reroute), logs
+
+    def configure(self, filter_chains: tuple[Chain, ...], nat_rules: tuple[Rule, ...], ifindex, *, reroute: bool = False) -> None:
+        """Compile and write the maps (see ``entries``; nothing is written when it raises)."""
+        entries, self.logs = self.entries(filter_chains, nat_rules, ifindex, reroute=reroute)
+        maps.write_endpoint(self.obj, entries)
 
     def run(self, frame: bytes, hook: NetfilterHook, *, ifindex: int = 1, mark: int = 0, repeat: int = 1) -> Run:
         name = "nv_ingress" if hook is NetfilterHook.INPUT else "nv_egress"

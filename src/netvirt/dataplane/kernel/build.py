@@ -20,6 +20,7 @@ from netvirt.dataplane.kernel import iptables, links, netns, nftables
 from netvirt.dataplane.kernel.links import LinkError, VxlanSpec
 from netvirt.dataplane.kernel.naming import Names, check_link_name
 from netvirt.dataplane.kernel.ownership import (
+    OwnedBpfPins,
     STATE_DIR,
     OwnedIptChain,
     OwnedIptTable,
@@ -261,6 +262,27 @@ class Builder:
         """Exactly ``entries`` (MAC, port) as the static, sticky FDB of owned bridge ``bridge``."""
         self._require_link(namespace, bridge)
         self._do(namespace, links.ensure_bridge_fdb, bridge, list(entries))
+
+    def drop_list(self, namespace: str, device: str, prefixes) -> None:
+        """Exactly ``prefixes`` dropped at the netdev ingress of owned ``device`` (an nftables
+        netdev table of its own); no prefixes: no table."""
+        self._require_link(namespace, device)
+        table = nftables.drop_list_table(self.names.nft_table, device)
+        if not prefixes:
+            if OwnedNftTable(namespace, table, nftables.DROP_LIST_FAMILY) in self.record.objects:
+                nftables.delete_table(namespace, table, nftables.DROP_LIST_FAMILY)
+            return
+        self.record.add(OwnedNftTable(namespace, table, nftables.DROP_LIST_FAMILY))
+        nftables.apply_drop_list(namespace, table, device, prefixes)
+
+    def bpf_pins(self, namespace: str) -> Path:
+        """The bpffs directory for the eBPF programs and maps of owned ``namespace``, recorded
+        before anything is pinned there (created if missing)."""
+        self._require_namespace(namespace)
+        path = self.names.bpf_pins(namespace)
+        self.record.add(OwnedBpfPins(namespace, str(path)))
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def no_nftables(self, namespace: str) -> None:
         """Remove this deployment's nftables table from ``namespace`` if it was ever recorded

@@ -20,6 +20,7 @@ from netvirt.dataplane.kernel.ownership import (
     STATE_DIR,
     CleanupReport,
     Owned,
+    OwnedBpfPins,
     OwnedIptChain,
     OwnedIptTable,
     OwnedLink,
@@ -47,6 +48,8 @@ def cleanup(names: Names, state_dir: Path = STATE_DIR, select: Selector | None =
         for obj in objects:
             if not carries_marks(obj, names):
                 report.refused.append(obj)
+            elif isinstance(obj, OwnedBpfPins):  # bpffs is global: pins outlive their namespace
+                (report.removed if remove_pins(Path(obj.path)) else report.already_gone).append(obj)
             elif isinstance(obj, OwnedNamespace) or obj.namespace in owned_namespaces:
                 continue  # goes with its namespace, below
             elif _remove_inside(obj):
@@ -65,6 +68,7 @@ def cleanup(names: Names, state_dir: Path = STATE_DIR, select: Selector | None =
                     netns.remove(obj.name)  # a stale placeholder file, if any
                     report.already_gone.append(obj)
         if select is None:
+            remove_pins(names.bpf_root, only_empty=True)
             record.forget()
         else:
             record.discard(chosen - set(report.refused))
@@ -92,6 +96,20 @@ def _remove_inside(obj: OwnedLink | OwnedNftTable | OwnedIptChain | OwnedIptTabl
         case OwnedIptTable(namespace=namespace, version=version, table=table):
             return iptables.remove_table_if_untouched(namespace, version, table)
     raise AssertionError(f"unhandled owned object {obj!r}")
+
+
+def remove_pins(path: Path, only_empty: bool = False) -> bool:
+    """Unpin everything under bpffs directory ``path`` and remove it (``only_empty``: only an
+    empty directory); False when it was not there. A program or map goes once nothing pins,
+    attaches or holds it."""
+    if not path.is_dir():
+        return False
+    if only_empty and any(path.iterdir()):
+        return False
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    path.rmdir()
+    return True
 
 
 def cleanup_all(state_dir: Path = STATE_DIR) -> list[CleanupReport]:

@@ -19,6 +19,7 @@ runs never collide. Bad names raise ``NameError_`` saying what is wrong and how 
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 PRODUCTION_PREFIX = "nv"
 TEST_PREFIX = "nvt"
@@ -26,6 +27,7 @@ IFNAMSIZ = 16  # including the terminating NUL: link names have at most 15 chara
 NFT_TABLE_PREFIX = "netvirt"
 IPT_CHAIN_PREFIX = "NV-"
 IPT_CHAIN_MAX = 28  # XT_EXTENSION_MAXNAMELEN - 1
+BPFFS = Path("/sys/fs/bpf")  # where eBPF programs and maps are pinned
 
 _PREFIX = re.compile(r"^nv[a-z0-9]{0,2}$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,31}$")
@@ -123,6 +125,20 @@ class Names:
     def owns_link(self, name: str) -> bool:
         """Whether ``name`` carries this scheme's link prefix."""
         return name.startswith(f"{self.prefix}-")
+
+    @property
+    def bpf_root(self) -> Path:
+        """The bpffs directory of this deployment's pinned programs and maps (bpffs refuses '.'
+        in names: it becomes '@', which no namespace or deployment name contains)."""
+        return BPFFS / f"{self.prefix}-{self.deployment}".replace(".", "@")
+
+    def bpf_pins(self, namespace: str) -> Path:
+        """Where the programs and maps of kernel namespace ``namespace`` are pinned."""
+        return self.bpf_root / namespace.replace(".", "@")
+
+    def xdp_pins(self, namespace: str, device: str) -> Path:
+        """Where the XDP program of ``device`` in kernel namespace ``namespace`` is pinned."""
+        return self.bpf_pins(namespace) / "xdp" / device
 
     @property
     def nft_table(self) -> str:

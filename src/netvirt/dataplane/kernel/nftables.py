@@ -325,3 +325,36 @@ def realized_in(items: list[dict] | None, ruleset: Ruleset) -> Ruleset:
         policy = Verdict(have[name][0].get("policy", "accept"))
         found[kind].append(Chain(hook=chain.hook, rules=tuple(rules), policy=policy))
     return Ruleset(filter=tuple(found["filter"]), nat=tuple(found["nat"]))
+
+
+# --- drop lists (spec hosts[].drop_from) at the netdev ingress hook ------------------------------
+
+DROP_LIST_FAMILY = "netdev"
+DROP_LIST_PRIORITY = -500  # before every other ingress chain
+
+
+def drop_list_table(table: str, device: str) -> str:
+    """The netdev table holding ``device``'s drop list (a netdev base chain binds one device)."""
+    return f"{table}_drop_{device.replace('-', '_').replace('.', '_')}"
+
+
+def render_drop_list(table: str, device: str, prefixes: Sequence) -> str:
+    """``nft -f`` text replacing ``table`` with an ingress chain on ``device`` that drops (and
+    counts) packets from ``prefixes``; nothing else is touched."""
+    lines = [f"table {DROP_LIST_FAMILY} {table}", f"delete table {DROP_LIST_FAMILY} {table}",
+             f"table {DROP_LIST_FAMILY} {table} {{", "  chain ingress {",
+             f'    type filter hook ingress device "{device}" priority {DROP_LIST_PRIORITY}; policy accept;']
+    for version, keyword in ((4, "ip"), (6, "ip6")):
+        listed = [str(net) for net in prefixes if net.version == version]
+        if listed:
+            lines.append(f"    {keyword} saddr {{ {', '.join(listed)} }} counter drop")
+    lines += ["  }", "}", ""]
+    return "\n".join(lines)
+
+
+def apply_drop_list(namespace: str, table: str, device: str, prefixes: Sequence) -> None:
+    netns.run(namespace, ["nft", "-f", "-"], input=render_drop_list(table, device, prefixes).encode())
+
+
+def drop_list_in_place(namespace: str, table: str) -> bool:
+    return (DROP_LIST_FAMILY, table) in tables(namespace)

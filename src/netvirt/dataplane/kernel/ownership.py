@@ -75,8 +75,19 @@ class OwnedIptTable:
     type = "ipt_table"
 
 
-Owned = OwnedNamespace | OwnedLink | OwnedNftTable | OwnedIptChain | OwnedIptTable
-_TYPES = {cls.type: cls for cls in (OwnedNamespace, OwnedLink, OwnedNftTable, OwnedIptChain, OwnedIptTable)}
+@dataclass(frozen=True, slots=True)
+class OwnedBpfPins:
+    """The bpffs directory ``path`` of the eBPF programs and maps netvirt pinned for kernel
+    namespace ``namespace``. bpffs is not per namespace: removing the namespace detaches the
+    programs from its links, but the pins (and so the programs and maps) stay until removed."""
+
+    namespace: str
+    path: str
+    type = "bpf_pins"
+
+
+Owned = OwnedNamespace | OwnedLink | OwnedNftTable | OwnedIptChain | OwnedIptTable | OwnedBpfPins
+_TYPES = {cls.type: cls for cls in (OwnedNamespace, OwnedLink, OwnedNftTable, OwnedIptChain, OwnedIptTable, OwnedBpfPins)}
 
 
 class RecordError(RuntimeError):
@@ -106,6 +117,8 @@ def carries_marks(obj: Owned, names: Names) -> bool:
             return chain.startswith(IPT_CHAIN_PREFIX)
         case OwnedIptTable(table=table):
             return table in ("filter", "nat")  # removed only while untouched (see the class)
+        case OwnedBpfPins(path=path):
+            return Path(path).parent == names.bpf_root
     return False
 
 

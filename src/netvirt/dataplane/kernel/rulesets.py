@@ -54,6 +54,15 @@ class Ruleset:
             for chain in chains:
                 _check_chain(table, chain)
 
+    def netfilter_problem(self) -> str | None:
+        """What nftables and iptables cannot realise in this ruleset that eBPF can (None: nothing)."""
+        for table, chain in self.chains():
+            for index, rule in enumerate(chain.rules):
+                if isinstance(rule.action, Dnat) and rule.action.affinity is not Affinity.NONE:
+                    return (f"{table} {chain.hook} rule {index} ({rule.comment}): dnat affinity {rule.action.affinity} is "
+                            "not realised by nftables or iptables yet; use affinity none, or the ebpf or sim backend")
+        return None
+
     def chains(self) -> list[tuple[str, Chain]]:
         """(table, chain) pairs: filter chains first, then NAT chains."""
         return [("filter", c) for c in self.filter] + [("nat", c) for c in self.nat]
@@ -84,11 +93,6 @@ def _check_rule(where: str, rule: Rule) -> None:
     ports = getattr(action, "ports", None)
     if isinstance(action, Dnat):
         ports = any(target.port is not None for target in action.targets)
-        if action.affinity is not Affinity.NONE:
-            raise RulesetError(
-                f"{where}: dnat affinity {action.affinity} is not realised by the linux backend yet; "
-                "use affinity none, or the sim backend"
-            )
         if match.family is not None and match.family != action.targets[0].address.version:
             raise RulesetError(f"{where}: IPv{match.family} match with IPv{action.targets[0].address.version} targets")
     if isinstance(action, Snat) and match.family not in (None, action.address.version):

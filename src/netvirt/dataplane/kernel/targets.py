@@ -8,8 +8,9 @@ target are there), list its ``drift`` (what the graph model cannot show: foreign
 re-ordered rules) and ``delete`` this deployment's rules of this target (only where recorded).
 ``problem()`` says why the target cannot work on this machine (None: it can).
 
-``TARGETS`` holds every target by name: ``nftables`` (one ``inet`` table, replaced atomically)
-and ``iptables`` (``NV-*`` chains, iptables-restore). A backend picks one target per host and
+``TARGETS`` holds every target by name: ``nftables`` (one ``inet`` table, replaced atomically),
+``iptables`` (``NV-*`` chains, iptables-restore) and ``ebpf`` (tc programs with the rules in
+maps, ``dataplane.ebpf.target``; endpoint namespaces only). A backend picks one target per host and
 deletes what any other target left (``others``); ``in_use`` finds the target whose rules a
 namespace holds. A new target (e.g. eBPF maps) implements the protocol and is added to
 ``TARGETS``.
@@ -114,7 +115,13 @@ class IptablesTarget:
         return False
 
 
-TARGETS: dict[str, RuleTarget] = {target.name: target for target in (NftablesTarget(), IptablesTarget())}
+def _ebpf() -> RuleTarget:
+    from netvirt.dataplane.ebpf.target import EbpfTarget  # the eBPF package builds on this toolkit
+
+    return EbpfTarget()
+
+
+TARGETS: dict[str, RuleTarget] = {target.name: target for target in (NftablesTarget(), IptablesTarget(), _ebpf())}
 
 
 def others(target: RuleTarget) -> list[RuleTarget]:
@@ -124,6 +131,8 @@ def others(target: RuleTarget) -> list[RuleTarget]:
 
 def in_use(names: Names, namespace: str) -> RuleTarget | None:
     """The target whose rules of this deployment ``namespace`` holds (None: none)."""
+    if (names.bpf_pins(namespace) / "tc" / "nv_ingress").exists():
+        return TARGETS["ebpf"]
     if ("inet", names.nft_table) in nftables.tables(namespace):
         return TARGETS["nftables"]
     return TARGETS["iptables"] if IptablesTarget._present(names, namespace) else None

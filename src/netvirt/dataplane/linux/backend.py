@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from netvirt.dataplane.api import ApplyReport, Capabilities, Encapsulation, Observer, plan
-from netvirt.dataplane.kernel import netns, targets
+from netvirt.dataplane.kernel import netns, nftables, targets
 from netvirt.dataplane.linux import readback
 from netvirt.dataplane.kernel.build import Builder, NotOwned
-from netvirt.dataplane.kernel.cleanup import cleanup
+from netvirt.dataplane.kernel.cleanup import cleanup, remove_pins
 from netvirt.dataplane.kernel.links import LinkError, VxlanSpec
 from netvirt.dataplane.kernel.naming import PRODUCTION_PREFIX, NameError_, Names, check_link_name
 from netvirt.dataplane.kernel.ownership import (
@@ -58,10 +58,12 @@ from netvirt.dataplane.kernel.probe import probe
 from netvirt.dataplane.kernel.rulesets import Ruleset, RulesetError
 from netvirt.dataplane.kernel.targets import RuleTarget
 from netvirt.graph import (
+    DROP_LIST_PROGRAM,
     FLOOD_MAC,
     Bridge,
     Device,
     DeviceKind,
+    HookKind,
     HostGraph,
     NetworkGraph,
     ObjectKind,
@@ -72,6 +74,7 @@ from netvirt.graph import (
     Tunnel,
     Veth,
     diff,
+    drop_list,
 )
 
 Filter = Literal["nftables", "iptables"]
@@ -134,14 +137,18 @@ class LinuxBackend:
     @classmethod
     def declared(cls) -> Capabilities:
         """What this backend builds where the kernel has everything: nic, veth, bridge, VXLAN and
-        socket devices, filter and NAT rules (through a rule target), no device hooks."""
+        socket devices, filter and NAT rules (through a rule target), and one device hook: a NIC's
+        drop list (the XDP hook ``DROP_LIST_PROGRAM``, realised as an nftables netdev ingress drop)."""
         return Capabilities(backend=cls.name, device_kinds=BUILT_KINDS, encapsulations=frozenset({Encapsulation.VXLAN}),
-                            hooks=frozenset(), netfilter=True, nat=True)
+                            hooks=frozenset({HookKind.XDP}), netfilter=True, nat=True)
 
     def capabilities(self) -> Capabilities:
         """``declared()`` narrowed to what this kernel can create (``probe``)."""
-        found, declared = probe().for_plan(self.name), self.declared()
+        findings = probe()
+        found, declared = findings.for_plan(self.name), self.declared()
         reasons = dict(found.reasons)
+        if not findings.nftables:
+            reasons[HookKind.XDP.value] = "drop lists need nftables (netdev ingress), which does not work here"
         for kind in found.device_kinds - declared.device_kinds:
             reasons[kind.value] = f"netvirt's linux backend does not build {kind.value} devices"
         kinds = found.device_kinds & declared.device_kinds
@@ -149,7 +156,7 @@ class LinuxBackend:
             backend=self.name,
             device_kinds=kinds,
             encapsulations=frozenset(e for e in found.encapsulations if DeviceKind(e.value) in kinds),
-            hooks=found.hooks & declared.hooks,
+            hooks=declared.hooks if findings.nftables else frozenset(),
             netfilter=found.netfilter,
             nat=found.nat,
             where=found.where,
@@ -179,9 +186,13 @@ class LinuxBackend:
             except NameError_ as error:
                 problems.append(Problem(f"{host}:{ns.name}", str(error)))
             try:
-                Ruleset(filter=ns.filter, nat=ns.nat)
+                ruleset = Ruleset(filter=ns.filter, nat=ns.nat)
             except RulesetError as error:
                 problems.append(Problem(f"{host}:{ns.name}", f"rules the kernel cannot realise: {error}"))
+                continue
+            problem = ruleset.netfilter_problem() if self.rule_target(ruleset).name in FILTERS else None
+            if problem is not None:
+                problems.append(Problem(f"{host}:{ns.name}", f"rules the kernel cannot realise: {problem}"))
         for dev in graph.devices:
             where = f"{host}:{dev.namespace}/{dev.name}"
             if dev.kind is DeviceKind.SOCKET:
@@ -190,6 +201,10 @@ class LinuxBackend:
                 check_link_name(dev.name)
             except NameError_ as error:
                 problems.append(Problem(where, f"{error}; rename the device in the graph"))
+            for hook in dev.hooks:
+                if hook.kind is HookKind.XDP and (hook.program != DROP_LIST_PROGRAM or dev.kind is not DeviceKind.NIC):
+                    problems.append(Problem(where, f"XDP program '{hook.program}' cannot be realised by backend "
+                                            f"'{self.name}' (only a NIC's {DROP_LIST_PROGRAM} list); backends that can: sim"))
             if isinstance(dev.config, Bridge) and not dev.config.learning:
                 problems.append(Problem(where, "bridge learning off is not realised by the linux backend; "
                                         "backends that can: sim"))
@@ -207,6 +222,24 @@ class LinuxBackend:
             problems.append(Problem(f"{host}:{link.a}<->{link.b}", "wires between model devices cannot be realised "
                                     "by backend 'linux'; backends that can: sim"))
         return problems
+
+    def rule_target(self, ruleset: Ruleset) -> RuleTarget:
+        """The rule target that realises ``ruleset`` (here: the one chosen by ``filter``)."""
+        return self.target
+
+    def device_hooks(self, build: Builder, namespace: str, dev: Device) -> None:
+        """Realise the hooks of NIC ``dev`` in kernel ``namespace``: its drop list as an nftables
+        netdev ingress chain (none: no chain). An XDP drop list the ``ebpf`` backend left (the host
+        switched backends) is detached and unpinned."""
+        xdp = self.names.xdp_pins(namespace, dev.name)
+        if xdp.exists():
+            netns.run(namespace, ["ip", "link", "set", "dev", dev.name, "xdp", "off"])
+            remove_pins(xdp)
+        build.drop_list(namespace, dev.name, drop_list(dev))
+
+    def hooks_in_place(self, namespace: str, dev: Device) -> bool:
+        """Whether NIC ``dev``'s hooks are realised in kernel ``namespace``."""
+        return nftables.drop_list_in_place(namespace, nftables.drop_list_table(self.names.nft_table, dev.name))
 
     def _segment(self, nic: Device) -> Segment:
         """The segment ``nic`` plugs into: as given, else one per NIC name shared by all hosts
@@ -257,8 +290,8 @@ class LinuxBackend:
         Trusts what the last apply trusts: after incremental applies, namespaces none of them
         touched since the last ``realized()`` are taken from that read-back, not read again."""
         previous = self._read_back if self._trusted is not None else None
-        self._read_back = readback.read_host(self.names, self.host, self._applied, self.segments,
-                                             previous=previous, stale=self._touched)
+        self._read_back = self._with_hooks(readback.read_host(self.names, self.host, self._applied, self.segments,
+                                                              previous=previous, stale=self._touched), self._applied)
         self._touched = set()
         return self._read_back
 
@@ -268,7 +301,23 @@ class LinuxBackend:
         return self._read(reference)
 
     def _read(self, reference: HostGraph | None) -> HostGraph:
-        return readback.read_host(self.names, self.host, reference, self.segments)
+        return self._with_hooks(readback.read_host(self.names, self.host, reference, self.segments), reference)
+
+    def _with_hooks(self, found: HostGraph, reference: HostGraph | None) -> HostGraph:
+        """``found`` with the hooks of ``reference``'s NICs that are in place (read-back cannot
+        tell a drop list's program from its rules: the reference's are shown when one is there)."""
+        if reference is None:
+            return found
+        wanted = {dev.key: dev.hooks for dev in reference.devices if dev.hooks}
+        if not wanted:
+            return found
+        devices = tuple(
+            replace(dev, hooks=wanted[dev.key])
+            if dev.key in wanted and self.hooks_in_place(self.names.graph_namespace(self.host, dev.namespace), dev)
+            else dev
+            for dev in found.devices
+        )
+        return replace(found, devices=devices)
 
     def drift(self, graph: HostGraph) -> list[str]:
         """What differs from ``graph`` that the graph model cannot show: links netvirt did not
@@ -449,6 +498,10 @@ class _Realisation:
         self.forwarding()
         self.step("routes and neighbours")
         self.routes()
+        self.step("device hooks")
+        for dev in self.links:
+            if dev.kind is DeviceKind.NIC:
+                self.backend.device_hooks(self.build, self.kernel[dev.namespace], dev)
         self.step("filter and NAT rules")
         self.rules()
         self.step("done")
@@ -534,7 +587,7 @@ class _Realisation:
                 continue
             where = self.kernel[ns.name]
             ruleset = Ruleset(filter=ns.filter, nat=ns.nat)
-            target = self.backend.target
+            target = self.backend.rule_target(ruleset)
             for other in targets.others(target) if ruleset.chains() else targets.TARGETS.values():
                 other.delete(self.build, where)
             if ruleset.chains():
@@ -549,13 +602,18 @@ def network_backends(
     prefix: str = PRODUCTION_PREFIX,
     state_dir: Path = STATE_DIR,
     progress: Progress | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> dict[str, LinuxBackend]:
-    """One backend per host of ``network`` (``filters``: per-host choice, default nftables), all
-    plugging their NICs into the network's segments."""
+    """One backend per host of ``network`` (``filters``: per-host choice, default nftables;
+    ``kinds``: per-host kernel backend, ``linux`` (default) or ``ebpf``), all plugging their NICs
+    into the network's segments, so hosts of both kinds share one overlay."""
+    from netvirt.dataplane import registry
+
     segments = segments_of(network)
     return {
-        graph.host: LinuxBackend(graph.host, deployment=deployment, filter=(filters or {}).get(graph.host, "nftables"),
-                                 segments=segments, prefix=prefix, state_dir=state_dir, progress=progress)
+        graph.host: registry.backend_class((kinds or {}).get(graph.host, "linux"))(
+            graph.host, deployment=deployment, filter=(filters or {}).get(graph.host, "nftables"), segments=segments,
+            prefix=prefix, state_dir=state_dir, progress=progress)
         for graph in network.hosts
     }
 

@@ -100,6 +100,30 @@ def names(deployment: str):
     return Names(deployment, kernel_settings()["prefix"])
 
 
+KERNEL_BACKENDS = ("linux", "ebpf")
+
+
+def parse_backends(default: str, values: list[str], hosts: list[str], command: str) -> dict[str, str]:
+    """``--backend`` for every host, then ``--host-backend HOST=linux|ebpf`` (repeatable) -> host -> backend."""
+    chosen = dict.fromkeys(hosts, default)
+    for value in values:
+        host, _, kind = value.partition("=")
+        if kind not in KERNEL_BACKENDS or not host:
+            fail(command, f"--host-backend {value}: give HOST=linux or HOST=ebpf", 2)
+        if host not in chosen:
+            fail(command, f"--host-backend {value}: the spec has no host {host!r} (hosts: {', '.join(hosts)})", 2)
+        chosen[host] = kind
+    return chosen
+
+
+def deployed_backends(network, deployment: str) -> dict[str, str]:
+    """Which kernel backend built each host of ``deployment``: ``ebpf`` where its programs are pinned."""
+    from netvirt.dataplane.ebpf.backend import deployed_with_ebpf
+
+    found = deployed_with_ebpf(names(deployment), [graph.host for graph in network.hosts])
+    return {graph.host: "ebpf" if graph.host in found else "linux" for graph in network.hosts}
+
+
 def parse_filters(values: list[str], hosts: list[str], command: str) -> dict[str, str]:
     """``--filter nftables|iptables|HOST=nftables|HOST=iptables`` (repeatable) -> host -> backend."""
     from netvirt.dataplane.linux.backend import FILTERS
@@ -131,6 +155,11 @@ def up(
         list[str] | None,
         typer.Option("--filter", help="nftables (default) or iptables, for every host or as HOST=KIND (repeatable)."),
     ] = None,
+    host_backend: Annotated[
+        list[str] | None,
+        typer.Option("--host-backend", help="HOST=linux or HOST=ebpf: this host's kernel backend (repeatable; "
+                     "hosts of both kinds share the overlay)."),
+    ] = None,
     timeout: Annotated[float, typer.Option(min=0, help="Seconds to wait for every host to converge.")] = 120.0,
     poll_mode: Annotated[PollMode, typer.Option(
         help="--backend userspace: busy (a whole core, lowest latency) or adaptive (sleeps when idle).")
@@ -154,10 +183,14 @@ def up(
         else:
             typer.echo(f"{loaded.name}: the spec has no hosts; nothing to build")
         return
-    if backend.value in ("linux", "userspace"):
+    kernel = backend.value in KERNEL_BACKENDS
+    if host_backend and not kernel:
+        fail("up", "--host-backend needs a kernel --backend (linux or ebpf)", 2)
+    if kernel or backend.value == "userspace":
         require_net_admin("up")
-        if backend.value == "linux":
-            backends: dict[str, Any] = network_backends(network, deployment, filters, **kernel_settings())
+        if kernel:
+            kinds = parse_backends(backend.value, host_backend or [], hosts, "up")
+            backends: dict[str, Any] = network_backends(network, deployment, filters, kinds=kinds, **kernel_settings())
         else:
             from netvirt.dataplane.userspace.backend import UserspaceBackend
 
@@ -167,7 +200,8 @@ def up(
         if problems:
             for problem in problems:
                 typer.echo(f"{spec}: {problem.where}: {problem.message}", err=True)
-            fail("up", f"{len(problems)} problem(s) with backend {backend.value}; nothing was created", 2)
+            used = " and ".join(sorted({made.name for made in backends.values()}))
+            fail("up", f"{len(problems)} problem(s) with backend {used}; nothing was created", 2)
         claim_deployment(spec, loaded.name, deployment, replace)
         if backend.value != "userspace":  # the kernel takes the datapath back from a switch of an earlier up
             from netvirt.dataplane.userspace import process
@@ -209,7 +243,7 @@ def up(
                         ("host", "state", "namespaces", "devices", "created", "changed", "deleted", "unchanged")))
     Console(width=200).print(table)
     where = f" (namespaces {kernel_settings()['prefix']}-{deployment}-*; `netvirt down {spec}` removes them)" \
-        if backend.value in ("linux", "userspace") else ""
+        if kernel or backend.value == "userspace" else ""
     typer.echo(f"{loaded.name}: {len(rows)} hosts up with backend {backend.value} in {elapsed:.1f}s{where}")
 
 
@@ -410,7 +444,7 @@ def status(
     loaded, network, deployment = compiled(spec_path, "status", deployment)
     require_net_admin("status")
     settings = kernel_settings()
-    backends = network_backends(network, deployment, **settings)
+    backends = network_backends(network, deployment, kinds=deployed_backends(network, deployment), **settings)
     run_dir = process.run_dir(settings["state_dir"], settings["prefix"], deployment)
     userspace = set(process.hosts(run_dir))  # hosts whose datapath a userspace switch owns
     hosts = []
@@ -432,11 +466,12 @@ def status(
         state = "down" if not realized.namespaces else ("in sync" if not differences and not drift else "drift")
         hosts.append({
             "host": desired.host, "state": state, "filter": filters,
-            "backend": "userspace" if graph.host in userspace else "linux", "switch": switch,
+            "backend": "userspace" if graph.host in userspace else backend.name, "switch": switch,
             "namespaces": {"desired": len(desired.namespaces), "realized": len(realized.namespaces)},
             "devices": {"desired": len(desired.devices) - len(sockets),
                         "realized": len([d for d in realized.devices if d.kind is not DeviceKind.SOCKET])},
             "differences": differences, "drift": drift, "not_listening": missing_apps,
+            **_ebpf_counters(backend, desired),
         })
     in_sync = all(host["state"] == "in sync" for host in hosts)
     if format is TextOrJson.json or as_json:
@@ -459,6 +494,9 @@ def status(
                 typer.echo(f"  {host['host']}: nothing listens on {', '.join(host['not_listening'])} (applications)")
             if host["switch"] is not None:
                 _print_switch(host["host"], host["switch"])
+            for device, rows in host.get("xdp_drop", {}).items():
+                counted = ", ".join(f"{row['prefix']} {row['packets']} packets / {row['bytes']} bytes" for row in rows)
+                typer.echo(f"  {host['host']}: XDP drop_from on {device}: {counted}")
         if not in_sync:
             typer.echo(f"not in sync: `netvirt up {spec_path}` converges every host")
     if not in_sync:
@@ -509,6 +547,15 @@ def _print_switch(host: str, switch: dict) -> None:
     for port in switch["ports"]:
         table.add_row(port["port"], str(port["rx"]), str(port["tx"]), str(port["drop"]))
     Console(width=200).print(table)
+
+def _ebpf_counters(backend, desired) -> dict:
+    """The counters of an ``ebpf`` host's programs, for ``status``: the XDP drop lists (dropped per
+    entry, and passed) and the endpoint programs' per namespace."""
+    if backend.name != "ebpf":
+        return {}
+    xdp = {device: [{"prefix": prefix, "packets": packets, "bytes": size} for prefix, packets, size in rows]
+           for device, rows in backend.xdp_counters(desired).items()}
+    return {"xdp_drop": xdp, "programs": backend.program_counters(desired)}
 
 
 def _difference(change) -> str:

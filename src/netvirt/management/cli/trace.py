@@ -64,7 +64,8 @@ def trace(
         Path | None, typer.Option("--output", "-o", callback=output_file, help="Write to FILE (pcap needs it).")
     ] = None,
     backend: Annotated[BackendName, typer.Option(
-        help="Show the hops as this data plane does them (userspace: the poll-mode switch's user-mode hops).")
+        help="Show the hops as this data plane does them (userspace: the poll-mode switch's user-mode hops; "
+             "ebpf: its tc and XDP programs).")
     ] = BackendName.sim,
 ) -> None:
     """Trace one packet hop by hop: mode, system level and technique at every step; where it dies
@@ -87,6 +88,10 @@ def trace(
 
         network = tracer.topology.network
         tracer.view = trace_view(network, [graph.host for graph in network.hosts])
+    if backend.value == "ebpf":
+        from netvirt.dataplane.ebpf.predict import ebpf_view
+
+        tracer.view = ebpf_view(tracer.topology.network)
     result = tracer.trace(flow, skip=skip)
     if format is Format.svg:
         from netvirt.management.cli.diagram import write_diagram

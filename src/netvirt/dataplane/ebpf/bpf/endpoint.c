@@ -230,7 +230,6 @@ struct nv_scratch {
 	struct lb_backend target;
 	struct lb_affinity_key akey;
 	struct lb_affinity_val fresh;
-	struct bpf_fib_lookup fib;
 	__u8 answer[80];       /* nv_reset's packet */
 	struct nv_key key;     /* nv_classify's input: the packet's fields */
 	struct nv_rule found;  /* and its output: the first matching rule, if best is not the policy */
@@ -243,6 +242,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct nv_scratch);
 } nv_scratch SEC(".maps");
+
+/* the service addresses (lb_key with only address and family set), for ARP */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lb_key);
+	__type(value, __u8);
+} nv_lb_vips SEC(".maps");
 
 static __always_inline void nv_count(__u32 which)
 {
@@ -496,37 +504,98 @@ static __always_inline struct lb_backend *nv_lb_select(struct nv_scratch *w, str
 	return backend;
 }
 
-/* Route a packet again after DNAT: new next hop, new MACs (as the kernel's re-routing of a
- * locally generated packet after the output NAT hook). */
-static __always_inline int nv_reroute(struct __sk_buff *skb, struct nv_scratch *w)
+/* Route a packet again after DNAT, as the kernel re-routes a locally generated packet after the
+ * output NAT hook: bpf_redirect_neigh looks the new destination up in this namespace's routes and
+ * neighbours (resolving the next hop if needed) and transmits on the interface. (bpf_fib_lookup
+ * would refuse: endpoint namespaces do not forward.) The packet comes through nv_egress again,
+ * marked, and passes untouched. */
+static __always_inline int nv_reroute(struct __sk_buff *skb)
 {
-	struct nv_packet *p = &w->p;
-	struct bpf_fib_lookup *fib = &w->fib;
-	int rc;
+	skb->mark = NV_MARK_ANSWER;
+	return bpf_redirect_neigh(skb->ifindex, 0, 0, 0);
+}
 
-	__builtin_memset(fib, 0, sizeof(*fib));
+/* A client load-balanced to itself (the backend is this namespace's own address). */
+static __always_inline int nv_hairpin(const struct nv_packet *p)
+{
+	return p->flow.src[0] == p->flow.dst[0] && p->flow.src[1] == p->flow.dst[1] && p->flow.src[2] == p->flow.dst[2] &&
+	       p->flow.src[3] == p->flow.dst[3];
+}
 
-	fib->ifindex = skb->ifindex;
-	fib->family = p->flow.family == 4 ? 2 : 10;
-	fib->l4_protocol = p->flow.proto;
-	fib->sport = bpf_htons(p->flow.src_port);
-	fib->dport = bpf_htons(p->flow.dst_port);
-	if (p->flow.family == 4) {
-		fib->ipv4_src = p->flow.src[0];
-		fib->ipv4_dst = p->flow.dst[0];
-	} else {
-		__builtin_memcpy(fib->ipv6_src, p->flow.src, 16);
-		__builtin_memcpy(fib->ipv6_dst, p->flow.dst, 16);
+/* Deliver a hairpin packet as the kernel delivers a locally addressed one: through the input chain
+ * (arriving on lo) into this namespace's stack via lo. The answer leaves by lo too, where
+ * nv_egress (attached to lo's egress) translates it back to the VIP. */
+static __always_inline int nv_loop_back(struct __sk_buff *skb, struct nv_scratch *w)
+{
+	__u32 input = NV_CHAIN_INPUT;
+	struct nv_chain *chain = bpf_map_lookup_elem(&nv_chains, &input);
+
+	if (chain && chain->active) {
+		w->key.in_ifindex = 1; /* lo */
+		w->key.out_ifindex = 0;
+		w->best = NV_POLICY_INDEX;
+		nv_classify(NV_CHAIN_INPUT);
+		if ((w->best == NV_POLICY_INDEX ? chain->policy : w->found.action) != NV_ACCEPT) {
+			nv_count(NV_COUNT_DROPPED);
+			return TC_ACT_SHOT;
+		}
 	}
-	rc = bpf_fib_lookup(skb, fib, sizeof(*fib), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib->ifindex == skb->ifindex) {
-		bpf_skb_store_bytes(skb, 0, fib->dmac, 6, 0);
-		bpf_skb_store_bytes(skb, 6, fib->smac, 6, 0);
+	{
+		__u8 zero[12] = {};
+
+		bpf_skb_store_bytes(skb, 0, zero, sizeof(zero), 0); /* lo's (null) MACs: addressed to this host */
+	}
+	skb->mark = NV_MARK_ANSWER;
+	return bpf_redirect(1, BPF_F_INGRESS);
+}
+
+/* --- ARP for service VIPs ---------------------------------------------------------------------- */
+
+/* The MAC this program answers ARP for a VIP with ("nv" 00:01, locally administered): the
+ * namespace's stack then sends the VIP's packets out, where nv_egress translates and routes them
+ * (a VIP route is on-link; the kernel resolves the next hop before tc egress runs). */
+static const __u8 nv_service_mac[6] = {0x02, 0x6e, 0x76, 0x00, 0x00, 0x01};
+
+struct nv_arp {
+	__be16 hardware;
+	__be16 protocol;
+	__u8 hardware_length;
+	__u8 protocol_length;
+	__be16 operation;
+	__u8 sender_mac[6];
+	__be32 sender_ip;
+	__u8 target_mac[6];
+	__be32 target_ip;
+} __attribute__((packed));
+
+/* Answer an ARP request for a service VIP back into this namespace's stack; TC_ACT_OK for any
+ * other ARP. */
+static __always_inline int nv_vip_arp(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct nv_arp *arp = (void *)(eth + 1);
+	struct lb_key key = {};
+	__u8 mac[6];
+	__be32 ip;
+
+	if ((void *)(arp + 1) > end || arp->operation != bpf_htons(1) || arp->protocol != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
-	}
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH || rc == BPF_FIB_LKUP_RET_SUCCESS)
-		return bpf_redirect_neigh(fib->ifindex, 0, 0, 0);
-	return TC_ACT_OK;
+	key.address[0] = arp->target_ip;
+	key.family = 4;
+	if (!bpf_map_lookup_elem(&nv_lb_vips, &key))
+		return TC_ACT_OK;
+	__builtin_memcpy(mac, arp->sender_mac, 6);
+	ip = arp->sender_ip;
+	__builtin_memcpy(eth->h_dest, mac, 6);
+	__builtin_memcpy(eth->h_source, nv_service_mac, 6);
+	arp->operation = bpf_htons(2);
+	arp->sender_ip = arp->target_ip;
+	__builtin_memcpy(arp->sender_mac, nv_service_mac, 6);
+	arp->target_ip = ip;
+	__builtin_memcpy(arp->target_mac, mac, 6);
+	skb->mark = NV_MARK_ANSWER;
+	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
 }
 
 /* --- reject --------------------------------------------------------------------------------- */
@@ -683,6 +752,7 @@ static __always_inline int nv_endpoint(struct __sk_buff *skb, __u32 chain_id)
 				    (w->p.has_ports && copy->other.src_port != w->p.flow.dst_port);
 
 			nat = moved && nv_rewrite(skb, &w->p, 1, copy->other.src, copy->other.src_port) == 0;
+			reroute = nat && chain_id == NV_CHAIN_OUTPUT && (chain->flags & NV_OPT_FIB);
 		} else if (copy->rev_nat_index) {
 			struct lb_reverse_nat *rnat = bpf_map_lookup_elem(&nv_lb_reverse_nat, &copy->rev_nat_index);
 
@@ -789,8 +859,10 @@ static __always_inline int nv_endpoint(struct __sk_buff *skb, __u32 chain_id)
 		if (forward)
 			forward->seen_reply = 1;
 	}
+	if (reroute && nv_hairpin(&w->p))
+		return nv_loop_back(skb, w);
 	if (reroute)
-		verdict = nv_reroute(skb, w);
+		verdict = nv_reroute(skb);
 	return verdict;
 }
 
@@ -803,6 +875,11 @@ int nv_ingress(struct __sk_buff *skb)
 SEC("tc")
 int nv_egress(struct __sk_buff *skb)
 {
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) <= end && eth->h_proto == bpf_htons(ETH_P_ARP) && skb->mark != NV_MARK_ANSWER)
+		return nv_vip_arp(skb);
 	return nv_endpoint(skb, NV_CHAIN_OUTPUT);
 }
 
