@@ -72,11 +72,12 @@ def bring_up(spec: Spec, state_dir: Path, filter: str = "nftables", backend: str
     return network
 
 
-def use_backend(network: Network, backend: str) -> None:
-    """Re-apply every host with kernel backend ``backend`` (a full converge: the new backend
-    removes what the other made that it does not use)."""
+def use_backend(network: Network, backend: str | dict[str, str]) -> None:
+    """Re-apply every host with kernel backend ``backend`` (or host -> backend; a full converge:
+    the new backend removes what the other made that it does not use)."""
+    kinds = backend if isinstance(backend, dict) else {g.host: backend for g in network.graph.hosts}
     network.backends = network_backends(network.graph, network.names.deployment, prefix=TEST_PREFIX,
-                                        state_dir=network.state_dir, kinds={g.host: backend for g in network.graph.hosts})
+                                        state_dir=network.state_dir, kinds=kinds)
     network.apply()
 
 

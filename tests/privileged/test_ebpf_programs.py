@@ -147,6 +147,9 @@ def test_log_rules_emit_records_and_marks_are_set(endpoint):
     assert (run.index, run.action) == (0, L.ACCEPT)
     assert endpoint.counters()["logged"] == before + 1
     assert endpoint.logs[L.CHAIN_OUTPUT] == {0: "seen-udp"}
+    (record,) = endpoint.log_records()[-1:]
+    assert (record.chain, record.index, record.action, record.flow.dst_port) == (L.CHAIN_OUTPUT, 0, L.ACCEPT, 53)
+    assert bytes(record.flow.src)[:4] == bytes([10, 0, 0, 1])
 
 
 @pytest.mark.parametrize("hook", [NetfilterHook.INPUT, NetfilterHook.OUTPUT])

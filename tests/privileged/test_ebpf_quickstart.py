@@ -106,6 +106,21 @@ def connect_from(namespace: str, source: str, port: int, address: str) -> str:
         return sock.recv(64).decode()
 
 
+def test_linux_and_ebpf_hosts_share_the_overlay(network, matrices):
+    """host-a on ebpf, host-b on linux: the flows across hosts (and the VIP) get what both backends
+    give alone."""
+    across = [flow for flow in matrices["ebpf"] if flow[2] in ("tcp", "icmp") and flow[0] in ("client-1", "web-1", "db-1")]
+    try:
+        use_backend(network, {"host-a": "ebpf", "host-b": "linux"})
+        assert network.backends["host-b"].rules_in_use("db-1") == "nftables"
+        assert network.backends["host-a"].rules_in_use("client-1") == "ebpf"
+        with Servers(network):
+            mixed = {flow: normalised(outcome, flow[1], network) for flow, outcome in run_probes(network, across).items()}
+        assert {flow: outcome for flow, outcome in mixed.items() if outcome != matrices["ebpf"][flow]} == {}
+    finally:
+        use_backend(network, "ebpf")
+
+
 def test_the_vip_reaches_every_backend(network):
     # the backend is the CRC-32 of the flow modulo 2, as the simulator picks it: consecutive source
     # ports (the kernel's own choices are all even) cover both backends
@@ -196,6 +211,13 @@ def test_cli_up_status_down_with_the_ebpf_backend(tmp_path):
         host_a = next(host for host in report["hosts"] if host["host"] == "host-a")
         assert host_a["backend"] == "ebpf" and host_a["xdp_drop"]["host-a/eth0"][0]["prefix"] == DROPPED
         assert set(host_a["programs"]) >= {"client-1", "web-1"}
+        # green-in logs tcp/5432 from anyone but the web servers: client-1 -> db-1 writes a record
+        db = next(str(e.attachments[0].ip) for e in load(spec).endpoints if e.name == "db-1")
+        client = names.graph_namespace("host-a", "client-1")
+        assert probe(client, db, "tcp", 5432) == "blocked"
+        logged = json.loads(cli(["log", str(spec), "--format", "json"], state).stdout)["records"]
+        assert any(r["namespace"] == "db-1" and r["chain"] == "input" and r["flow"].endswith(f"{db}:5432")
+                   and r["action"] == "drop" for r in logged), logged
     finally:
         down = cli(["down", str(spec)], state)
     assert down.returncode == 0, down.stderr

@@ -61,6 +61,9 @@ def lib() -> ctypes.CDLL:
         ("bpf_xdp_detach", c_int, [c_int, c_uint32, c_void_p]),
         ("bpf_xdp_query_id", c_int, [c_int, c_int, POINTER(c_uint32)]),
         ("libbpf_num_possible_cpus", c_int, []),
+        ("ring_buffer__new", c_void_p, [c_int, c_void_p, c_void_p, c_void_p]),
+        ("ring_buffer__poll", c_int, [c_void_p, c_int]),
+        ("ring_buffer__free", None, [c_void_p]),
         ("libbpf_set_print", c_void_p, [c_void_p]),
     ):
         function = getattr(handle, name)
@@ -257,6 +260,29 @@ class Pinned:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+
+_SAMPLE = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)  # ring_buffer_sample_fn
+
+
+def ring_records(ring: Map, record_type: type, timeout: float = 0.0) -> list:
+    """The records waiting in ring buffer ``ring`` (and those arriving within ``timeout`` seconds)."""
+    found: list = []
+
+    @_SAMPLE
+    def keep(ctx: int, data: int, size: int) -> int:
+        found.append(record_type.from_buffer_copy(ctypes.string_at(data, min(size, sizeof(record_type)))))
+        return 0
+
+    handle = lib().ring_buffer__new(ring.fd, ctypes.cast(keep, c_void_p), None, None)
+    if not handle:
+        _check(-1, f"reading ring buffer {ring.name}")
+    try:
+        deadline = max(int(timeout * 1000), 0)
+        _check(lib().ring_buffer__poll(handle, deadline), f"polling ring buffer {ring.name}")
+    finally:
+        lib().ring_buffer__free(handle)
+    return found
 
 
 # --- pins ----------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 from netvirt.dataplane.ebpf import layouts as L
 from netvirt.dataplane.ebpf import maps
 from netvirt.dataplane.ebpf.build import object_file
-from netvirt.dataplane.ebpf.libbpf import BpfObject, Pinned, Program, pin, pinned, test_run
+from netvirt.dataplane.ebpf.libbpf import BpfObject, Pinned, Program, pin, pinned, ring_records, test_run
 from netvirt.graph import Chain, IPNetwork, NetfilterHook, Rule
 
 TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
@@ -136,6 +136,10 @@ class EndpointProgram(_Loaded):
     def conntrack(self):
         table = self.obj.map("nv_conntrack", L.Flow, L.Conntrack)
         return [(key, table.lookup(key)) for key in table.keys()]
+
+    def log_records(self, timeout: float = 0.0) -> list[L.LogRecord]:
+        """The records ``log`` rules wrote to the ring buffer since the last read (consumed)."""
+        return ring_records(self.obj.map("nv_log", c_uint32, c_uint32), L.LogRecord, timeout)
 
     def clear_conntrack(self) -> None:
         self.obj.map("nv_conntrack", L.Flow, L.Conntrack).clear()

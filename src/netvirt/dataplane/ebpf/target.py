@@ -173,3 +173,38 @@ def pinned_under(names: Names) -> list[Path]:
     root = names.bpf_root
     return sorted(path for path in root.rglob("*") if path.is_file()) if root.is_dir() else []
 
+
+ACTIONS = {1: "accept", 2: "drop", 3: "reject"}
+
+
+def log_lines(names: Names, network, timeout: float = 0.0) -> list[dict]:
+    """Every record ``log`` rules wrote in ``network``'s namespaces (reading consumes them), with
+    the rule's log prefix from the graph; ``timeout``: also wait that long for more."""
+    found = []
+    for graph in network.hosts:
+        for ns in graph.namespaces:
+            pins = tc_pins(names, names.graph_namespace(graph.host, ns.name))
+            if not (pins / "nv_log").exists():
+                continue
+            chains = {chain.hook: chain for chain in ns.filter}
+            program = EndpointProgram.open(pins)
+            try:
+                records = program.log_records(timeout)
+            finally:
+                program.close()
+            for record in records:
+                hook = NetfilterHook.INPUT if record.chain == 0 else NetfilterHook.OUTPUT
+                rules = chains[hook].rules if hook in chains else ()
+                prefix = rules[record.index].log if record.index < len(rules) else ""
+                found.append({"host": graph.host, "namespace": ns.name, "chain": hook.value, "rule": record.index,
+                              "prefix": prefix or "", "action": ACTIONS.get(record.action, str(record.action)),
+                              "flow": _flow_text(record.flow)})
+    return found
+
+
+def _flow_text(flow) -> str:
+    from ipaddress import ip_address
+
+    size = 4 if flow.family == 4 else 16
+    src, dst = (ip_address(bytes(words)[:size]) for words in (flow.src, flow.dst))
+    return f"proto {flow.proto} {src}:{flow.src_port} > {dst}:{flow.dst_port}"

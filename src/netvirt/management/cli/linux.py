@@ -42,7 +42,7 @@ FormatOption = Annotated[TextOrJson, typer.Option("--format", "-f", help="text, 
 
 
 def register(app: typer.Typer) -> None:
-    for command in (up, down, status, capture, verify):
+    for command in (up, down, status, capture, verify, log):
         app.command()(command)
     app.command(name="exec", context_settings={"allow_interspersed_args": False})(exec_)
 
@@ -547,6 +547,27 @@ def _print_switch(host: str, switch: dict) -> None:
     for port in switch["ports"]:
         table.add_row(port["port"], str(port["rx"]), str(port["tx"]), str(port["drop"]))
     Console(width=200).print(table)
+
+
+def log(
+    spec: SpecArgument,
+    seconds: Annotated[float, typer.Option(min=0, help="Seconds to wait for more records.")] = 0.0,
+    format: FormatOption = TextOrJson.text,
+) -> None:
+    """The records `log` rules wrote on SPEC's ebpf hosts (the programs' ring buffers; reading
+    consumes them): namespace, chain, rule, action and flow, one line each."""
+    from netvirt.dataplane.ebpf.target import log_lines
+
+    loaded, network, deployment = compiled(spec, "log")
+    require_net_admin("log")
+    lines = log_lines(names(deployment), network, seconds)
+    if format is TextOrJson.json:
+        typer.echo(json.dumps({"spec": loaded.name, "deployment": deployment, "records": lines}, indent=2))
+        return
+    for line in lines:
+        typer.echo(f"{line['host']}:{line['namespace']} {line['chain']} rule {line['rule']} [{line['prefix']}] "
+                   f"{line['action']} {line['flow']}")
+
 
 def _ebpf_counters(backend, desired) -> dict:
     """The counters of an ``ebpf`` host's programs, for ``status``: the XDP drop lists (dropped per
