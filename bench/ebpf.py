@@ -42,6 +42,7 @@ from netvirt.dataplane.kernel.cleanup import cleanup  # noqa: E402
 from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names  # noqa: E402
 from netvirt.dataplane.kernel.rulesets import Ruleset  # noqa: E402
 from netvirt.dataplane.sim import packets  # noqa: E402
+from netvirt.wire import builders  # noqa: E402
 from netvirt.dataplane.userspace import rings  # noqa: E402
 from netvirt.graph import (  # noqa: E402
     DROP,
@@ -89,7 +90,7 @@ TX_FRAME, TX_FRAMES = 128, 4096  # small slots: one copy re-arms the whole ring
 
 def flood(sender: str, receiver: str, seconds: float) -> float:
     """Send 64-byte frames from ``sender`` for about ``seconds``; returns the elapsed time."""
-    ip = packets.probe(ip_address(FLOOD_SOURCE), ip_address(SERVER), "udp", src_port=9, dst_port=9, size=46)
+    ip = builders.probe(ip_address(FLOOD_SOURCE), ip_address(SERVER), "udp", src_port=9, dst_port=9, size=46)
     frame = packets.frame(mac(receiver), mac(sender), ip).ljust(64, b"\0")
     sock = netns.socket_in(sender, socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
@@ -261,7 +262,7 @@ def service_connects(client: str, server: str, build: Builder, count: int, round
 
 
 def program_ns(rules: int, services: int) -> dict:
-    frame = packets.frame(b"\2" * 6, b"\4" * 6, packets.probe(ip_address("10.0.0.1"), ip_address(vip(services - 1)), "tcp",
+    frame = packets.frame(b"\2" * 6, b"\4" * 6, builders.probe(ip_address("10.0.0.1"), ip_address(vip(services - 1)), "tcp",
                                                               src_port=40000, dst_port=80))
     found = {}
     with EndpointProgram.load() as program:

@@ -158,10 +158,10 @@ def test_a_tcp_reject_answers_with_the_simulators_reset(endpoint, hook, client, 
     rules = (Rule(match=Match(proto=Proto.TCP, dst_ports=PortRange.single(22)), action=Reject(RejectWith.TCP_RESET)),)
     endpoint.configure((Chain(hook=hook, rules=rules),), (), IFINDEX.__getitem__)
     endpoint.clear_conntrack()
-    packet = packets.probe(ip_address(client), ip_address(server), "tcp", src_port=40000, dst_port=22, size=120)
+    packet = builders.probe(ip_address(client), ip_address(server), "tcp", src_port=40000, dst_port=22, size=120)
     run = endpoint.run(packets.frame(MACS[:6], MACS[6:], packet), hook)
     assert (run.index, run.action, run.retval) == (0, L.REJECT, TC_ACT_REDIRECT)
-    expected = packets.frame(MACS[6:], MACS[:6], packets.tcp_reset(packet, packets.headers(packet, 0)))
+    expected = packets.frame(MACS[6:], MACS[:6], packets.tcp_reset(packet, headers(packet, 0)))
     assert run.packet == expected
     assert endpoint.conntrack() == []  # a rejected connection is not tracked
 

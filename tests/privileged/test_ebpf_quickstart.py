@@ -157,9 +157,9 @@ def test_verify_all_agrees_with_the_simulator(network):
 
 def spoofed_udp(namespace: str, source: str, target: str, count: int) -> None:
     """``count`` UDP datagrams from ``source`` (a raw socket writes the IP header) to ``target``."""
-    from netvirt.dataplane.sim import packets
+    from netvirt.wire import builders
 
-    packet = packets.probe(ip_address(source), ip_address(target), "udp", src_port=7, dst_port=7, size=64)
+    packet = builders.probe(ip_address(source), ip_address(target), "udp", src_port=7, dst_port=7, size=64)
     sock = netns.socket_in(namespace, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     with sock:
         for _ in range(count):
