@@ -89,4 +89,15 @@ def test_cli_writes_the_spec_or_nothing(tmp_path: Path):
     bad.write_text(BAD)
     refused = runner.invoke(app, ["import", "containerlab", str(bad), "-o", str(tmp_path / "no.yaml")])
     assert refused.exit_code == 2 and not (tmp_path / "no.yaml").exists()
-    assert refused.stderr.splitlines()[-1] == "netvirt import containerlab: invalid spec, 8 problems"
+    assert refused.stderr.splitlines()[-1] == "netvirt import containerlab: invalid topology, 8 problems"
+
+
+def test_a_file_that_is_no_topology_is_refused_as_a_topology_not_a_spec(tmp_path: Path):
+    _register()
+    listed = tmp_path / "list.clab.yml"
+    listed.write_text("- a\n")
+    refused = CliRunner().invoke(app, ["import", "containerlab", str(listed)])
+    assert refused.exit_code == 2
+    assert refused.stderr.splitlines() == [
+        f"{listed}:1:1: error: a containerlab topology must be a mapping of keys (name, topology, mgmt), found a list",
+        "netvirt import containerlab: invalid topology, 1 problem"]

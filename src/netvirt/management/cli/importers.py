@@ -36,6 +36,10 @@ def containerlab(
         raise typer.Exit(2) from None
     try:
         data, notes = from_containerlab(text, str(topology))
+    except SpecError as error:
+        report_problems(error, "netvirt import containerlab", "topology")
+        raise typer.Exit(2) from None
+    try:
         spec_text = dump_data(data)
         loads(spec_text, str(output or "imported.yaml"))
     except SpecError as error:

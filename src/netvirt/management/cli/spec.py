@@ -42,10 +42,10 @@ def load_or_exit(path: Path, command: str) -> Spec:
         raise typer.Exit(2) from None
 
 
-def report_problems(error: SpecError, who: str) -> None:
+def report_problems(error: SpecError, who: str, what: str = "spec") -> None:
     for problem in error.problems:
         typer.echo(str(problem), err=True)
-    typer.echo(f"{who}: invalid spec, {error.summary}", err=True)
+    typer.echo(f"{who}: invalid {what}, {error.summary}", err=True)
 
 
 # --- commands ------------------------------------------------------------------------------------

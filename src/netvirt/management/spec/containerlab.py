@@ -31,7 +31,7 @@ import re
 from typing import Any
 
 from netvirt.management.spec.problems import Path, Problem, SpecError
-from netvirt.management.spec.source import merge, parse_document
+from netvirt.management.spec.source import merge, not_a_mapping_as, parse_document
 
 MGMT_SUBNET = "172.20.20.0/24"
 LINK_POOL = ipaddress.ip_network("10.255.0.0/16")
@@ -76,6 +76,7 @@ def name_of(text: str) -> str:
 def from_containerlab(text: str, filename: str) -> tuple[dict[str, Any], list[str]]:
     """The netvirt spec data of a containerlab topology (see the module docstring)."""
     document, problems = parse_document(text, filename)
+    problems = [not_a_mapping_as(problem, "a containerlab topology", "name, topology, mgmt") for problem in problems]
     source = merge([document], problems, "lab")
     if problems:
         raise SpecError(problems)

@@ -20,7 +20,7 @@ from netvirt.management.spec.dump import as_data, dump_data
 from netvirt.management.spec.loader import build
 from netvirt.management.spec.model import Endpoint, Spec
 from netvirt.management.spec.problems import Problem, SpecError
-from netvirt.management.spec.source import Document, merge, parse_document
+from netvirt.management.spec.source import Document, merge, not_a_mapping_as, parse_document
 
 APPLIED = "applied-spec.yaml"
 """The file name problems in the rest of the applied spec are reported in (as ``netvirt get`` prints it)."""
@@ -57,7 +57,7 @@ class _Applied(Document):
 def with_endpoint(spec: Spec, text: str, filename: str = "endpoint.yaml", *, change: str | None = None) -> Spec:
     """``spec`` with the endpoint in ``text`` added or changed (see the module docstring)."""
     document, problems = parse_document(text, filename)
-    problems = [_as_endpoint(problem) for problem in problems]
+    problems = [not_a_mapping_as(problem, "an endpoint", "name, host, network, ...") for problem in problems]
     item = document.data
     if not problems and (document.root is None or not item):
         problems = [Problem(filename, 1, 1, "", "an endpoint must be a mapping of keys (name, host, network, ...)")]
@@ -94,13 +94,6 @@ def _name_position(document: Document) -> tuple[int, int]:
         if isinstance(key, ScalarNode) and key.value == "name":
             return value.start_mark.line + 1, value.start_mark.column + 1
     return 1, 1
-
-
-def _as_endpoint(problem: Problem) -> Problem:
-    if problem.message.startswith("a spec must be a mapping"):
-        found = problem.message.rpartition("found ")[2]
-        return Problem(problem.file, problem.line, problem.col, "", f"an endpoint must be a mapping of keys (name, host, network, ...), found {found}")
-    return problem
 
 
 def _in_endpoint(problem: Problem, filename: str) -> Problem:

@@ -318,10 +318,22 @@ def _placeholder(hit: re.Match[str]) -> str:
     return "\ufffd" if len(written) == 1 else written[:-4] + "fffd"
 
 
+_NOT_A_MAPPING = "a spec must be a mapping"
+
+
+def not_a_mapping_as(problem: Problem, what: str, keys: str) -> Problem:
+    """``problem``, or when it says the document is no spec mapping, the same said of ``what`` (an
+    endpoint, a containerlab topology) with its ``keys``."""
+    if not problem.message.startswith(_NOT_A_MAPPING):
+        return problem
+    found = problem.message.rpartition("found ")[2]
+    return Problem(problem.file, problem.line, problem.col, "", f"{what} must be a mapping of keys ({keys}), found {found}")
+
+
 def _top_level(document: Document, data: Any, problems: list[Problem]) -> tuple[Document, list[Problem]]:
     if not isinstance(data, dict):
         found = "a list" if isinstance(data, list) else f"{data!r}"
-        message = f"a spec must be a mapping of keys (name, hosts, networks, ...), found {found}"
+        message = f"{_NOT_A_MAPPING} of keys (name, hosts, networks, ...), found {found}"
         line, col = (
             (document.root.start_mark.line + 1, document.root.start_mark.column + 1) if document.root else (1, 1)
         )
