@@ -48,6 +48,9 @@ def test_version():
         (["agent", "--host", "h", "--store", "bogus://x"], "use sqlite://PATH (embedded) or etcd://HOST:PORT"),
         (["apply", QUICKSTART, "--controller", "not-a-url"], "is not an http(s)://HOST[:PORT] URL"),
         (["status", "--controller", "http://127.0.0.1:99999"], "is not an http(s)://HOST[:PORT] URL"),
+        (["diagram", QUICKSTART, "-f", "png", "-o", "/tmp/x.svg"], "png, but -o /tmp/x.svg is a .svg file"),
+        (["trace", QUICKSTART, "--from", "web-1", "--to", "db-1", "-f", "json", "-o", "/tmp/x.pcap"],
+         "json, but -o /tmp/x.pcap is a .pcap file"),
     ],
 )
 def test_bad_input_is_refused_with_exit_2_and_says_why(args, says):
@@ -61,6 +64,19 @@ def test_a_repeatable_option_may_repeat_when_it_does_not_contradict_itself(tmp_p
     result = netvirt("up", QUICKSTART, "--backend", "sim", "--filter", "nftables", "--filter", "host-a=iptables",
                      "--timeout", "0")
     assert "the same host twice" not in result.output and result.exit_code in (0, 1), result.output
+
+
+@pytest.mark.parametrize(("args", "suffix", "magic"), [
+    (["diagram", QUICKSTART], "png", b"\x89PNG"),
+    (["trace", QUICKSTART, "--from", "web-1", "--to", "db-1"], "pcap", b"\xd4\xc3\xb2\xa1"),
+    (["trace", QUICKSTART, "--from", "web-1", "--to", "db-1"], "json", b"{"),
+])
+def test_an_output_format_not_given_follows_the_file_name(tmp_path, args, suffix, magic):
+    """``-o drop.png`` without ``-f png`` wrote SVG text into drop.png."""
+    out = tmp_path / f"out.{suffix}"
+    result = netvirt(*args, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(magic)
 
 
 def test_run_allows_only_exit_codes_0_1_2(capsys):

@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from netvirt.management.cli.options import conflicts, output_file
+from netvirt.management.cli.options import conflicts, format_of, output_file
 from netvirt.management.cli.spec import load_or_exit
 from netvirt.management.cli.trace import Proto
 
@@ -35,7 +35,7 @@ def diagram(
     target: Annotated[str | None, typer.Option("--to", help="... to this endpoint, IP, IP:PORT or service.")] = None,
     proto: Annotated[Proto | None, typer.Option("--proto", help="tcp (default), udp or icmp.")] = None,
     dport: Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port.")] = None,
-    format: Annotated[DiagramFormat, typer.Option("--format", "-f", help="svg, png, dot or mermaid.")] = DiagramFormat.svg,
+    format: Annotated[DiagramFormat | None, typer.Option("--format", "-f", help="svg, png, dot or mermaid; default: -o's suffix, else svg.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", callback=output_file, help="Write to FILE.")] = None,
 ) -> None:
     """Draw SPEC's hosts, namespaces, bridges, tunnels (VNIs), routers and underlay; with
@@ -45,6 +45,7 @@ def diagram(
     from netvirt.trace.plan import BadInput, plan_trace
 
     conflicts(("--proto icmp", proto is Proto.icmp), ("--dport", dport is not None))
+    format = format_of(format, output, DiagramFormat, DiagramFormat.svg)
     spec = load_or_exit(spec_path, "diagram")
     if format is DiagramFormat.png and output is None:
         _fail("--format png writes a binary file: give -o FILE.png")

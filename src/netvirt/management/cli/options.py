@@ -7,6 +7,8 @@
   and exit 2: ranges as ``typer.Option(min=..., max=...)``; values with a format (URLs, store URLs,
   output files) by a ``callback`` from here; options that exclude each other by ``conflicts``; a
   single-value option given twice by ``StrictGroup`` (a repeatable one is a ``list`` option).
+- An output format not given follows the suffix of ``-o FILE`` (``-o drop.png`` is png), and a
+  given one that another suffix contradicts is refused (``format_of``).
 - Messages of the commands themselves read ``netvirt COMMAND: what is wrong ...`` on stderr.
 """
 
@@ -59,6 +61,21 @@ def conflicts(*given: tuple[str, bool]) -> None:
     named = [name for name, present in given if present]
     if len(named) > 1:
         raise typer.BadParameter(f"cannot be used with {' and '.join(named[:-1])}", param_hint=f"'{named[-1]}'")
+
+
+SUFFIX_ALIASES = {"md": "markdown", "mmd": "mermaid", "gv": "dot", "yml": "yaml"}
+
+
+def format_of(given: Any, output: Path | None, choices: Any, default: Any) -> Any:
+    """The output format (a member of the Enum ``choices``): ``given``, else the one ``output``'s
+    suffix names, else ``default``. A given format that the suffix contradicts (``-f png -o a.svg``)
+    is refused with click's message and exit 2."""
+    suffix = output.suffix.lstrip(".").lower() if output is not None else ""
+    named = next((choice for choice in choices if choice.value == SUFFIX_ALIASES.get(suffix, suffix)), None)
+    if given is not None and named is not None and named is not given:
+        raise typer.BadParameter(f"{given.value}, but -o {output} is a .{suffix} file: leave -f out, or name the "
+                                 f"file for {given.value}", param_hint="'--format' / '-f'")
+    return given if given is not None else named if named is not None else default
 
 
 def output_file(value: Path | None) -> Path | None:

@@ -19,7 +19,7 @@ import typer
 from netvirt.control.compile import CompileError, compile_network
 from netvirt.environments import StackError
 from netvirt.management.cli.choices import BackendName, TableOrJson
-from netvirt.management.cli.options import conflicts, output_file
+from netvirt.management.cli.options import conflicts, format_of, output_file
 from netvirt.management.cli.spec import load_or_exit
 from netvirt.management.spec import Spec
 from netvirt.trace import compare, render
@@ -57,7 +57,7 @@ def trace(
     dport: Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port.")] = None,
     sport: Annotated[int, typer.Option("--sport", min=1, max=65535, help="Source port.")] = 40000,
     stack: Annotated[str | None, typer.Option("--stack", help="Walk this stack from the outside to its app.")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="table, markdown, json, pcap or svg (the path drawn).")] = Format.table,
+    format: Annotated[Format | None, typer.Option("--format", "-f", help="table, markdown, json, pcap or svg (the path drawn); default: -o's suffix, else table.")] = None,
     detail: Annotated[bool, typer.Option("--detail", help="One row per device, with action and packet.")] = False,
     size: Annotated[int, typer.Option("--size", min=0, max=65535, help="IP packet size in bytes (DF set).")] = 0,
     output: Annotated[
@@ -75,6 +75,7 @@ def trace(
     outside at the stack's bottom layer and travels up to its app, as in the notes' walkthroughs.
     """
     conflicts(("--proto icmp", proto is Proto.icmp), ("--dport", dport is not None))
+    format = format_of(format, output, Format, Format.table)
     spec = load_or_exit(spec_path, "trace")
     if format is Format.pcap and output is None:
         _fail("--format pcap writes a binary file: give -o FILE.pcap")
