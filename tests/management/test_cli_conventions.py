@@ -79,6 +79,18 @@ def test_an_output_format_not_given_follows_the_file_name(tmp_path, args, suffix
     assert out.read_bytes().startswith(magic)
 
 
+def test_help_texts_flow_as_paragraphs():
+    """Rich kept a docstring's line breaks: ``netvirt --help`` broke lines mid-sentence."""
+    def commands(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, f"{path} {name}")
+
+    broken = [path for path, command in commands(typer.main.get_command(app), "netvirt")
+              if any("\n" in paragraph for paragraph in (command.help or "").split("\n\n"))]
+    assert not broken and len(list(commands(typer.main.get_command(app), "netvirt"))) > 20, broken
+
+
 def test_run_allows_only_exit_codes_0_1_2(capsys):
     odd = typer.Typer()
 

@@ -12,6 +12,7 @@
 - Messages of the commands themselves read ``netvirt COMMAND: what is wrong ...`` on stderr.
 """
 
+import inspect
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -26,13 +27,27 @@ OK, FAILURE, BAD_INPUT = 0, 1, 2
 
 class StrictGroup(TyperGroup):
     """A command group whose commands refuse a single-value option given twice (click would keep
-    the last silently)."""
+    the last silently), and whose help texts flow: a docstring's line breaks inside a paragraph are
+    not kept (Rich kept them, breaking lines mid-sentence); a paragraph opening with ``\\b`` is kept as written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in [self, *self.commands.values()]:
+            command.help = _flowed(command.help)
+            command.short_help = _flowed(command.short_help)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None and not hasattr(command, "commands"):  # a command, not a group
             _refuse_repeats(command, rest)
         return name, command, rest
+
+
+def _flowed(text: str | None) -> str | None:
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
 
 
 def _refuse_repeats(command: Any, args: list[str]) -> None:
