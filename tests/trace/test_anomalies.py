@@ -183,6 +183,14 @@ def test_quickstart_anomalies(source, target, options, kind):
         assert "policy green-in" in anomaly.message
 
 
+def test_a_flow_to_its_own_namespace_has_no_asymmetric_return():
+    """The answer never leaves web-1, whose filter keeps state: both paths end there, no one-sided hop."""
+    spec = load(ROOT / "examples/quickstart.yaml")
+    tracer, flow, skip = plan_trace(spec, "web-1", "web-1", None, None, 40000, None, compile=compile_network)
+    trace = tracer.trace(flow, skip=skip)
+    assert trace.disposition is Disposition.DELIVERED and not kinds(trace), trace.anomalies
+
+
 def test_ttl_expired_forwarding_disabled_and_no_fdb():
     lab = Lab()
     lab.ns("host", ip_forward=True, routes=(Route(dst=ip_network("10.9.0.0/16"), via=B),))

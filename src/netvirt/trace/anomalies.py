@@ -236,8 +236,9 @@ def _return_path(trace: Trace, walk: Walk, answer: Walk | None, topology: Topolo
                       "make the return path route back the way the request came (a route to the client's network, "
                       "the same NAT box), and let stateful filters see both directions")
         return
-    only_forward = [place for place in dict.fromkeys(forward) if place not in backward]
-    only_backward = [place for place in dict.fromkeys(backward) if place not in forward]
+    ends = {(e.host, e.namespace) for e in walk.events[:1] + answer.events[:1]}  # both paths join client and server
+    only_forward = [place for place in dict.fromkeys(forward) if place not in backward and place not in ends]
+    only_backward = [place for place in dict.fromkeys(backward) if place not in forward and place not in ends]
     events = walk.events + answer.events
     stateful = [place for place in only_forward + only_backward if _stateful(topology, place, events)]
     if stateful:
