@@ -98,6 +98,14 @@ def test_show_json_is_the_resolved_spec(app):
     assert data["endpoints"][0]["attachments"][0]["mac"].startswith("02:")
 
 
+def test_show_an_empty_spec_says_so(app, tmp_path):
+    """It printed nothing at all."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("name: nothing\n")
+    result = run(app, "show", str(empty))
+    assert result.exit_code == 0 and result.stdout.startswith("nothing: an empty spec") and "netvirt init" in result.stdout
+
+
 def test_show_an_invalid_spec(app, monkeypatch):
     monkeypatch.chdir(INVALID)
     result = run(app, "show", "duplicate-ip.yaml")

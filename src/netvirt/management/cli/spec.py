@@ -90,9 +90,11 @@ def show(
         typer.echo(json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2))
         return
     console = Console(width=None if sys.stdout.isatty() else 160)  # pipes: wide enough for every column
-    for table in tables(loaded):
-        if table.row_count:
-            console.print(table)
+    shown = [table for table in tables(loaded) if table.row_count]
+    for table in shown:
+        console.print(table)
+    if not shown:
+        typer.echo(f"{loaded.name}: an empty spec (no hosts, networks or endpoints); `netvirt init` writes a starter")
 
 
 def schema(
