@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from netvirt.management.spec.analyze import Analysis
-from netvirt.management.spec.model import ITEM_TYPES, KINDS, LAYER_TYPES, Spec
+from netvirt.management.spec.model import ITEM_TYPES, KINDS, LAYER_TYPES, Endpoint, Spec
 from netvirt.management.spec.problems import Path, Problem, SpecError, did_you_mean
 from netvirt.management.spec.source import Source, parse, read
 from netvirt.management.spec.values import FieldError, check_name, describe
@@ -221,6 +221,8 @@ def _explain(model: type[BaseModel], error: Any) -> tuple[Path, str, bool]:
     path, owner = _walk(model, error["loc"])
     kind, value, context = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "missing":
+        if owner is Endpoint and path[-1] == "attachments":  # the short form is what users write
+            return path[:-1], "missing required key 'network' (or 'attachments': [{network: ...}, ...] for several)", False
         return path[:-1], f"missing required key {path[-1]!r}", False
     if kind == "extra_forbidden":
         hint = did_you_mean(path[-1], _keys(owner) if owner else [])
