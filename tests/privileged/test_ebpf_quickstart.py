@@ -121,6 +121,23 @@ def test_linux_and_ebpf_hosts_share_the_overlay(network, matrices):
         use_backend(network, "ebpf")
 
 
+def test_a_removed_endpoint_takes_its_pins_along(network, tmp_path):
+    pins = network.names.bpf_pins(network.namespace("client-1"))
+    assert pins.exists()
+    text = spec_text()
+    start = text.index("  - name: client-1\n")
+    end = text.index("  - name: db-1\n")
+    path = tmp_path / "without-client.yaml"
+    path.write_text(text[:start] + text[end:])
+    graph = compile_network(load(path)).host("host-a")
+    try:
+        assert network.backends["host-a"].apply(graph).ok
+        assert not pins.exists()
+    finally:
+        assert network.backends["host-a"].apply(network.graph.host("host-a")).ok
+    assert pins.exists()
+
+
 def test_the_vip_reaches_every_backend(network):
     # the backend is the CRC-32 of the flow modulo 2, as the simulator picks it: consecutive source
     # ports (the kernel's own choices are all even) cover both backends

@@ -17,6 +17,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from netvirt.dataplane.kernel import iptables, links, netns, nftables
+from netvirt.dataplane.kernel.cleanup import remove_pins
 from netvirt.dataplane.kernel.links import LinkError, VxlanSpec
 from netvirt.dataplane.kernel.naming import Names, check_link_name
 from netvirt.dataplane.kernel.ownership import (
@@ -160,6 +161,9 @@ class Builder:
         if ipr is not None:
             ipr.close()
         netns.remove(namespace)
+        for obj in self.record.objects:  # bpffs is global: pins outlive their namespace
+            if isinstance(obj, OwnedBpfPins) and obj.namespace == namespace:
+                remove_pins(Path(obj.path))
         self.record.discard(
             obj for obj in self.record.objects
             if obj == OwnedNamespace(namespace) or getattr(obj, "namespace", None) == namespace

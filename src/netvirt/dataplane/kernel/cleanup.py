@@ -67,8 +67,8 @@ def cleanup(names: Names, state_dir: Path = STATE_DIR, select: Selector | None =
                 else:
                     netns.remove(obj.name)  # a stale placeholder file, if any
                     report.already_gone.append(obj)
+        remove_pins(names.bpf_root, only_empty=True)
         if select is None:
-            remove_pins(names.bpf_root, only_empty=True)
             record.forget()
         else:
             record.discard(chosen - set(report.refused))
