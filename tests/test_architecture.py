@@ -187,3 +187,16 @@ def test_wire_defines_each_number_once():
             and any(isinstance(t, ast.Name) and t.id == "PROTOCOL" for t in node.targets))
     twice = {name: places for name, places in where.items() if len(places) > 1 or (name == "PROTOCOL" and places)}
     assert not twice, f"defined more than once (or as PROTOCOL beside wire.ipv4's table): {twice}"
+
+
+def test_graph_names_no_backend():
+    """Which backend realises what is each backend's declaration (dataplane.registry), not graph data."""
+    from netvirt.dataplane import registry
+
+    backends = set(registry.names()) | {"ebpf", "userspace"}
+    found = []
+    for path in sorted((SRC / "graph").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in backends:
+                found.append(f"{module_name(path)}:{node.lineno} names backend {node.value!r}")
+    assert not found, "\n".join(found)

@@ -187,7 +187,6 @@ def devices(draw, namespace=names):
                 "mode": st.sampled_from(Mode),
                 "level": texts,
                 "technique": texts,
-                "backends": st.frozensets(st.sampled_from(["sim", "linux", "ebpf", "userspace"])),
                 "mtu": st.integers(68, 65535),
                 "mac": macs,
                 "addresses": st.lists(interfaces, max_size=3).map(tuple),

@@ -42,15 +42,14 @@ from netvirt.graph.values import copier
 def test_every_kind_has_defaults():
     assert set(KINDS) == set(DeviceKind)
     for info in KINDS.values():
-        assert info.level and info.technique and "sim" in info.backends
+        assert info.level and info.technique
 
 
 def test_device_of_takes_defaults_and_overrides():
     veth = Device.of(DeviceKind.VETH, "veth0", "pod1", config=Veth("eth0", "host"))
     assert (veth.mode, veth.level, veth.technique) == (Mode.KERNEL, "Namespace", "Veth Pair (Namespace crossover)")
-    assert veth.backends == frozenset({"sim", "linux", "ebpf"})
     switch = Device.of(DeviceKind.NDIS_FILTER, "ndis", "win", level="Network Stack (Windows)")
-    assert switch.level == "Network Stack (Windows)" and switch.backends == frozenset({"sim"})
+    assert switch.level == "Network Stack (Windows)" and switch.mode is Mode.KERNEL
 
 
 def test_config_must_fit_kind():
@@ -121,8 +120,8 @@ def test_blackhole_route_needs_no_device():
 def test_lists_become_tuples_and_graphs_are_hashable():
     chain = Chain(hook=NetfilterHook.INPUT, rules=[Rule(action=ACCEPT)])
     assert isinstance(chain.rules, tuple)
-    dev = Device.of(DeviceKind.NIC, "eth0", "h", addresses=[ip_interface("10.0.0.1/24")], backends={"sim"})
-    assert isinstance(dev.addresses, tuple) and isinstance(dev.backends, frozenset)
+    dev = Device.of(DeviceKind.NIC, "eth0", "h", addresses=[ip_interface("10.0.0.1/24")])
+    assert isinstance(dev.addresses, tuple)
     match = Match(ct_states={CtState.NEW})
     assert match.ct_states == frozenset({CtState.NEW})
     graph = example_host()

@@ -9,7 +9,7 @@ from netvirt.dataplane import registry
 from netvirt.dataplane.api import plan
 from netvirt.dataplane.kernel import netns
 from netvirt.dataplane.kernel.probe import LINK_KINDS, Unsupported, probe
-from netvirt.graph import Device, DeviceKind, HostGraph, Namespace, NamespaceKind, Tunnel
+from netvirt.graph import Bridge, Device, DeviceKind, HostGraph, Namespace, NamespaceKind, Tunnel
 
 IPROUTE2_ARGS = {  # how `ip link add` spells a minimal device of each kind
     "veth": ["type", "veth", "peer", "name", "p1"],
@@ -82,3 +82,14 @@ def test_missing_encapsulations_are_refused_at_plan_time_naming_who_can():
 def test_model_only_kinds_are_never_kernel_kinds():
     with pytest.raises(Unsupported, match="cannot be realised in the Linux kernel; use a backend that can: sim"):
         probe().require_device_kind("hypervisor_switch", ["sim"])
+
+
+def test_the_linux_backend_refuses_names_the_kernel_cannot_take():
+    """IFNAMSIZ is the linux backend's limit (its ``check``), not the graph's."""
+    from netvirt.dataplane.linux.backend import LinuxBackend
+
+    ns = Namespace(name="h1", kind=NamespaceKind.HOST)
+    graph = HostGraph(host="h1", namespaces=(ns,), devices=(Device.of(DeviceKind.BRIDGE, "a-very-long-ifname", "h1",
+                                                                       config=Bridge()),))
+    assert any("a-very-long-ifname" in p.message and "1..15 characters" in p.message
+               for p in LinuxBackend("h1").check(graph))

@@ -15,7 +15,6 @@ docs/graph.md describes the model with an example.
 
 from netvirt.graph.codec import from_json, to_json
 from netvirt.graph.devices import (
-    BACKENDS,
     FLOOD_MAC,
     KINDS,
     SWITCH_KINDS,
@@ -89,7 +88,6 @@ from netvirt.graph.values import Chunks, GraphError, IPAddress, IPInterface, IPN
 __all__ = [
     "FLOOD_MAC",
     "ACCEPT",
-    "BACKENDS",
     "DROP",
     "KINDS",
     "SWITCH_KINDS",

@@ -1,10 +1,10 @@
-"""Devices: the network objects of a host — what exists, where, and who can realise it.
+"""Devices: the network objects of a host — what exists and where.
 
 Contract: a ``Device`` lives in one namespace and is identified by ``(namespace, name)``. Its
 ``kind`` fixes which ``config`` class it carries (``KINDS[kind].config``; ``None`` = no config).
-Every device declares ``mode``, ``level``, ``technique`` and ``backends``; ``Device.of`` takes them
-from the one table ``KINDS`` so callers state only what differs. Model-only kinds (hypervisor
-switches, virtio, NDIS, WSL2, SR-IOV, DPDK, AF_XDP) can only be realised by the simulator.
+Every device declares ``mode``, ``level`` and ``technique``; ``Device.of`` takes them from the one
+table ``KINDS`` so callers state only what differs. Which backend can realise which kind is each
+backend's own declaration (``dataplane.registry``), not the graph's: the graph is data only.
 """
 
 from dataclasses import dataclass
@@ -58,7 +58,6 @@ class DeviceKind(StrEnum):
 
 TUNNEL_KINDS = frozenset({DeviceKind.VXLAN, DeviceKind.GENEVE, DeviceKind.NVGRE})
 SWITCH_KINDS = frozenset({DeviceKind.BRIDGE, DeviceKind.HYPERVISOR_SWITCH, DeviceKind.NIC_ESWITCH})
-BACKENDS = frozenset({"sim", "linux", "ebpf", "userspace"})
 FLOOD_MAC = "00:00:00:00:00:00"  # no station has it: the kernel keys a VXLAN's flood entries by it
 
 
@@ -305,39 +304,33 @@ class KindInfo:
     mode: Mode
     level: str
     technique: str
-    backends: frozenset[str]
     config: type | None
 
-
-_ALL = frozenset({"sim", "linux", "ebpf", "userspace"})
-_KERNEL = frozenset({"sim", "linux", "ebpf"})
-_OVERLAY = frozenset({"sim", "linux", "userspace"})  # the userspace switch encapsulates itself
-_SIM = frozenset({"sim"})
 
 # The one table of per-kind defaults. Levels and techniques follow the notes' walkthrough tables;
 # environments override ``level`` (e.g. "VirtualBox", "Guest (Ubuntu)") where the stack says so.
 KINDS: dict[DeviceKind, KindInfo] = {
-    DeviceKind.NIC: KindInfo(Mode.HARDWARE, "NIC", "Physical Signal Reception", _ALL, None),
-    DeviceKind.VETH: KindInfo(Mode.KERNEL, "Namespace", "Veth Pair (Namespace crossover)", _KERNEL, Veth),
-    DeviceKind.BRIDGE: KindInfo(Mode.KERNEL, "Linux Kernel", "Linux Bridge (L2 Switching)", _KERNEL, Bridge),
-    DeviceKind.VXLAN: KindInfo(Mode.KERNEL, "Linux Kernel", "VXLAN Encapsulation", _OVERLAY, Tunnel),
-    DeviceKind.GENEVE: KindInfo(Mode.KERNEL, "Linux Kernel", "Geneve Encapsulation", _OVERLAY, Tunnel),
-    DeviceKind.NVGRE: KindInfo(Mode.KERNEL, "Linux Kernel", "NVGRE Encapsulation", _OVERLAY, Tunnel),
-    DeviceKind.TAP: KindInfo(Mode.KERNEL_USER, "Linux Kernel", "TAP Device (Kernel/User handoff)", _OVERLAY, None),
-    DeviceKind.MACVLAN: KindInfo(Mode.KERNEL, "Linux Kernel", "Macvlan Sub-interface", _KERNEL, Macvlan),
-    DeviceKind.SOCKET: KindInfo(Mode.USER, "App", "Socket API (Buffer Read)", frozenset({"sim", "linux"}), Socket),
+    DeviceKind.NIC: KindInfo(Mode.HARDWARE, "NIC", "Physical Signal Reception", None),
+    DeviceKind.VETH: KindInfo(Mode.KERNEL, "Namespace", "Veth Pair (Namespace crossover)", Veth),
+    DeviceKind.BRIDGE: KindInfo(Mode.KERNEL, "Linux Kernel", "Linux Bridge (L2 Switching)", Bridge),
+    DeviceKind.VXLAN: KindInfo(Mode.KERNEL, "Linux Kernel", "VXLAN Encapsulation", Tunnel),
+    DeviceKind.GENEVE: KindInfo(Mode.KERNEL, "Linux Kernel", "Geneve Encapsulation", Tunnel),
+    DeviceKind.NVGRE: KindInfo(Mode.KERNEL, "Linux Kernel", "NVGRE Encapsulation", Tunnel),
+    DeviceKind.TAP: KindInfo(Mode.KERNEL_USER, "Linux Kernel", "TAP Device (Kernel/User handoff)", None),
+    DeviceKind.MACVLAN: KindInfo(Mode.KERNEL, "Linux Kernel", "Macvlan Sub-interface", Macvlan),
+    DeviceKind.SOCKET: KindInfo(Mode.USER, "App", "Socket API (Buffer Read)", Socket),
     DeviceKind.HYPERVISOR_SWITCH: KindInfo(
-        Mode.KERNEL_USER, "Hypervisor", "Bridged Networking & Software Switching", _SIM, HypervisorSwitch
+        Mode.KERNEL_USER, "Hypervisor", "Bridged Networking & Software Switching", HypervisorSwitch
     ),
-    DeviceKind.VIRTIO_NIC: KindInfo(Mode.KERNEL, "Guest", "VirtIO-net Driver (Hardware Abstraction)", _SIM, None),
-    DeviceKind.NDIS_FILTER: KindInfo(Mode.KERNEL, "Network Stack", "NDIS Driver Interception", _SIM, None),
+    DeviceKind.VIRTIO_NIC: KindInfo(Mode.KERNEL, "Guest", "VirtIO-net Driver (Hardware Abstraction)", None),
+    DeviceKind.NDIS_FILTER: KindInfo(Mode.KERNEL, "Network Stack", "NDIS Driver Interception", None),
     DeviceKind.WSL2_GATEWAY: KindInfo(
-        Mode.KERNEL, "Internal Gateway", "Internal Bridge/IP Forwarding", _SIM, Wsl2Gateway
+        Mode.KERNEL, "Internal Gateway", "Internal Bridge/IP Forwarding", Wsl2Gateway
     ),
-    DeviceKind.SRIOV_VF: KindInfo(Mode.HARDWARE, "NIC", "SR-IOV Virtual Function", _SIM, SriovVf),
-    DeviceKind.NIC_ESWITCH: KindInfo(Mode.HARDWARE, "NIC", "NIC Embedded Switch (SR-IOV)", _SIM, None),
-    DeviceKind.DPDK_PMD: KindInfo(Mode.USER, "DPDK", "Poll Mode Driver (Kernel Bypass)", frozenset({"sim", "userspace"}), None),
-    DeviceKind.AF_XDP_SOCKET: KindInfo(Mode.USER, "AF_XDP", "AF_XDP Socket (XDP redirect to user space)", _SIM, None),
+    DeviceKind.SRIOV_VF: KindInfo(Mode.HARDWARE, "NIC", "SR-IOV Virtual Function", SriovVf),
+    DeviceKind.NIC_ESWITCH: KindInfo(Mode.HARDWARE, "NIC", "NIC Embedded Switch (SR-IOV)", None),
+    DeviceKind.DPDK_PMD: KindInfo(Mode.USER, "DPDK", "Poll Mode Driver (Kernel Bypass)", None),
+    DeviceKind.AF_XDP_SOCKET: KindInfo(Mode.USER, "AF_XDP", "AF_XDP Socket (XDP redirect to user space)", None),
 }
 
 
@@ -357,7 +350,6 @@ class Device:
     mode: Mode
     level: str
     technique: str
-    backends: frozenset[str]
     config: DeviceConfig | None = None
     mtu: int = 1500
     mac: str | None = None
@@ -377,9 +369,6 @@ class Device:
         check_range(self.mtu, 68, 65535, lambda: f"{where} mtu")
         if self.mac is not None:
             object.__setattr__(self, "mac", check_mac(self.mac, where))
-        if not self.backends <= BACKENDS:
-            unknown = sorted(self.backends - BACKENDS)
-            raise GraphError(f"{where}: unknown backends {unknown}; known: {sorted(BACKENDS)}")
 
     def _check_config(self, config: DeviceConfig | None) -> None:
         wanted = KINDS[self.kind].config
@@ -399,12 +388,11 @@ class Device:
 
     @classmethod
     def of(cls, kind: DeviceKind, name: str, namespace: str, **fields: object) -> "Device":
-        """A device of ``kind`` with mode/level/technique/backends from ``KINDS`` unless given."""
+        """A device of ``kind`` with mode/level/technique from ``KINDS`` unless given."""
         info = KINDS[kind]
         fields.setdefault("mode", info.mode)
         fields.setdefault("level", info.level)
         fields.setdefault("technique", info.technique)
-        fields.setdefault("backends", info.backends)
         return cls(kind=kind, name=name, namespace=namespace, **fields)  # type: ignore[arg-type]
 
     @property

@@ -16,7 +16,6 @@ from netvirt.graph.devices import FLOOD_MAC, SWITCH_KINDS, Bridge, Device, Devic
 from netvirt.graph.host import HostGraph, Namespace, NetworkGraph
 from netvirt.graph.rules import FILTER_ACTIONS, NAT_ACTIONS_BY_HOOK, Chain, NetfilterHook, Rule, Verdict
 
-LINUX_IFNAMSIZ = 15  # longest Linux interface name
 # Where the kernel knows no input (output side) or no output (input side) interface yet.
 _NO_IN_IFACE = frozenset({NetfilterHook.OUTPUT, NetfilterHook.POSTROUTING})
 _NO_OUT_IFACE = frozenset({NetfilterHook.PREROUTING, NetfilterHook.INPUT})
@@ -101,8 +100,6 @@ def _device_problems(
     where = f"{host}:{dev.namespace}/{dev.name}"
     if dev.namespace not in namespaces:
         yield Problem(where, f"namespace {dev.namespace!r} does not exist; add it or fix the name")
-    if "linux" in dev.backends and len(dev.name) > LINUX_IFNAMSIZ:
-        yield Problem(where, f"name is longer than {LINUX_IFNAMSIZ} characters, too long for Linux")
     if dev.master is not None:
         master = devices.get((dev.namespace, dev.master))
         if master is None or master.kind not in SWITCH_KINDS:

@@ -264,7 +264,7 @@ class _Reader:
         fields: dict = {}
         if reference is not None and reference.kind is kind:
             fields = {"mode": reference.mode, "level": reference.level, "technique": reference.technique,
-                      "backends": reference.backends, "origin": reference.origin}
+                      "origin": reference.origin}
         want_mac = reference.mac if reference is not None else link.mac
         parent = space.by_index(link.underlay) if kind is DeviceKind.VXLAN else None
         return Device.of(
