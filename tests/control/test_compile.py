@@ -65,7 +65,7 @@ def test_declaration_order_does_not_matter(spec, net):
 
 def test_hosts_sit_on_the_underlay(spec, net):
     underlay = net.segments[0]
-    assert underlay.name == "underlay" and underlay.mtu == 1500  # the smallest host MTU
+    assert underlay.name == "underlay" and underlay.mtu == 9000  # the largest host MTU: each NIC limits its own
     assert [(a.host, a.namespace, a.device) for a in underlay.attachments] == [
         (h, h, "eth0") for h in ("host-a", "host-b", "host-c")
     ]

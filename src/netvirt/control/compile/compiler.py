@@ -52,7 +52,8 @@ def placement(facts: Facts) -> dict[str, tuple[list[str], list[str], list[str]]]
 
 
 def segments(facts: Facts) -> tuple[Segment, ...]:
-    """The underlay (every host NIC; MTU = the smallest host MTU), then one segment per
+    """The underlay (every host NIC; MTU = the largest host MTU: the fabric carries jumbo frames
+    between jumbo hosts, each NIC's own MTU limits what it sends and takes), then one segment per
     ``encap: none`` network that is present somewhere (its provider NICs; the network's MTU)."""
     found = []
     if facts.hosts:
@@ -60,7 +61,7 @@ def segments(facts: Facts) -> tuple[Segment, ...]:
             Segment(
                 name=naming.UNDERLAY,
                 attachments=tuple(Attachment(host, host, naming.NIC) for host in sorted(facts.hosts)),
-                mtu=min(host.mtu for host in facts.hosts.values()),
+                mtu=max(host.mtu for host in facts.hosts.values()),
             )
         )
     for name in sorted(facts.networks):

@@ -45,6 +45,7 @@ from netvirt.graph import (
     Veth,
 )
 from netvirt.management.spec import Network
+from netvirt.management.spec.encap import overhead
 
 TUNNEL_KINDS = {"vxlan": DeviceKind.VXLAN, "geneve": DeviceKind.GENEVE, "nvgre": DeviceKind.NVGRE}
 TUNNEL_PORTS = {"vxlan": 4789, "geneve": 6081, "nvgre": 4789}  # NVGRE is GRE: the port is unused
@@ -128,10 +129,22 @@ def bridge_part(facts: Facts, network: str, host: str) -> Part:
         naming.bridge(network),
         host,
         config=Bridge(fdb=gateway),
-        mtu=facts.networks[network].mtu,
+        mtu=mtu_on(facts, network, host),
         origin=f"network/{network}",
     )
     return Part(devices=(bridge,))
+
+
+def mtu_on(facts: Facts, network: str, host: str) -> int:
+    """The MTU of ``network``'s devices on ``host``: the network's, or less where the host's
+    underlay cannot carry it (a router copy on a 1500-byte host, on a network of jumbo hosts:
+    the host's tunnel, bridge and leg take what its NIC can carry — the kernel refuses a tunnel
+    bigger than its underlay — and the other hosts keep the network's MTU)."""
+    spec_net, spec_host = facts.networks[network], facts.hosts[host]
+    if spec_net.encap == "none":
+        return spec_net.mtu  # type: ignore[return-value]
+    fits = spec_host.mtu - overhead(spec_net.encap, spec_host.underlay.version, spec_net.options_length)
+    return min(spec_net.mtu, fits)  # type: ignore[type-var]
 
 
 def tunnel_parts(facts: Facts, network: str, hosts: Iterable[str], tunnels: Tunnels) -> Iterator[tuple[str, Part]]:
@@ -157,12 +170,12 @@ def tunnel_parts(facts: Facts, network: str, hosts: Iterable[str], tunnels: Tunn
             if tunnel.config.fdb is not fdb:  # type: ignore[union-attr]
                 tunnel = tunnel.with_config(tunnel.config.with_fdb(fdb))  # type: ignore[union-attr]
         else:
-            tunnel = tunnel_device(spec_net, host, spec_host.underlay.ip, others, fdb)
+            tunnel = tunnel_device(spec_net, host, spec_host.underlay.ip, others, fdb, mtu_on(facts, network, host))
         tunnels[(network, host)] = (spec_net, spec_host, others, tunnel)
         yield host, Part(devices=(tunnel,))
 
 
-def tunnel_device(spec_net: Network, host: str, local, flood: tuple, fdb: tuple) -> Device:
+def tunnel_device(spec_net: Network, host: str, local, flood: tuple, fdb: tuple, mtu: int) -> Device:
     """The tunnel device of ``spec_net`` on ``host``."""
     config = Tunnel(
         vni=spec_net.vni,  # type: ignore[arg-type]
@@ -180,7 +193,7 @@ def tunnel_device(spec_net: Network, host: str, local, flood: tuple, fdb: tuple)
         naming.tunnel(spec_net.encap, spec_net.name),
         host,
         config=config,
-        mtu=spec_net.mtu,
+        mtu=mtu,
         master=naming.bridge(spec_net.name),
         parent=naming.NIC,
         origin=f"network/{spec_net.name}",
@@ -247,13 +260,14 @@ def router_legs_part(facts: Facts, router: str, host: str) -> Part:
         leg = naming.router_leg(name)
         devices.append(
             Device.of(
-                DeviceKind.VETH, leg, router, config=Veth(leg, host), mtu=net.mtu, mac=mac,
+                DeviceKind.VETH, leg, router, config=Veth(leg, host), mtu=mtu_on(facts, name, host), mac=mac,
                 addresses=gateway_addresses(net), origin=origin,
             )
         )
         devices.append(
             Device.of(
-                DeviceKind.VETH, leg, host, config=Veth(leg, router), mtu=net.mtu, master=naming.bridge(name),
+                DeviceKind.VETH, leg, host, config=Veth(leg, router), mtu=mtu_on(facts, name, host),
+                master=naming.bridge(name),
                 origin=origin,
             )
         )

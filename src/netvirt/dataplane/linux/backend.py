@@ -81,6 +81,7 @@ Filter = Literal["nftables", "iptables"]
 FILTERS: tuple[Filter, ...] = ("nftables", "iptables")
 DEFAULT_DEPLOYMENT = "netvirt"
 SEGMENT_BRIDGE = "segment"
+VXLAN_HEADERS = 8 + 8 + 14  # UDP, VXLAN and the inner Ethernet header around the inner IP packet
 # device kinds this backend builds (the kernel may support more; see capabilities())
 BUILT_KINDS = frozenset({DeviceKind.NIC, DeviceKind.VETH, DeviceKind.BRIDGE, DeviceKind.VXLAN, DeviceKind.SOCKET})
 RP_FILTER = {RpFilter.OFF: 0, RpFilter.STRICT: 1, RpFilter.LOOSE: 2}
@@ -213,6 +214,7 @@ class LinuxBackend:
                     problems.append(Problem(where, "a kernel VXLAN device needs its local underlay address"))
                 if any(entry.remote is None for entry in dev.config.fdb):
                     problems.append(Problem(where, "tunnel FDB entries need a remote underlay address"))
+                problems.extend(_tunnel_mtu_problems(graph, dev, where))
             if dev.kind is DeviceKind.NIC:
                 try:
                     self.names.segment_namespace(self._segment(dev).name)
@@ -521,8 +523,11 @@ class _Realisation:
             where = build.named_namespace(self.names.segment_namespace(segment.name))
             build.bridge(where, SEGMENT_BRIDGE, mtu=segment.mtu)
             port = readback.segment_port(self.names, self.graph.host, nic.namespace, nic.name)
-            build.veth(kernel[nic.namespace], nic.name, where, port)
-            build.link(where, port, master=SEGMENT_BRIDGE, mtu=segment.mtu)
+            # the NIC gets its MTU before any tunnel on it (a tunnel's MTU may not exceed its
+            # underlay's), its segment port the same: the segment's bridge drops a frame bigger
+            # than the port it leaves by, as a switch in front of a smaller NIC does
+            build.veth(kernel[nic.namespace], nic.name, where, port, mtu=nic.mtu)
+            build.link(where, port, master=SEGMENT_BRIDGE, mtu=nic.mtu)
         for dev in self.links:
             if isinstance(dev.config, Bridge):
                 build.bridge(kernel[dev.namespace], dev.name, mtu=dev.mtu, ageing_time=dev.config.ageing_time)
@@ -592,6 +597,19 @@ class _Realisation:
                 other.delete(self.build, where)
             if ruleset.chains():
                 target.apply(self.build, where, ruleset)
+
+
+def _tunnel_mtu_problems(graph: HostGraph, dev: Device, where: str) -> list[Problem]:
+    """A VXLAN device bigger than its underlay device can carry: the kernel refuses its MTU."""
+    parent = next((d for d in graph.devices if d.namespace == dev.namespace and d.name == dev.parent), None)
+    if parent is None or dev.config.local is None:  # type: ignore[union-attr]
+        return []
+    overhead = (20 if dev.config.local.version == 4 else 40) + VXLAN_HEADERS  # type: ignore[union-attr]
+    if dev.mtu <= parent.mtu - overhead:
+        return []
+    return [Problem(where, f"mtu {dev.mtu} does not fit its underlay {parent.name} (mtu {parent.mtu} minus "
+                    f"{overhead} bytes of VXLAN leaves {parent.mtu - overhead}): the kernel refuses it; lower the "
+                    "network's mtu or raise the host's")]
 
 
 def network_backends(

@@ -432,8 +432,14 @@ class Simulator:
         others = [port for port in topology.segment_ports[name] if port != source]
         dst = bytes(frame[0:6])
         exact = [port for port in others if topology.macs.get(port) == dst]
+        size = len(frame) - ETHERNET
+        if exact and size > topology.devices[exact[0]].mtu:
+            port = exact[0]
+            return self.drop(run, source, frame, f"{size}-byte packet exceeds the MTU {topology.devices[port].mtu} of "
+                             f"{port[0]}:{port[1]}/{port[2]} on network {name}: the switch in front of it drops the "
+                             "frame", "mtu")
         taken = False
-        for port in exact or others:
+        for port in exact or [port for port in others if size <= topology.devices[port].mtu]:
             mark = len(run.events)
             took = self.receive(run, port, bytearray(frame), source)
             if not took:
