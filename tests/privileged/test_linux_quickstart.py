@@ -198,10 +198,25 @@ def test_verify_all_agrees_with_the_simulator_and_catches_a_flushed_policy(netwo
         cross_host = next(r for p, r in zip(probes, results) if (p.source, p.target) == ("client-1", "web-2"))
         assert "host-b:host-b/eth0" in cross_host.observed.places
         assert cross_host.observed.packets["host-a:host-a/eth0"].tunnel[2:] == (4789, SPEC.network("blue").vni)
+        # both directions: the answer came back the predicted way, tunnelled host-b -> host-a
+        assert cross_host.observed.answered == "delivered"
+        assert cross_host.observed.answer.places == cross_host.predicted.answer.places
+        back = cross_host.observed.answer.packets["host-b:host-b/eth0"]
+        assert back.tunnel == (str(SPEC.host("host-b").underlay.ip), str(SPEC.host("host-a").underlay.ip), 4789,
+                               SPEC.network("blue").vni)
+        service = next(r for p, r in zip(probes, results) if (p.source, p.target) == ("client-1", "service/web"))
+        # the service is DNATed in the client's own stack: the answer reaches client-1/eth0 from the
+        # backend (reverse NAT to the VIP follows inside the stack), as the simulator says
+        backend = service.observed.request.packets["host-a:client-1/eth0"].inner[1]
+        assert backend != "10.96.0.10" and service.observed.answer.packets["host-a:client-1/eth0"].inner[0] == backend
+        assert service.observed.answer.packets == service.predicted.answer.packets
+        assert all(r.observed.answered == r.predicted.answered for r in results)
+        assert {r.observed.answered for r in results} >= {"delivered", "none"}
         # the kernel stops agreeing once its policy is gone: client-1 reaches the database
         netns.run(network.namespace("db-1"), ["nft", "flush", "chain", "inet", network.names.nft_table, "filter_input"])
         index = next(i for i, p in enumerate(probes) if (p.source, p.target) == ("client-1", "db-1"))
         broken = verifier.verify(replace(flows[index], src_port=29000))
     network.apply("nftables")
-    assert broken.problems == ("disposition: predicted dropped, observed delivered",)
+    assert broken.problems[0] == "disposition: predicted dropped, observed delivered"
+    assert "answer: predicted none, observed delivered" in broken.problems
     assert broken.predicted.places[-1] == "host-b:db-1/eth0"  # the predicted drop point

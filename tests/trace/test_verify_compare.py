@@ -2,7 +2,8 @@
 prediction and an observation are compared. The kernel half is tested in
 tests/privileged/test_linux_quickstart.py and test_linux_cli.py."""
 
-from netvirt.trace.verify import Side, Signature, compare, request_key, signature
+from netvirt.dataplane.sim import packets
+from netvirt.trace.verify import Path, Side, Signature, answer_key, compare, request_key, signature
 from netvirt.wire import build, encapsulate, ethernet, icmpv4, ipv4, tcp, udp
 from netvirt.wire.addresses import ip_to_bytes, mac_to_bytes
 
@@ -40,16 +41,24 @@ def test_the_first_packet_of_a_flow_is_recognised_also_inside_a_tunnel():
 
 
 PLACES = ("host-a:client-1/eth0", "host-a:host-a/eth0", "host-b:host-b/eth0", "host-b:web-2/eth0")
+BACK = tuple(reversed(PLACES))
 INNER = Signature((A, B, "tcp", 40000, 80))
 OUTER = Signature(INNER.inner, ("192.0.2.10", "192.0.2.11", 4789, 33047))
 PACKETS = {PLACES[0]: INNER, PLACES[1]: OUTER, PLACES[2]: OUTER, PLACES[3]: INNER}
-PREDICTED = Side("delivered", "host-b:web-2", PLACES, PACKETS)
+REPLY = Signature((B, A, "tcp", 80, 40000))
+REPLY_OUTER = Signature(REPLY.inner, ("192.0.2.11", "192.0.2.10", 4789, 33047))
+ANSWER = {BACK[0]: REPLY, BACK[1]: REPLY_OUTER, BACK[2]: REPLY_OUTER, BACK[3]: REPLY}
+PREDICTED = Side("delivered", "host-b:web-2", Path(PLACES, PACKETS), "delivered", Path(BACK, ANSWER))
 
 
-def observed(**changes) -> Side:
-    fields = {"disposition": "delivered", "delivered_to": "host-b:web-2", "places": PLACES, "packets": dict(PACKETS),
-              "times": {place: index * 1e-5 for index, place in enumerate(PLACES)}} | changes
-    return Side(**fields)
+def observed(answer: dict | None = None, **changes) -> Side:
+    request = {"places": PLACES, "packets": dict(PACKETS), "times": {p: i * 1e-5 for i, p in enumerate(PLACES)}}
+    back = {"places": BACK, "packets": dict(ANSWER), "times": {p: 1 + i * 1e-5 for i, p in enumerate(BACK)}}
+    answered = changes.pop("answered", "delivered")
+    fields = {"disposition": "delivered", "delivered_to": "host-b:web-2"}
+    fields |= {k: v for k, v in changes.items() if k in fields}
+    request |= {k: v for k, v in changes.items() if k in request}
+    return Side(**fields, request=Path(**request), answered=answered, answer=Path(**(back | (answer or {}))))
 
 
 def test_agreement():
@@ -76,3 +85,31 @@ def test_path_order_allows_near_simultaneous_timestamps_only():
     assert compare(PREDICTED, observed(places=swapped, times=near)) == []
     far = dict(near, **{PLACES[2]: -0.01})
     assert compare(PREDICTED, observed(places=swapped, times=far))[0].startswith("path order")
+
+
+def test_the_answer_is_compared_like_the_request():
+    assert compare(PREDICTED, observed(answer={"places": BACK[:2]})) == [
+        "answer path: never seen at host-a:host-a/eth0, host-a:client-1/eth0 (predicted)"]
+    lost = observed(answered="dropped", answer={"places": BACK[:1]})
+    assert compare(PREDICTED, lost)[0] == "answer: predicted delivered, observed dropped"
+    no_reverse_nat = dict(ANSWER, **{BACK[3]: Signature(("10.10.0.20", A, "tcp", 80, 40000))})
+    assert compare(PREDICTED, observed(answer={"packets": no_reverse_nat})) == [
+        f"answer packet at {BACK[3]}: predicted tcp {B}:80 > {A}:40000, observed tcp 10.10.0.20:80 > {A}:40000"]
+    other_vni = dict(ANSWER, **{BACK[1]: Signature(REPLY.inner, ("192.0.2.11", "192.0.2.10", 4789, 5020))})
+    assert compare(PREDICTED, observed(answer={"packets": other_vni}))[0].startswith(f"answer encapsulation at {BACK[1]}")
+
+
+def test_the_first_answer_of_a_flow_is_recognised():
+    assert answer_key(frame(flags=0x12, src=B, dst=A, sport=80, dport=40000)) == ("tcp", 40000, False)  # SYN|ACK
+    assert answer_key(tunnelled(frame(flags=0x14, src=B, dst=A, sport=80, dport=40000))) == ("tcp", 40000, False)
+    assert answer_key(frame(flags=0x10, src=B, dst=A, sport=80, dport=40000)) is None  # a later packet
+    assert answer_key(frame()) is None  # the SYN
+    reply = build([ethernet.Repr(bytes(6), bytes(6), ethernet.IPV4), ipv4.Repr(ip_to_bytes(B), ip_to_bytes(A), ipv4.ICMP),
+                   icmpv4.Repr(0, 0, identifier=4242, sequence_number=1)])
+    assert answer_key(reply) == ("icmp", 4242, False)
+    syn = frame()[14:]
+    quoted = packets.icmp_error(syn, packets.headers(syn, 0), ip_to_bytes("10.10.0.1"), "too-big", 1400)
+    error = bytes(12) + b"\x08\x00" + quoted  # fragmentation needed from the router, quoting the SYN
+    assert answer_key(error) == ("tcp", 40000, True)
+    assert request_key(error) is None  # the quoted SYN is no request
+    assert signature(error) == Signature(("10.10.0.1", A, "icmp", 0, 0))

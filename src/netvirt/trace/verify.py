@@ -16,6 +16,10 @@ graph (TCP accepts, UDP answers; both reply with their namespace's name). ``veri
    (the drop point is the last of them); the packet at every place: inner addresses, protocol and
    ports (so every NAT rewrite), and on the underlay the encapsulation (outer addresses, UDP
    destination port, VNI). The outer UDP source port is a flow hash in both: not compared.
+4. and the same for the answer: the first packet back to the sender (SYN|ACK, TCP RST, UDP
+   reply, echo reply, or an ICMP error quoting the request) — whether it got back, the places
+   it crossed in order and the packet at each, so reverse NAT and the return path's tunnels are
+   checked too. A request answered whose answer is lost is observed as delivered, answer dropped.
 
 A load-balanced service may pick another backend than the simulator: the flow is sent again from
 the next source ports (re-predicted each time) until both pick the same one (``SERVICE_TRIES``),
@@ -69,17 +73,38 @@ class Signature:
 
 
 @dataclass(frozen=True, slots=True)
+class Path:
+    """Where one packet was, in order (``host:namespace/device``), with the packet at each place
+    and (observed side only) when it was first seen there."""
+
+    places: tuple[str, ...] = ()
+    packets: dict[str, Signature] = field(default_factory=dict)
+    times: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> list[dict]:
+        return [{"place": p, "packet": str(self.packets[p]) if p in self.packets else None} for p in self.places]
+
+
+@dataclass(frozen=True, slots=True)
 class Side:
-    """One side of the comparison: the outcome, where it ended, and the request's places in
-    order (``host:namespace/device``) with the packet at each."""
+    """One side of the comparison: the outcome, where it ended, the request's path and the
+    answer's (``answered``: ``delivered`` back to the sender, ``dropped`` on the way, or
+    ``none``: nobody answered)."""
 
     disposition: str
     delivered_to: str | None
-    places: tuple[str, ...]
-    packets: dict[str, Signature] = field(default_factory=dict)
+    request: Path
+    answered: str = "none"
+    answer: Path = Path()
     detail: str = ""
-    times: dict[str, float] = field(default_factory=dict)
-    """When the request was first seen at each place (observed side only)."""
+
+    @property
+    def places(self) -> tuple[str, ...]:
+        return self.request.places
+
+    @property
+    def packets(self) -> dict[str, Signature]:
+        return self.request.packets
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +123,7 @@ class Verification:
     def to_json(self) -> dict:
         def side(s: Side) -> dict:
             return {"disposition": s.disposition, "delivered_to": s.delivered_to, "detail": s.detail,
-                    "places": [{"place": p, "packet": str(s.packets[p]) if p in s.packets else None} for p in s.places]}
+                    "places": s.request.to_json(), "answer": {"disposition": s.answered, "places": s.answer.to_json()}}
 
         f = self.flow
         return {"flow": {"host": f.host, "namespace": f.namespace, "src": str(f.src), "dst": str(f.dst),
@@ -114,6 +139,7 @@ def signature(frame: bytes) -> Signature | None:
     except ParseError:
         return None
     tunnel = None
+    layers = _unquoted(layers)
     ips = [i for i, layer in enumerate(layers) if layer.layer in ("ipv4", "ipv6")]
     if not ips:
         return None
@@ -135,7 +161,7 @@ def request_key(frame: bytes) -> tuple[str, str, int] | None:
     """(source address, proto, source port or echo identifier) when ``frame`` (possibly
     encapsulated) is the first packet of a flow: a TCP SYN, a UDP datagram or an echo request."""
     try:
-        layers = dissect(frame)
+        layers = _unquoted(dissect(frame))
     except ParseError:
         return None
     ips = [i for i, layer in enumerate(layers) if layer.layer in ("ipv4", "ipv6")]
@@ -149,6 +175,43 @@ def request_key(frame: bytes) -> tuple[str, str, int] | None:
     if rest.layer in ("icmpv4", "icmpv6") and rest.type in (8, 128):
         return (source, "icmp", rest.identifier)
     return None
+
+
+def answer_key(frame: bytes) -> tuple[str, int, bool] | None:
+    """(proto, the sender's port or echo identifier, whether an ICMP error) when ``frame``
+    (possibly encapsulated) is the first answer of a flow: a TCP SYN|ACK or RST, a UDP datagram,
+    an echo reply, or an ICMP error quoting the flow's first packet. Addresses are left out: NAT
+    rewrites them."""
+    try:
+        layers = dissect(frame)
+    except ParseError:
+        return None
+    outer = _unquoted(layers)
+    ips = [i for i, layer in enumerate(outer) if layer.layer in ("ipv4", "ipv6")]
+    if not ips or ips[-1] + 1 >= len(outer):
+        return None
+    rest = outer[ips[-1] + 1]
+    if rest.layer == "tcp" and (rest.flags & 0x12 == 0x12 or rest.flags & 0x04):
+        return ("tcp", rest.dst_port, False)
+    if rest.layer == "udp" and not vxlan_port(outer, ips[-1]):
+        return ("udp", rest.dst_port, False)
+    if rest.layer in ("icmpv4", "icmpv6") and rest.type in (0, 129):
+        return ("icmp", rest.identifier, False)
+    if len(outer) < len(layers) and len(layers) > len(outer) + 1:  # an ICMP error and its quote
+        quoted = layers[len(outer) + 1]
+        if quoted.layer in ("tcp", "udp"):
+            return (quoted.layer, quoted.src_port, True)
+        if quoted.layer in ("icmpv4", "icmpv6") and quoted.type in (8, 128):
+            return ("icmp", quoted.identifier, True)
+    return None
+
+
+def _unquoted(layers: list) -> list:
+    """``layers`` up to an ICMP error, without the datagram it quotes."""
+    for index, layer in enumerate(layers):
+        if layer.layer in ("icmpv4", "icmpv6") and layer.is_error:
+            return layers[:index + 1]
+    return layers
 
 
 def vxlan_port(layers: list, ip_index: int) -> bool:
@@ -172,7 +235,7 @@ class Verifier:
         self._observed = set(self.points)
         self._servers: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
-        self._keys: dict[int, tuple[str, str, int] | None] = {}  # frames stay alive in the capture
+        self._keys: dict[int, tuple] = {}  # (request key, answer key) by frame; frames stay alive in the capture
         self._lock = threading.Lock()
 
     def __enter__(self) -> "Verifier":
@@ -273,27 +336,43 @@ class Verifier:
 
     def predict(self, flow: Flow) -> Side:
         trace = self.tracer.trace(flow, anomalies=False)
+        delivered = next((hop.namespace for hop in trace.hops if hop.action is Action.DELIVER and not hop.reply),
+                         None) if trace.disposition is Disposition.DELIVERED else None
+        wanted = (str(flow.src), flow.proto)
+        request = self._path([hop for hop in trace.hops if not hop.reply], lambda packet: (
+            (key := request_key(packet)) is not None and key[:2] == wanted
+            and (flow.proto == "icmp" or key[2] == flow.src_port)))
+        def back(packet: bytes) -> bool:  # the simulator's echo identifier is not the flow's port
+            key = answer_key(packet)
+            return key is not None and key[0] == flow.proto and (flow.proto == "icmp" or key[1] == flow.src_port)
+
+        if trace.answer is not None:
+            answer = self._path(trace.answer.hops, back)
+            answered = trace.answer.disposition.value
+        else:
+            replies = [hop for hop in trace.hops if hop.reply]
+            answer = self._path(replies, back)
+            answered = "none" if not replies else "delivered" if trace.disposition is Disposition.REJECTED \
+                else "dropped"
+        return Side(trace.disposition.value, delivered, request, answered, answer, trace.reason)
+
+    def _path(self, hops, wanted) -> Path:
+        """The observable places of ``hops`` whose packet is ``wanted``, with the first packet at each."""
         places: list[str] = []
         packets: dict[str, Signature] = {}
-        delivered = None
-        wanted = (str(flow.src), flow.proto)
-        for hop in trace.hops:
+        for hop in hops:
             host, _, namespace = hop.namespace.partition(":")
-            if hop.action is Action.DELIVER and not hop.reply and trace.disposition is Disposition.DELIVERED:
-                delivered = hop.namespace
-            if hop.reply or hop.bypass or hop.device is None or self.kinds.get((host, namespace, hop.device)) not in OBSERVABLE:
-                continue
-            key = request_key(hop.packet)  # only hops carrying the request (not ARP, not answers)
-            if key is None or key[:2] != wanted or flow.proto != "icmp" and key[2] != flow.src_port:
+            kind = self.kinds.get((host, namespace, hop.device)) if hop.device is not None else None
+            if hop.bypass or kind not in OBSERVABLE or not wanted(hop.packet):  # not ARP, not the other direction
                 continue
             place = f"{hop.namespace}/{hop.device}"
             if not places or places[-1] != place:
                 places.append(place)
             if place not in packets and (found := signature(hop.packet)) is not None:
-                if self.kinds[(host, namespace, hop.device)] is DeviceKind.VXLAN:
+                if kind is DeviceKind.VXLAN:
                     found = Signature(found.inner)  # a packet socket on a tunnel sees the inner frame
                 packets[place] = found
-        return Side(trace.disposition.value, delivered, tuple(places), packets, trace.reason)
+        return Path(tuple(places), packets)
 
     def observe(self, flow: Flow) -> Side:
         echo_id = flow.src_port & 0xFFFF
@@ -301,32 +380,55 @@ class Verifier:
         disposition, answered_by, detail = _send(self._opener(flow), flow, echo_id)
         time.sleep(SETTLE)
         seen: dict[str, tuple[float, Signature]] = {}
+        back: dict[str, tuple[float, Signature]] = {}
+        error = False  # the answer is an ICMP error
         wanted = (str(flow.src), flow.proto, echo_id if flow.proto == "icmp" else flow.src_port)
+        answer = (flow.proto, _client_port(flow))
         for frame in self.observer.frames():
-            if frame.timestamp < started - 0.01 or self._key(frame) != wanted:
+            if frame.timestamp < started - 0.01:
                 continue
+            request, reply = self._keys_of(frame)
+            found = seen if request == wanted else back if reply is not None and reply[:2] == answer else None
+            if found is None:
+                continue
+            if found is back:
+                error = error or reply[2]  # type: ignore[index]
             place = frame.place
-            if place not in seen:
-                found = signature(frame.data)
-                if found is not None:
-                    seen[place] = (frame.timestamp, found)
+            if place not in found and (packet := signature(frame.data)) is not None:
+                found[place] = (frame.timestamp, packet)
         order = sorted(seen, key=lambda p: seen[p][0])
+        returned = sorted(back, key=lambda p: back[p][0])
         if disposition == "unreachable":
             disposition = "rejected" if order else "dropped"  # the network said so, or the sender's own stack
+        if disposition in ("delivered", "rejected"):
+            answered = "delivered"
+        else:
+            answered = "dropped" if returned else "none"
+        if disposition == "dropped" and returned and not error:
+            disposition, answered_by = "delivered", returned[0].rpartition("/")[0]  # answered, the answer lost
+            detail += f"; the destination answered, the answer was last seen at {returned[-1]}"
         if answered_by is None and disposition == "delivered" and order:
             answered_by = order[-1].rpartition("/")[0]  # an echo: answered by the last namespace it reached
-        return Side(disposition, answered_by, tuple(order), {p: seen[p][1] for p in order}, detail,
-                    {p: seen[p][0] for p in order})
+        return Side(disposition, answered_by, _path_of(seen, order), answered, _path_of(back, returned), detail)
 
     def _opener(self, flow: Flow) -> "Opener":
         """Opens sockets in the flow's namespace."""
         return lambda family, kind, proto=0: self.observer.open_socket(flow.host, flow.namespace, family, kind, proto)
 
-    def _key(self, frame: Observation) -> tuple[str, str, int] | None:
+    def _keys_of(self, frame: Observation) -> tuple[tuple[str, str, int] | None, tuple[str, int, bool] | None]:
         with self._lock:
             if id(frame) not in self._keys:
-                self._keys[id(frame)] = request_key(frame.data)
+                self._keys[id(frame)] = (request_key(frame.data), answer_key(frame.data))
             return self._keys[id(frame)]
+
+
+def _client_port(flow: Flow) -> int:
+    """The sender's port of ``flow`` (its echo identifier for ICMP): what the answer goes back to."""
+    return flow.src_port & 0xFFFF
+
+
+def _path_of(seen: dict[str, tuple[float, Signature]], order: list[str]) -> Path:
+    return Path(tuple(order), {p: seen[p][1] for p in order}, {p: seen[p][0] for p in order})
 
 
 def _other_backend(predicted: Side, observed: Side) -> bool:
@@ -336,29 +438,40 @@ def _other_backend(predicted: Side, observed: Side) -> bool:
 
 
 def compare(predicted: Side, observed: Side) -> list[str]:
-    """Every way ``observed`` differs from ``predicted``."""
+    """Every way ``observed`` differs from ``predicted``: the request, then the answer."""
     problems = []
     if predicted.disposition != observed.disposition:
         problems.append(f"disposition: predicted {predicted.disposition}, observed {observed.disposition}")
     elif predicted.delivered_to != observed.delivered_to:
         problems.append(f"delivered to: predicted {predicted.delivered_to}, observed {observed.delivered_to}")
+    problems += _compare_paths("", predicted.request, observed.request)
+    if predicted.answered != observed.answered:
+        problems.append(f"answer: predicted {predicted.answered}, observed {observed.answered}")
+    problems += _compare_paths("answer ", predicted.answer, observed.answer)
+    return problems
+
+
+def _compare_paths(what: str, predicted: Path, observed: Path) -> list[str]:
+    """The places crossed (as sets, then in order) and the packet at each place."""
+    problems = []
     if set(predicted.places) != set(observed.places):
         missing = [p for p in predicted.places if p not in observed.places]
         extra = [p for p in observed.places if p not in predicted.places]
         if missing:
-            problems.append(f"path: never seen at {', '.join(missing)} (predicted)")
+            problems.append(f"{what}path: never seen at {', '.join(missing)} (predicted)")
         if extra:
-            problems.append(f"path: seen at {', '.join(extra)} (not predicted)")
+            problems.append(f"{what}path: seen at {', '.join(extra)} (not predicted)")
     elif predicted.places != observed.places and not _consistent(predicted.places, observed.times):
-        problems.append(f"path order: predicted {' -> '.join(predicted.places)}, observed {' -> '.join(observed.places)}")
+        problems.append(f"{what}path order: predicted {' -> '.join(predicted.places)}, "
+                        f"observed {' -> '.join(observed.places)}")
     for place in predicted.places:
         want, got = predicted.packets.get(place), observed.packets.get(place)
         if want is None or got is None:
             continue
         if want.inner != got.inner:
-            problems.append(f"packet at {place}: predicted {want}, observed {got}")
+            problems.append(f"{what}packet at {place}: predicted {want}, observed {got}")
         elif (want.tunnel is None) != (got.tunnel is None) or want.tunnel and want.tunnel != got.tunnel:
-            problems.append(f"encapsulation at {place}: predicted {want}, observed {got}")
+            problems.append(f"{what}encapsulation at {place}: predicted {want}, observed {got}")
     return problems
 
 

@@ -57,6 +57,17 @@ class Tracked:
         other = self.entry.original if self.is_reply else self.entry.reply
         return other[4], other[5]
 
+    def translates_src(self) -> bool:
+        """Whether the connection rewrites this direction's source (replies: DNAT; originals: SNAT),
+        as the kernel's NAT status bits say — what an ICMP error about the flow is translated by."""
+        original, reply = self.entry.original, self.entry.reply
+        return original[4:6] != reply[2:4] if self.is_reply else original[2:4] != reply[4:6]
+
+    def translates_dst(self) -> bool:
+        """Whether the connection rewrites this direction's destination (replies: SNAT; originals: DNAT)."""
+        original, reply = self.entry.original, self.entry.reply
+        return reply[4:6] != original[2:4] if self.is_reply else original[4:6] != reply[2:4]
+
     def confirm(self) -> None:
         entry = self.entry
         if self.is_reply:

@@ -22,6 +22,7 @@ from netvirt.dataplane.sim.topology import NamespaceIndex, Place, Topology
 from netvirt.graph import (
     Accept,
     Affinity,
+    CtState,
     Dnat,
     Masquerade,
     NamespaceKind,
@@ -437,6 +438,8 @@ class Stack:
                                f" by {name}", rule=name, cause="dnat")
             return True
         address, port = ct.dst_target()
+        if ct.state is CtState.RELATED and not ct.translates_dst():
+            return True  # an ICMP error about an untranslated flow keeps its addresses (its sender's own)
         if address != found.dst or (found.proto in (TCP, UDP) and port != found.dst_port):
             old = _endpoint(found.dst, found.dst_port, found.proto)
             packets.rewrite(frame, found, dst=address, dst_port=port if found.proto in (TCP, UDP) else None)
@@ -473,6 +476,8 @@ class Stack:
                                f"{_endpoint(found.src, found.src_port, found.proto)} by {name}", rule=name, cause="snat")
             return True
         address, port = ct.src_target()
+        if ct.state is CtState.RELATED and not ct.translates_src():
+            return True
         if address != found.src or (found.proto in (TCP, UDP) and port != found.src_port):
             old = _endpoint(found.src, found.src_port, found.proto)
             packets.rewrite(frame, found, src=address, src_port=port if found.proto in (TCP, UDP) else None)
@@ -488,6 +493,8 @@ class Stack:
         Never about an answer or an ICMP error (RFC 1122 §3.2.2). Returns True (the frame was handled)."""
         if found is None or run.answers <= 0 or run.in_reply or found.is_icmp_error:
             return True
+        if kind != "reset" and found.dst not in space.addresses:  # about a forwarded packet: as the kernel's
+            source = self.source_for(space, found.src) or source  # icmp_send, the address routing back picks
         source = source or next((a for a in space.addresses if len(a) == len(found.src) and a[0] != 127
                                  and a != bytes(15) + b"\x01"), None)
         if source is None:

@@ -854,14 +854,19 @@ def _verify_table(labelled: list, results: list, detail: bool) -> None:
         if result.agrees and not detail:
             continue
         console.print(f"\n[bold]{source} -> {target}[/] ({flow.proto} {flow.src}:{flow.src_port} > {flow.dst}:{flow.dst_port})")
-        places = list(result.predicted.places) + [p for p in result.observed.places if p not in result.predicted.places]
-        rows = Table("PLACE", "PREDICTED", "OBSERVED", box=None)
-        for place in places:
-            want, got = result.predicted.packets.get(place), result.observed.packets.get(place)
-            rows.add_row(place, str(want) if place in result.predicted.places else "-",
-                         str(got) if got is not None else "[red]not seen[/]")
+        rows = Table("", "PLACE", "PREDICTED", "OBSERVED", box=None)
+        for label, want, got in (("request", result.predicted.request, result.observed.request),
+                                 ("answer", result.predicted.answer, result.observed.answer)):
+            places = list(want.places) + [p for p in got.places if p not in want.places]
+            for index, place in enumerate(places):
+                predicted, observed = want.packets.get(place), got.packets.get(place)
+                rows.add_row(label if index == 0 else "", place, str(predicted) if place in want.places else "-",
+                             str(observed) if observed is not None else "[red]not seen[/]")
+            if not places:
+                rows.add_row(label, "-", "none", "none")
         console.print(rows)
-        console.print(f"  simulator: {result.predicted.detail}\n  kernel:    {result.observed.detail}")
+        console.print(f"  simulator: {result.predicted.detail}; answer {result.predicted.answered}\n"
+                      f"  kernel:    {result.observed.detail}; answer {result.observed.answered}")
         for problem in result.problems:
             console.print(f"  [red]disagrees:[/] {problem}")
     total, agreeing = len(results), sum(r.agrees for r in results)
