@@ -19,6 +19,7 @@ from netvirt.dataplane.kernel.cleanup import cleanup
 from netvirt.dataplane.kernel.naming import TEST_PREFIX, Names
 from netvirt.dataplane.kernel.targets import TARGETS
 from netvirt.graph import NetworkGraph
+from netvirt.trace.plan import reach_network
 from netvirt.management.spec import Spec
 
 TIMEOUT = 0.6  # seconds a probe waits: dropped flows cost this much
@@ -59,8 +60,10 @@ class Network:
 
 
 def bring_up(spec: Spec, state_dir: Path, filter: str = "nftables", backend: str = "linux") -> Network:
+    """``spec`` in the kernel with its outside world (the ``external`` server of ``reach``), as
+    ``netvirt up`` builds it."""
     names = Names(f"t{secrets.token_hex(3)}", TEST_PREFIX)
-    graph = compile_network(spec)
+    graph = reach_network(compile_network(spec))
     backends = network_backends(graph, names.deployment, {g.host: filter for g in graph.hosts},
                                 prefix=TEST_PREFIX, state_dir=state_dir, kinds={g.host: backend for g in graph.hosts})
     network = Network(spec, graph, names, state_dir, backends)

@@ -110,7 +110,7 @@ def test_up_converges_from_a_killed_up_then_status_exec_capture_drift(spec, env,
     verify = netvirt(env, "verify", str(spec), "--all", "--format", "json")
     assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr
     report = json.loads(verify.stdout)
-    assert report["agree"] is True and len(report["flows"]) == 36
+    assert report["agree"] is True and len(report["flows"]) == 42
     # drift: a deleted veth is reported (exit 1), the next up repairs it
     kernel = f"{TEST_PREFIX}-{deployment_name(spec.stem)}-host-b"
     netns.run(kernel, ["ip", "link", "del", "ve-web-2-0"])
@@ -135,8 +135,8 @@ def test_demo_builds_verifies_talks_and_tears_down(env):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     out = done.stdout
     expected = [
-        "Predicted walkthrough", "17 of 36 allowed",  # the simulator's part
-        "36 of 36 flows: the kernel did what the simulator predicted",
+        "Predicted walkthrough", "21 of 42 allowed",  # the simulator's part (6 flows to the outside world)
+        "42 of 42 flows: the kernel did what the simulator predicted",
         "hello from web-2 on host-b", "hello from web-1 on host-a",  # across the overlay, and the VIP's two backends
         "connected: db-1 says hello", "no answer (dropped)", "refused (TCP reset)", "Torn down",
     ]
@@ -148,5 +148,5 @@ def test_demo_without_cap_net_admin_stays_in_the_simulator(env):
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "netvirt", "demo"]
     done = subprocess.run(nobody, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "17 of 36 allowed" in done.stdout
+    assert "21 of 42 allowed" in done.stdout
     assert "lacks CAP_NET_ADMIN, so the demo stays in the simulator" in done.stdout

@@ -9,7 +9,8 @@ from scapy.layers.l2 import Ether
 
 from netvirt.dataplane.linux import netns
 from netvirt.dataplane.linux.capture import Capture
-from netvirt.management.cli.trace import plan_trace
+from netvirt.control.compile import compile_network
+from netvirt.trace.plan import plan_trace
 from netvirt.management.spec import loads
 
 SPEC = loads("""
@@ -50,7 +51,7 @@ def df_ping(network, source: str, target: str, size: int) -> bool:
 
 
 def predicted(source: str, target: str, size: int) -> str:
-    tracer, flow, skip = plan_trace(SPEC, source, target, "icmp", None, 40000, None, size)
+    tracer, flow, skip = plan_trace(SPEC, source, target, "icmp", None, 40000, None, size, compile=compile_network)
     return tracer.trace(flow, skip=skip).disposition.value
 
 

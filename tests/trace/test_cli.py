@@ -85,9 +85,12 @@ def test_invalid_spec_exits_2(tmp_path):
 
 def test_reach_table_json_and_diff(tmp_path):
     table = run("reach", QUICKSTART)
-    assert table.exit_code == 0 and "of 36 allowed" in table.stdout
+    assert table.exit_code == 0 and "of 42 allowed" in table.stdout
     rows = json.loads(run("reach", QUICKSTART, "--format", "json").stdout)
-    assert len(rows) == 36 and set(rows[0]) == {"from", "to", "proto", "port", "verdict", "disposition", "reason"}
+    assert len(rows) == 42 and set(rows[0]) == {"from", "to", "proto", "port", "verdict", "disposition", "reason"}
+    outside = {r["from"]: r["verdict"] for r in rows if r["to"] == "external"}  # through acme-router's SNAT
+    assert outside == {"web-1": "allowed", "web-2": "allowed", "client-1": "allowed", "db-1": "allowed",
+                       "globex-1": "dropped", "globex-2": "dropped"}
     db = next(r for r in rows if (r["from"], r["to"]) == ("client-1", "db-1"))
     assert db["verdict"] == "dropped" and "policy green-in" in db["reason"]
     isolated = next(r for r in rows if (r["from"], r["to"]) == ("web-1", "globex-1"))

@@ -11,7 +11,7 @@ this plane (``control.compile``), so callers pass it in as ``compile``; a stack 
 environment (``environments.build``) and needs no compiler.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import NamedTuple
@@ -161,10 +161,14 @@ def _names(spec: Spec) -> str:
 # --- reachability probes -------------------------------------------------------------------------
 
 
+EXTERNAL_PROBE = ("tcp", 443)  # what reach and verify --all send to the outside world
+
+
 def reach_probes(spec: Spec) -> list[Probe]:
     """Every ordered endpoint pair on each (proto, port) the target listens on (an ICMP echo
-    when it listens on none), then every service VIP:port from every endpoint; IPv4 when both
-    sides have it, else IPv6."""
+    when it listens on none), then every service VIP:port from every endpoint, then the outside
+    world (``external``, tcp/443) from every endpoint; IPv4 when both sides have it, else IPv6.
+    Trace them on ``reach_network(network)``."""
     probes = []
     for source in spec.endpoints:
         namespace = _place_of(source)[1]
@@ -188,7 +192,24 @@ def reach_probes(spec: Spec) -> list[Probe]:
                         str(service.port.proto), 40000, service.port.port)
             backends = frozenset(_place_of(spec.endpoint(name)) for name in service.backends)
             probes.append(Probe(source.name, f"service/{service.name}", flow, backends))
+        family = next((f for f in (4, 6) if any(_has(a, f) for a in source.attachments)), None)
+        if family is not None:
+            flow = Flow(source.host, namespace, _endpoint_address(source, family), INTERNET if family == 4 else
+                        INTERNET6, EXTERNAL_PROBE[0], 40000, EXTERNAL_PROBE[1])
+            probes.append(Probe(source.name, "external", flow, frozenset({(INTERNET_HOST, "internet")})))
     return probes
+
+
+def outside_world(network: NetworkGraph, flows: Iterable[Flow] = ()) -> NetworkGraph:
+    """``network`` with the outside world (the ``external`` server), listening where ``flows`` go
+    to it: the graph a kernel deployment builds (``netvirt up``) and ``verify`` checks against."""
+    ports = {(f.proto, f.dst_port) for f in flows if f.dst in (INTERNET, INTERNET6) and f.proto != "icmp"}
+    return with_internet(network, ports)
+
+
+def reach_network(network: NetworkGraph) -> NetworkGraph:
+    """``network`` with the outside world listening where ``reach_probes`` sends to it."""
+    return with_internet(network, (EXTERNAL_PROBE,))
 
 
 def verify_probes(spec: Spec, first_port: int) -> list[Probe]:
@@ -199,7 +220,7 @@ def verify_probes(spec: Spec, first_port: int) -> list[Probe]:
 
 def reach_spec(spec: Spec, *, compile: Compile) -> list[Reachability]:
     """The answers to ``reach_probes(spec)`` in the network ``compile(spec)`` makes."""
-    return reach(Tracer(compile(spec)), reach_probes(spec))
+    return reach(Tracer(reach_network(compile(spec))), reach_probes(spec))
 
 
 def _place_of(endpoint) -> tuple[str, str]:

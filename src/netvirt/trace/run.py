@@ -115,11 +115,16 @@ class Tracer:
         return simulator.send(flow.host, flow.namespace, flow.packet(), record=False)
 
 
-def with_internet(network: NetworkGraph, ports: tuple[tuple[str, int], ...] = ()) -> NetworkGraph:
+def with_internet(network: NetworkGraph, ports=()) -> NetworkGraph:
     """``network`` plus host ``internet``: a namespace on the first underlay segment owning
-    ``INTERNET`` (and ``INTERNET6``), listening on ``ports`` (``("tcp", 443)``...)."""
+    ``INTERNET`` (and ``INTERNET6``), listening on ``ports`` (``("tcp", 443)``...); an internet
+    host already there is replaced (so listeners can be added to a deployed network's graph).
+    The ``linux`` backend builds it as any host (sockets are the applications' part)."""
     if not network.segments:
         raise ValueError("the network has no underlay segment to reach the outside from")
+    if any(graph.host == INTERNET_HOST for graph in network.hosts):
+        network = without_internet(network)
+    ports = tuple(sorted(set(ports)))
     segment = network.segments[0]
     sockets = tuple(Device.of(DeviceKind.SOCKET, f"{proto}-{port}", "internet", config=Socket(
         proto=Proto(proto), port=port, app="internet server")) for proto, port in ports)
@@ -132,3 +137,10 @@ def with_internet(network: NetworkGraph, ports: tuple[tuple[str, int], ...] = ()
     attached = Segment(name=segment.name, mtu=segment.mtu,
                        attachments=(*segment.attachments, Attachment(INTERNET_HOST, "internet", "eth0")))
     return NetworkGraph(hosts=(*network.hosts, internet), segments=(attached, *network.segments[1:]))
+
+
+def without_internet(network: NetworkGraph) -> NetworkGraph:
+    """``network`` without the outside world ``with_internet`` added."""
+    segments = tuple(Segment(name=segment.name, mtu=segment.mtu, attachments=tuple(
+        a for a in segment.attachments if a.host != INTERNET_HOST)) for segment in network.segments)
+    return NetworkGraph(hosts=tuple(g for g in network.hosts if g.host != INTERNET_HOST), segments=segments)

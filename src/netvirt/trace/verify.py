@@ -11,7 +11,8 @@ graph (TCP accepts, UDP answers; both reply with their namespace's name). ``veri
    packet socket, sockets and IP stacks have no wire), and the packet at each place;
 2. observes: sends the flow for real from its namespace (TCP connect, UDP request, ICMP echo
    from a raw socket; source port / echo identifier as in the flow) and collects the request's
-   frames from the capture;
+   frames from the capture (matched by protocol and source port or echo identifier, not by
+   address: SNAT rewrites it; the ports of one run are distinct);
 3. compares: disposition and where it was delivered; the places the request crossed, in order
    (the drop point is the last of them); the packet at every place: inner addresses, protocol and
    ports (so every NAT rewrite), and on the underlay the encapsulation (outer addresses, UDP
@@ -338,9 +339,8 @@ class Verifier:
         trace = self.tracer.trace(flow, anomalies=False)
         delivered = next((hop.namespace for hop in trace.hops if hop.action is Action.DELIVER and not hop.reply),
                          None) if trace.disposition is Disposition.DELIVERED else None
-        wanted = (str(flow.src), flow.proto)
-        request = self._path([hop for hop in trace.hops if not hop.reply], lambda packet: (
-            (key := request_key(packet)) is not None and key[:2] == wanted
+        request = self._path([hop for hop in trace.hops if not hop.reply], lambda packet: (  # any address: SNAT
+            (key := request_key(packet)) is not None and key[1] == flow.proto
             and (flow.proto == "icmp" or key[2] == flow.src_port)))
         def back(packet: bytes) -> bool:  # the simulator's echo identifier is not the flow's port
             key = answer_key(packet)
@@ -382,13 +382,14 @@ class Verifier:
         seen: dict[str, tuple[float, Signature]] = {}
         back: dict[str, tuple[float, Signature]] = {}
         error = False  # the answer is an ICMP error
-        wanted = (str(flow.src), flow.proto, echo_id if flow.proto == "icmp" else flow.src_port)
+        wanted = (flow.proto, echo_id if flow.proto == "icmp" else flow.src_port)  # any source address: SNAT
         answer = (flow.proto, _client_port(flow))
         for frame in self.observer.frames():
             if frame.timestamp < started - 0.01:
                 continue
             request, reply = self._keys_of(frame)
-            found = seen if request == wanted else back if reply is not None and reply[:2] == answer else None
+            found = seen if request is not None and request[1:] == wanted else \
+                back if reply is not None and reply[:2] == answer else None
             if found is None:
                 continue
             if found is back:

@@ -78,10 +78,11 @@ def demo(
     from netvirt.control.compile import compile_network
     from netvirt.dataplane.kernel import netns
     from netvirt.management.cli.spec import load_or_exit
+    from netvirt.trace.plan import reach_network
 
     started = time.monotonic()
     loaded = load_or_exit(spec, "demo")
-    network = compile_network(loaded)
+    network = reach_network(compile_network(loaded))  # with the outside world the probes reach
     simulate(console, loaded, network)
     if not netns.can_admin_network():
         console.rule("[bold]The real kernel")
@@ -148,7 +149,7 @@ def in_kernel(console: Console, spec, network) -> None:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         started = time.monotonic()
-        converge(spec, backends, 60, console)
+        converge(spec, backends, 60, console, network)
         namespaces = sum(len(g.namespaces) for g in network.hosts) + len(network.segments)
         console.print(f"Built in {time.monotonic() - started:.1f} s: {namespaces} network namespaces "
                       f"({kernel_names.prefix}-{DEPLOYMENT}-*) with veth pairs, bridges, VXLAN devices with static "

@@ -66,13 +66,17 @@ DeploymentOption = Annotated[str | None, typer.Option(
 
 def compiled(spec_path: Path, command: str, deployment: str | None = None):
     """(spec, network graph, deployment name) of ``spec_path`` — the deployment named after the
-    spec unless ``deployment`` is given; exit 2 when either is invalid."""
+    spec unless ``deployment`` is given; exit 2 when either is invalid. The graph has the outside
+    world (``trace.plan.outside_world``: host ``internet`` on the underlay segment, the server
+    203.0.113.10 of ``--to external``), which ``up`` builds beside the spec's hosts."""
     from netvirt.control.compile import CompileError, compile_network
     from netvirt.dataplane.kernel.naming import NameError_, deployment_name
 
+    from netvirt.trace.plan import outside_world
+
     spec = load_or_exit(spec_path, command)
     try:
-        network = compile_network(spec)
+        network = outside_world(compile_network(spec))  # the lab's outside world is deployed too
     except CompileError as error:
         fail(command, f"{spec_path}: {error}", 2)
     if deployment is not None:
@@ -174,7 +178,7 @@ def up(
     from netvirt.graph import DeviceKind
 
     loaded, network, deployment = compiled(spec, "up")
-    hosts = [graph.host for graph in network.hosts]
+    hosts = [host.name for host in loaded.hosts]
     filters = parse_filters(filter or [], hosts, "up")
     if not hosts:  # nothing to build: no agent would ever report
         if format is TextOrJson.json:
@@ -209,12 +213,12 @@ def up(
             settings = kernel_settings()
             process.stop_all(process.run_dir(settings["state_dir"], settings["prefix"], deployment))
     else:
-        backends = {host: SimBackend(host) for host in hosts}
+        backends = {graph.host: SimBackend(graph.host) for graph in network.hosts}
     started = time.monotonic()
     # SIGTERM ends like Ctrl-C: agents stop, what is built stays (``netvirt down`` removes it)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        states = converge(loaded, backends, timeout, Console(stderr=True))
+        states = converge(loaded, backends, timeout, Console(stderr=True), network)
     except KeyboardInterrupt:
         fail("up", "interrupted; what was built stays (run `netvirt down` to remove it)", 1)
     finally:
@@ -272,10 +276,11 @@ def owned_or_exit(spec_path: Path, spec_name: str, deployment: str, command: str
                       f"nothing was changed (give that spec: `netvirt {command} {held.path}`)", 2)
 
 
-def converge(loaded: Any, backends: dict[str, Any], timeout: float, console: Console) -> dict[str, str]:
+def converge(loaded: Any, backends: dict[str, Any], timeout: float, console: Console, network: Any) -> dict[str, str]:
     """Publish ``loaded`` through an embedded controller (in-memory store) with one in-process
     agent per host driving ``backends`` — the controller's machinery on one machine — showing
-    each host's progress on ``console``; the hosts' states once all converged (exit 1 when a
+    each host's progress on ``console``; then apply the hosts of ``network`` that are no spec
+    host (the outside world) directly. The hosts' states once all converged (exit 1 when a
     host fails or ``timeout`` passes)."""
     from netvirt.control.controller import Embedded
     from netvirt.control.store import open_store
@@ -292,7 +297,19 @@ def converge(loaded: Any, backends: dict[str, Any], timeout: float, console: Con
             backend.progress = report
     with progress, Embedded(open_store("sqlite://:memory:"), lambda host: backends[host]) as embedded:
         embedded.apply(loaded)
-        return _wait(embedded, timeout, report)
+        states = _wait(embedded, timeout, report)
+        for graph in network.hosts:
+            if graph.host in states:
+                continue
+            report(graph.host, "applying")
+            result = backends[graph.host].apply(graph)
+            if not result.ok:
+                for error in result.errors:
+                    typer.echo(f"{graph.host}: {error.where}: {error.message}", err=True)
+                fail("up", f"{graph.host} (the outside world) failed to apply", 1)
+            states[graph.host] = "converged"
+            report(graph.host, "converged")
+        return states
 
 
 def _interrupt(*_: object) -> NoReturn:
@@ -599,6 +616,8 @@ def kernel_namespace(spec_path: Path, place: str, command: str, deployment: str 
 
     spec, network, deployment = compiled(spec_path, command, deployment)
     kernel_names = names(deployment)
+    if place == "external":  # the outside world's server (203.0.113.10)
+        place = "internet:internet"
     host, colon, namespace = place.rpartition(":")
     if colon:
         if host not in {graph.host for graph in network.hosts}:
@@ -746,7 +765,7 @@ def verify(
     import random
 
     from netvirt.dataplane import registry
-    from netvirt.trace.plan import BadInput, plan_trace, verify_probes
+    from netvirt.trace.plan import BadInput, outside_world, plan_trace, verify_probes
     from netvirt.trace.verify import Verifier
 
     conflicts(("--proto icmp", proto == "icmp"), ("--dport", dport is not None))
@@ -759,13 +778,12 @@ def verify(
     if all_:
         labelled = [(p.source, p.target, p.flow) for p in verify_probes(loaded, base)]
     else:
-        if "external" in (source, target):
-            fail("verify", "the outside world is not built in the kernel; verify flows between endpoints", 2)
         try:
             _, flow, _ = plan_trace(loaded, source, target, proto, dport, base, None, compile=lambda _: network)
         except BadInput as error:
             fail("verify", str(error), 2)
         labelled = [(source, target, flow)]
+    network = outside_world(network, [flow for _, _, flow in labelled])  # listening where the flows go
     require_net_admin("verify")
     observer = registry.observer("linux", deployment, prefix=kernel_settings()["prefix"])
     missing = [g.host for g in network.hosts if not observer.exists(g.host, g.host)]
