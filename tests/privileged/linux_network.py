@@ -3,6 +3,8 @@ spec up under a throwaway deployment (prefix nvt, private state dir), start serv
 endpoint, and probe flows with real sockets (TCP connect, UDP request/response, ICMP echo)."""
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -82,6 +84,16 @@ def use_backend(network: Network, backend: str | dict[str, str]) -> None:
     network.backends = network_backends(network.graph, network.names.deployment, prefix=TEST_PREFIX,
                                         state_dir=network.state_dir, kinds=kinds)
     network.apply()
+
+
+@contextmanager
+def deployed(spec: Spec, state_dir: Path, filter: str = "nftables") -> Iterator[Network]:
+    """``bring_up`` for a ``with`` block (module fixtures): torn down also on failure."""
+    network = bring_up(spec, state_dir, filter)
+    try:
+        yield network
+    finally:
+        tear_down(network)
 
 
 def tear_down(network: Network) -> None:

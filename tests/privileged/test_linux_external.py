@@ -4,7 +4,7 @@
 from dataclasses import replace
 
 import pytest
-from linux_network import bring_up, tear_down
+from linux_network import deployed
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
@@ -19,11 +19,8 @@ SPEC = load("examples/quickstart.yaml")
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    net = bring_up(SPEC, tmp_path_factory.mktemp("state"))
-    try:
+    with deployed(SPEC, tmp_path_factory.mktemp("state")) as net:
         yield net
-    finally:
-        tear_down(net)
 
 
 def flow(source: str, port: int):

@@ -3,7 +3,7 @@
 crosses — predicted and observed — and one byte more is dropped with the ICMP error."""
 
 import pytest
-from linux_network import bring_up, tear_down
+from linux_network import deployed
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
@@ -35,11 +35,8 @@ endpoints:
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    net = bring_up(SPEC, tmp_path_factory.mktemp("state"))
-    try:
+    with deployed(SPEC, tmp_path_factory.mktemp("state")) as net:
         yield net
-    finally:
-        tear_down(net)
 
 
 def df_ping(network, source: str, target: str, size: int) -> bool:
