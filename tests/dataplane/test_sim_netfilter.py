@@ -11,6 +11,7 @@ from netvirt.dataplane.sim import Simulator
 from netvirt.wire.builders import probe
 from netvirt.dataplane.sim.packets import response
 from netvirt.graph import (
+    Affinity,
     ACCEPT,
     DROP,
     Chain,
@@ -162,6 +163,21 @@ def test_service_dnat_in_output_and_its_reversal_on_the_answer():
     # the same flow always picks the same backend
     first = Simulator(network).send("h1", "a", probe(A, VIP, "tcp", src_port=40000, dst_port=80)).delivered_in
     assert first == Simulator(network).send("h1", "a", probe(A, VIP, "tcp", src_port=40000, dst_port=80)).delivered_in
+
+
+def test_client_ip_affinity_is_a_source_hash_on_the_low_bits_of_the_client():
+    """Every connection of a client picks one backend: Dnat.affinity_target of the client address
+    modulo affinity_buckets (the same hash the nftables and iptables rules realise)."""
+    action = Dnat(targets=(NatTarget(B, 80), NatTarget(C, 80)), affinity=Affinity.CLIENT_IP)
+    assert action.affinity_buckets == 8 and [action.affinity_target(b) for b in range(8)] == [0, 1] * 4
+    assert Dnat(targets=tuple(NatTarget(B, p) for p in range(1, 101))).affinity_buckets == 256
+    service = Chain(hook=NetfilterHook.OUTPUT, rules=(Rule(
+        match=Match(dst=ip_network(f"{VIP}/32"), proto=Proto.TCP, dst_ports=PortRange.single(80)),
+        action=action, comment="svc web"),))
+    network = lab_with(a_nat=(service,))
+    picked = {Simulator(network).send("h1", "a", probe(A, VIP, "tcp", src_port=port, dst_port=80)).delivered_in
+              for port in range(40000, 40020)}
+    assert picked == {("h1", "b" if int(A) % 8 % 2 == 0 else "c")}
 
 
 def test_masquerade_and_snat_rewrite_the_source_and_answers_come_back():

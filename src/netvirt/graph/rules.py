@@ -199,7 +199,10 @@ class Dnat:
     """Rewrite the destination to one of ``targets`` (a service's backends).
 
     The choice is per flow (conntrack keeps it); with ``Affinity.CLIENT_IP`` a client keeps its
-    backend for ``affinity_timeout`` seconds (Kubernetes sessionAffinity: ClientIP).
+    backend: source hashing (IPVS's ``sh``) on the low bits of the client address, the same in the
+    simulator and every rule target (``affinity_buckets``, ``affinity_target``), so predictions
+    hold. ``affinity_timeout`` is kept for the spec's sake (Kubernetes sessionAffinity: ClientIP);
+    a hash never forgets, so it does not expire.
     """
 
     targets: tuple[NatTarget, ...]
@@ -214,6 +217,19 @@ class Dnat:
         if len({t.address.version for t in self.targets}) > 1:
             raise GraphError("dnat targets mix IPv4 and IPv6")
         check_range(self.affinity_timeout, 1, 86400 * 7, "dnat affinity_timeout")
+
+    @property
+    def affinity_buckets(self) -> int:
+        """How many values of the client address's low bits client-IP affinity maps: a power of
+        two, at least 4 per target (so the buckets spread evenly enough), at most 256."""
+        buckets = 1
+        while buckets < 4 * len(self.targets) and buckets < 256:
+            buckets *= 2
+        return buckets
+
+    def affinity_target(self, bucket: int) -> int:
+        """The index of the target that clients whose address ends in ``bucket`` get."""
+        return bucket % len(self.targets)
 
 
 @dataclass(frozen=True, slots=True)

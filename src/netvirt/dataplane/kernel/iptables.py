@@ -25,6 +25,7 @@ from netvirt.dataplane.kernel import netns
 from netvirt.dataplane.kernel.naming import Names
 from netvirt.dataplane.kernel.rulesets import (
     Ruleset,
+    low_bits,
     comment,
     digest_of,
     policy_digest,
@@ -33,6 +34,7 @@ from netvirt.dataplane.kernel.rulesets import (
 )
 from netvirt.graph.rules import (
     Accept,
+    Affinity,
     Chain,
     Dnat,
     Drop,
@@ -176,6 +178,17 @@ def _targets(action, version: int) -> list[list[str]]:
             return [["-j", "SNAT", "--to-source", _nat_address(address, port)]]
         case Masquerade(ports=ports):
             return [["-j", "MASQUERADE"] + ([] if ports is None else ["--to-ports", f"{ports.first}-{ports.last}"])]
+        case Dnat(targets=targets, affinity=Affinity.CLIENT_IP) if len(targets) > 1:
+            # source hashing on the client address's low bits (Dnat.affinity_target): one rule per
+            # bucket, the source matched under a non-contiguous mask (-s 0.0.0.B/0.0.0.M)
+            mask = low_bits(version, action.affinity_buckets - 1)
+            out = []
+            for bucket in range(action.affinity_buckets):
+                target = targets[action.affinity_target(bucket)]
+                port = None if target.port is None else str(target.port)
+                out.append(["-s", f"{low_bits(version, bucket)}/{mask}", "-j", "DNAT", "--to-destination",
+                            _nat_address(target.address, port)])
+            return out
         case Dnat(targets=targets):
             out = []
             for number, target in enumerate(targets):

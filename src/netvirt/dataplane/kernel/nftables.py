@@ -10,7 +10,8 @@ rules), identified by the ``nv:<digest>`` comment on every rule; empty means in 
 
 Rendering: one base chain per (table, hook) named ``filter_<hook>`` / ``nat_<hook>``; every rule
 has a counter; a ``log`` prefix and ``set_mark`` come before the verdict; DNAT to several targets
-picks one per flow with ``numgen random`` and a verdict map to one chain per target (the way
+picks one per flow with ``numgen random`` (client-IP affinity: the client address's low bits,
+``Dnat.affinity_target``) and a verdict map to one chain per target (the way
 kube-proxy's nftables mode does it).
 """
 
@@ -22,6 +23,7 @@ from dataclasses import replace
 from netvirt.dataplane.kernel import netns
 from netvirt.dataplane.kernel.rulesets import (
     Ruleset,
+    low_bits,
     comment,
     digest_of,
     nat_family,
@@ -29,6 +31,7 @@ from netvirt.dataplane.kernel.rulesets import (
 )
 from netvirt.graph.rules import (
     Accept,
+    Affinity,
     Chain,
     Dnat,
     Drop,
@@ -209,6 +212,7 @@ def _rule(ref: dict, commands: list[dict], chain: str, position: int, group: lis
     if len(action.targets) == 1:
         exprs.append(_dnat(action.targets[0]))
         return [{"add": {"rule": {**ref, "chain": chain, "expr": exprs, "comment": note}}}]
+    affinity = action.affinity is Affinity.CLIENT_IP
     # one chain per target; the base rule picks one per flow (conntrack remembers the choice)
     out = []
     arms = []
@@ -219,7 +223,13 @@ def _rule(ref: dict, commands: list[dict], chain: str, position: int, group: lis
         out.append({"add": {"rule": {**ref, "chain": target_chain,
                                      "expr": head + [{"counter": None}, _dnat(target)], "comment": note}}})
         arms.append([number, {"jump": {"target": target_chain}}])
-    pick = {"numgen": {"mode": "random", "mod": len(action.targets), "offset": 0}}
+    if affinity:  # source hashing on the client address's low bits (Dnat.affinity_target)
+        version = action.targets[0].address.version
+        buckets = action.affinity_buckets
+        pick = {"&": [{"payload": {"protocol": _PAYLOAD[version], "field": "saddr"}}, low_bits(version, buckets - 1)]}
+        arms = [[low_bits(version, bucket), arms[action.affinity_target(bucket)][1]] for bucket in range(buckets)]
+    else:
+        pick = {"numgen": {"mode": "random", "mod": len(action.targets), "offset": 0}}
     exprs.append({"vmap": {"key": pick, "data": {"set": arms}}})
     return [{"add": {"rule": {**ref, "chain": chain, "expr": exprs, "comment": note}}}] + out
 

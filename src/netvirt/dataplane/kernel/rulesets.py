@@ -9,6 +9,7 @@ rules are in place, which is how drift (a flushed ruleset, a deleted rule) is de
 """
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 from netvirt.graph.codec import to_json
@@ -58,9 +59,10 @@ class Ruleset:
         """What nftables and iptables cannot realise in this ruleset that eBPF can (None: nothing)."""
         for table, chain in self.chains():
             for index, rule in enumerate(chain.rules):
-                if isinstance(rule.action, Dnat) and rule.action.affinity is not Affinity.NONE:
-                    return (f"{table} {chain.hook} rule {index} ({rule.comment}): dnat affinity {rule.action.affinity} is "
-                            "not realised by nftables or iptables yet; use affinity none, or the ebpf or sim backend")
+                if isinstance(rule.action, Dnat) and rule.action.affinity is not Affinity.NONE and rule.match.src:
+                    return (f"{table} {chain.hook} rule {index} ({rule.comment}): dnat with client-IP affinity picks "
+                            "by the source address (its low bits), so the match may not name a source too; drop the "
+                            "match's src or the affinity, or use the ebpf or sim backend")
         return None
 
     def chains(self) -> list[tuple[str, Chain]]:
@@ -101,6 +103,12 @@ def _check_rule(where: str, rule: Rule) -> None:
         raise RulesetError(f"{where}: NAT to a port needs the match to name proto tcp or udp")
     if isinstance(action, Reject) and action.reply is RejectWith.TCP_RESET and match.proto is not Proto.TCP:
         raise RulesetError(f"{where}: reject with tcp-reset needs the match to name proto tcp")
+
+
+def low_bits(version: int, value: int) -> str:
+    """An address whose last byte is ``value`` (0.0.0.V or ::V): the mask and bucket values of
+    client-IP affinity's source hashing (``Dnat.affinity_target``) in both filter backends."""
+    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
 
 
 def nat_family(rule: Rule) -> int | None:

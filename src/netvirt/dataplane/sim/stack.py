@@ -536,10 +536,14 @@ class Stack:
 
 
 def _pick(action: Dnat, found: Headers):
-    """The DNAT target for this flow: a stable hash of the flow (of the client address with
-    client-IP affinity), so every packet of a flow — and every run — picks the same backend."""
-    key = found.src if action.affinity is Affinity.CLIENT_IP else found.src + found.dst + bytes(
-        (found.proto,)) + found.src_port.to_bytes(2, "big") + found.dst_port.to_bytes(2, "big")
+    """The DNAT target for this flow: a stable hash of the flow, so every packet of a flow — and
+    every run — picks the same backend; with client-IP affinity the rule targets' source hash
+    (``Dnat.affinity_target`` of the client address's low bits), exactly as the kernel picks."""
+    if action.affinity is Affinity.CLIENT_IP:
+        bucket = int.from_bytes(found.src, "big") % action.affinity_buckets
+        return action.targets[action.affinity_target(bucket)]
+    key = found.src + found.dst + bytes((found.proto,)) + found.src_port.to_bytes(2, "big") + \
+        found.dst_port.to_bytes(2, "big")
     return action.targets[zlib.crc32(key) % len(action.targets)]
 
 

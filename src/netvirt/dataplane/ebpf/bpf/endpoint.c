@@ -15,8 +15,9 @@
  * packet is accepted. Replies are ESTABLISHED, originals once a reply passed, ICMP errors quoting
  * a tracked flow RELATED. Services follow Cilium's bpf/lib/lb.h: (VIP, port, proto) -> a service
  * with backend slots, slot -> backend id -> backend, a reverse-NAT entry per service, and client
- * affinity in an LRU map. The backend is chosen by the CRC-32 of the flow (of the client address
- * with affinity) modulo the slot count - the simulator's choice, so both pick the same backend.
+ * affinity in an LRU map. The backend is chosen by the CRC-32 of the flow modulo the slot count
+ * (with affinity: the client address's low bits, nv_affinity_slot) - the simulator's choice, so
+ * both pick the same backend.
  *
  * The verdict of the last packet is left in the skb's cb[] (for BPF_PROG_TEST_RUN): cb[0] the
  * rule index (0xffffffff: the policy), cb[1] action | ct state << 8 | nat << 16.
@@ -460,6 +461,21 @@ static __always_inline int nv_rewrite(struct __sk_buff *skb, struct nv_packet *p
 	return 0;
 }
 
+/* Client-IP affinity's slot (graph Dnat.affinity_target, as the simulator and the nftables and
+ * iptables rules pick): the client address's low bits, in buckets (a power of two, at least 4 per
+ * backend, at most 256), a bucket per backend in turn. */
+static __always_inline __u32 nv_affinity_slot(const struct nv_flow *f, __u32 count)
+{
+	const __u8 *address = (const __u8 *)f->src; /* network order: the last byte is the lowest */
+	__u32 buckets = 1;
+
+#pragma unroll
+	for (int i = 0; i < 8; i++)
+		if (buckets < 4 * count)
+			buckets <<= 1;
+	return (address[f->family == 4 ? 3 : 15] & (buckets - 1)) % count;
+}
+
 /* The backend of a service for a new flow (Cilium lb4_local: affinity first, then a slot). */
 static __always_inline struct lb_backend *nv_lb_select(struct nv_scratch *w, struct lb_service *svc,
 							struct lb_key *key, __u32 *backend_id)
@@ -490,7 +506,7 @@ static __always_inline struct lb_backend *nv_lb_select(struct nv_scratch *w, str
 	}
 	if (!svc->count)
 		return 0;
-	key->backend_slot = nv_flow_hash(&p->flow, affinity) % svc->count + 1;
+	key->backend_slot = (affinity ? nv_affinity_slot(&p->flow, svc->count) : nv_flow_hash(&p->flow, 0) % svc->count) + 1;
 	slot = bpf_map_lookup_elem(&nv_lb_services, key);
 	if (!slot)
 		return 0;
