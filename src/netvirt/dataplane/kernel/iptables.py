@@ -9,8 +9,9 @@ ruleset no longer has; each table's section commits atomically and nothing else 
 is touched. ``drift`` compares the ``nv:<digest>`` comments read back with what ``render`` makes.
 
 Differences from nftables, by construction of iptables: a chain's drop policy is a final
-``-j DROP`` rule (built-in policies stay untouched); ``log`` and ``set_mark`` are separate LOG and
-MARK rules before the verdict rule (LOG prefixes are cut to iptables' 29 characters); DNAT to n
+``-j DROP`` rule (built-in policies stay untouched); ``log`` and ``set_mark`` are separate NFLOG
+(netvirt's group, ``nflog.LOG_GROUP``) and MARK rules before the verdict rule (prefixes are cut to
+NFLOG's 63 characters); DNAT to n
 targets is n rules using ``statistic --mode random`` with probabilities 1/n, 1/(n-1), ..., 1.
 Rules that name one IP version go only to that version's tool; the others go to both.
 The ``iptables`` found on PATH is used; ``flavour()`` says whether it is nf_tables or legacy.
@@ -22,6 +23,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.nflog import LOG_GROUP
 from netvirt.dataplane.kernel.naming import Names
 from netvirt.dataplane.kernel.rulesets import (
     Ruleset,
@@ -66,7 +68,7 @@ _REJECT = {
         RejectWith.TCP_RESET: "tcp-reset",
     },
 }
-LOG_PREFIX_MAX = 29
+LOG_PREFIX_MAX = 63  # NFLOG's prefix: 64 bytes with the terminating NUL
 
 
 @functools.cache
@@ -214,7 +216,8 @@ def chain_lines(name: str, table: str, chain: Chain, version: int) -> list[str]:
         head = ["-A", name] + match_args(rule.match, version)
         note = ["-m", "comment", "--comment", comment(rule_digest(table, chain.hook, position, rule), rule.comment)]
         if rule.log is not None:
-            lines.append(_quote(head + note + ["-j", "LOG", "--log-prefix", rule.log.replace('"', "")[:LOG_PREFIX_MAX]]))
+            lines.append(_quote(head + note + ["-j", "NFLOG", "--nflog-group", str(LOG_GROUP), "--nflog-prefix",
+                                               rule.log.replace('"', "")[:LOG_PREFIX_MAX]]))
         if rule.set_mark is not None:
             lines.append(_quote(head + note + ["-j", "MARK", "--set-mark", str(rule.set_mark)]))
         lines += [_quote(head + note + target) for target in _targets(rule.action, version)]

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.nflog import LOG_GROUP
 from netvirt.dataplane.kernel.rulesets import (
     Ruleset,
     low_bits,
@@ -202,7 +203,7 @@ def _rule(ref: dict, commands: list[dict], chain: str, position: int, group: lis
         exprs = [_eq(field, sources)] + match_exprs(replace(rule.match, src=None), family)
     exprs.append({"counter": None})
     if rule.log is not None:
-        exprs.append({"log": {"prefix": rule.log}})
+        exprs.append({"log": {"prefix": rule.log, "group": LOG_GROUP}})  # to netvirt's NFLOG group (nflog)
     if rule.set_mark is not None:
         exprs.append({"mangle": {"key": {"meta": {"key": "mark"}}, "value": rule.set_mark}})
     action = rule.action

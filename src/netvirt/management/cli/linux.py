@@ -42,7 +42,7 @@ FormatOption = Annotated[TextOrJson, typer.Option("--format", "-f", help="text, 
 
 
 def register(app: typer.Typer) -> None:
-    for command in (up, down, status, capture, verify, log):
+    for command in (up, down, status, capture, verify, log, logs):
         app.command()(command)
     app.command(name="exec", context_settings={"allow_interspersed_args": False})(exec_)
 
@@ -739,6 +739,69 @@ def capture(
     else:
         typer.echo(f"{seen[0]} frames written to {write}", err=True)
 
+
+
+# --- logs -----------------------------------------------------------------------------------------
+
+
+def logs(
+    spec: SpecArgument,
+    count: Annotated[int | None, typer.Option(help="Stop after this many records.", min=1)] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.", min=0)] = None,
+    format: FormatOption = TextOrJson.text,
+) -> None:
+    """Show what SPEC's `log` rules record, as packets hit them (until Ctrl-C, --count or --duration).
+
+    One line per logged packet: time, HOST:NAMESPACE, hook, the rule's prefix, in/out interface and
+    the packet. The rules send packets to netvirt's NFLOG group in each namespace (the kernel log
+    is silent outside the root namespace); only while this runs are they kept.
+    """
+    import threading
+    from datetime import UTC, datetime
+
+    from netvirt.dataplane.kernel import netns
+    from netvirt.dataplane.kernel.nflog import LogError, LogRecord, Logs
+    from netvirt.dataplane.linux.readback import graph_place
+
+    loaded, network, deployment = compiled(spec, "logs")
+    kernel_names = names(deployment)
+    logged = [kernel_names.graph_namespace(graph.host, ns.name) for graph in network.hosts for ns in graph.namespaces
+              if any(rule.log is not None for chain in (*ns.filter, *ns.nat) for rule in chain.rules)]
+    if not logged:
+        fail("logs", f"{spec}: no policy has a `log` rule (add {{action: log, ...}} to a policy's rules)", 2)
+    require_net_admin("logs")
+    missing = [name for name in logged if not netns.exists(name)]
+    if missing:
+        fail("logs", f"namespace {missing[0]} does not exist; run `netvirt up {spec}` first", 1)
+    done = threading.Event()
+    seen = [0]
+    lock = threading.Lock()
+
+    def on_record(record: LogRecord) -> None:
+        with lock:
+            if done.is_set():
+                return
+            seen[0] += 1
+            host, namespace = graph_place(kernel_names, record.namespace) or ("?", record.namespace)
+            if format is TextOrJson.json:
+                typer.echo(json.dumps({"time": record.timestamp, "host": host, "namespace": namespace,
+                                       "hook": record.hook, "prefix": record.prefix, "in": record.in_iface,
+                                       "out": record.out_iface, "packet": record.summary()}))
+            else:
+                when = datetime.fromtimestamp(record.timestamp, UTC).strftime("%H:%M:%S.%f")
+                typer.echo(f"{when} {host}:{namespace} {record.hook} {record.prefix} "
+                           f"in={record.in_iface or '-'} out={record.out_iface or '-'} {record.summary()}")
+            if count is not None and seen[0] >= count:
+                done.set()
+
+    try:
+        with Logs(logged, on_record=on_record):
+            typer.echo(f"listening to the log rules of {len(logged)} namespaces (Ctrl-C to stop)", err=True)
+            done.wait(duration)
+    except LogError as error:
+        fail("logs", str(error), 1)
+    except KeyboardInterrupt:
+        pass
 
 
 # --- verify ---------------------------------------------------------------------------------------
