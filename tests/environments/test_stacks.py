@@ -214,3 +214,41 @@ def test_impossible_stacks_say_why():
 
 def test_every_spec_cni_is_one_row_of_the_cni_table():
     assert set(get_args(KubernetesLayer.model_fields["cni"].annotation)) == set(CNIS)
+
+
+def test_an_ebpf_kube_proxy_replacement_does_service_nat_in_ebpf():
+    """Cilium's kube-proxy replacement: the NodePort DNAT is done by its tc program on the node's NIC
+    (in the walkthrough's eBPF row), no netfilter NAT; the answer's reverse NAT by cil_to_netdev."""
+    spec = loads(stack_spec("{layer: host, os: linux}", "{layer: kubernetes, cni: cilium-vxlan, xdp: true}",
+                            "{layer: pod}", "{layer: app, listen: tcp/80}"))
+    trace = walkthrough(spec)
+    assert trace.disposition is Disposition.DELIVERED, trace.reason
+    assert not any(hop.technique == "Netfilter NAT (conntrack)" for hop in trace.hops + trace.answer.hops)
+    nat = next(hop for hop in trace.hops if hop.action is Action.NAT)
+    node = next(row for row in trace.rows if row.name == "Host Namespace")
+    assert nat.technique == "tc eBPF program cil_from_netdev" and nat in node.hops and "eBPF" in node.technique
+    back = next(hop for hop in trace.answer.hops if hop.action is Action.NAT)
+    assert back.technique == "tc eBPF program cil_to_netdev"
+    assert not any(chain.rules for h in build(spec, spec.stacks[0]).network.hosts for ns in h.namespaces
+                   for chain in ns.nat)  # no kube-proxy rules at all
+    nic = [hop for hop in trace.hops if hop.device == "eth0" and hop.namespace.endswith(":host")]
+    assert [hop.action for hop in nic][:3] == [Action.RECEIVE, Action.FILTER_ALLOW, Action.DRIVER]  # XDP, then sk_buff
+    assert "XDP" in nic[1].technique
+
+
+@pytest.mark.parametrize("machine", ["linux-kvm", "linux-virtualbox", "windows-virtualbox", "windows-vmware",
+                                     "windows-hyperv"])
+def test_a_macvlan_container_inside_a_guest(machine):
+    """docker's macvlan network inside a VM: the child sits on the guest's vNIC with its own MAC;
+    Hyper-V and VMware pass that MAC only when told to (MAC spoofing / promiscuous): an anomaly."""
+    network = "external" if machine == "windows-hyperv" else "bridged"
+    layers = [layer.replace("NET", network).replace("VNIC", "virtio") for layer in LAYERS[machine]]
+    spec = loads(stack_spec(*layers, "{layer: container, network: macvlan}", "{layer: app, listen: tcp/80}"))
+    trace = walkthrough(spec)
+    assert trace.disposition is Disposition.DELIVERED, trace.reason
+    assert any(row.name == "Macvlan" for row in trace.rows)
+    assert trace.answer.disposition is Disposition.DELIVERED
+    flagged = [a for a in trace.anomalies if a.kind == "macvlan_in_guest"]
+    assert bool(flagged) == (machine in ("windows-vmware", "windows-hyperv"))
+    if machine == "windows-hyperv":
+        assert "MacAddressSpoofing On" in flagged[0].fix

@@ -159,7 +159,7 @@ def test_device_hooks():
     graph = with_devices(Device.of(DeviceKind.NIC, "eth1", "host1", hooks=hooks))
     assert messages(graph) == [
         "host1:host1/eth1: two xdp programs attached; attach one per hook",
-        "host1:host1/eth1 xdp rule 0: action masquerade not allowed; allowed: accept, drop, reject",
+        "host1:host1/eth1 xdp rule 0: action masquerade not allowed; allowed: accept, drop, reject, dnat, snat",
     ]
 
 

@@ -25,7 +25,7 @@ from netvirt.dataplane.ebpf.programs import TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_S
 from netvirt.dataplane.sim import packets
 from netvirt.dataplane.sim.classify import CompiledClassifier
 from netvirt.dataplane.sim.netfilter import packet_key
-from netvirt.dataplane.sim.stack import _pick
+from netvirt.dataplane.sim.stack import pick_target
 from netvirt.graph import (
     ACCEPT,
     DROP,
@@ -197,7 +197,7 @@ def test_service_nat_bytes_equal_the_simulator(endpoint, service, data):
     request = bytearray(packets.frame(MACS[:6], MACS[6:], builders.probe(client, vip, proto, src_port=src_port, dst_port=port,
                                                                         size=data.draw(st.sampled_from([0, 100])))))
     found = headers(request)
-    target = _pick(service.action, found)
+    target = pick_target(service.action, found)
     expected = bytearray(request)
     new_port = target.port if target.port is not None else port
     packets.rewrite(expected, headers(expected), dst=target.address.packed, dst_port=new_port)

@@ -202,9 +202,12 @@ class MacvlanMode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Macvlan:
-    """A MAC-addressed sub-interface of its ``parent`` device."""
+    """A MAC-addressed sub-interface of its ``parent`` device; ``lower_namespace``: the namespace
+    the parent is in when the macvlan was moved to another one (a container's macvlan on its host's
+    or guest's NIC: Linux's IFLA_LINK_NETNSID), else the device's own."""
 
     mode: MacvlanMode = MacvlanMode.BRIDGE
+    lower_namespace: str | None = None
     tag: ClassVar[str] = "macvlan"
 
 

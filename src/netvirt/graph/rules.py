@@ -251,6 +251,7 @@ class Masquerade:
 
 Action = Accept | Drop | Reject | Dnat | Snat | Masquerade
 FILTER_ACTIONS = (Accept, Drop, Reject)
+HOOK_ACTIONS = (Accept, Drop, Reject, Dnat, Snat)  # an XDP/tc program filters, or NATs statelessly (eBPF LB)
 NAT_ACTIONS_BY_HOOK: dict[NetfilterHook, tuple[type, ...]] = {
     NetfilterHook.PREROUTING: (Accept, Dnat),
     NetfilterHook.OUTPUT: (Accept, Dnat),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from netvirt.graph.devices import FLOOD_MAC, SWITCH_KINDS, Bridge, Device, DeviceKind, Tunnel, Veth
 from netvirt.graph.host import HostGraph, Namespace, NetworkGraph
-from netvirt.graph.rules import FILTER_ACTIONS, NAT_ACTIONS_BY_HOOK, Chain, NetfilterHook, Rule, Verdict
+from netvirt.graph.rules import FILTER_ACTIONS, HOOK_ACTIONS, NAT_ACTIONS_BY_HOOK, Chain, NetfilterHook, Rule, Verdict
 
 # Where the kernel knows no input (output side) or no output (input side) interface yet.
 _NO_IN_IFACE = frozenset({NetfilterHook.OUTPUT, NetfilterHook.POSTROUTING})
@@ -104,9 +104,10 @@ def _device_problems(
         master = devices.get((dev.namespace, dev.master))
         if master is None or master.kind not in SWITCH_KINDS:
             yield Problem(where, f"master {dev.master!r} is not a bridge or switch in {dev.namespace}")
-    if dev.parent is not None and (dev.namespace, dev.parent) not in devices:
-        yield Problem(where, f"parent {dev.parent!r} does not exist in {dev.namespace}")
     config = dev.config
+    lower = getattr(config, "lower_namespace", None) or dev.namespace
+    if dev.parent is not None and (lower, dev.parent) not in devices:
+        yield Problem(where, f"parent {dev.parent!r} does not exist in {lower}")
     if isinstance(config, Veth):
         peer = devices.get((config.peer_namespace, config.peer))
         if peer is None:
@@ -130,8 +131,9 @@ def _device_problems(
         yield Problem(where, f"two {hook} programs attached; attach one per hook")
     for hook in dev.hooks:
         for index, rule in enumerate(hook.rules):
-            if not isinstance(rule.action, FILTER_ACTIONS):
-                yield Problem(f"{where} {hook.kind} rule {index}", f"action {rule.action.tag} not allowed; allowed: accept, drop, reject")
+            if not isinstance(rule.action, HOOK_ACTIONS):
+                yield Problem(f"{where} {hook.kind} rule {index}",
+                              f"action {rule.action.tag} not allowed; allowed: accept, drop, reject, dnat, snat")
 
 
 def _link_problems(graph: HostGraph, devices: dict[tuple[str, str], Device]) -> Iterator[Problem]:

@@ -10,7 +10,8 @@ explanation and a fix. The kinds (docs/trace.md has one example each):
 invisible to tcpdump and netfilter), ``sriov_live_migration``, ``vxlan_checksum_offload``
 (VXLAN/Geneve inside a VirtualBox/VMware guest), ``wsl2_nat``, ``wsl2_mirrored``, ``policy_drop``
 (naming the rule), ``no_route``, ``unresolved_neighbour``, ``ttl_expired``, ``no_listener``,
-``forwarding_disabled``, ``no_fdb``, ``isolated_network``.
+``forwarding_disabled``, ``no_fdb``, ``isolated_network``, ``macvlan_in_guest`` (a macvlan on a
+Hyper-V or VMware guest's vNIC: MAC spoofing / promiscuous mode).
 """
 
 from netvirt.dataplane.events import Action, Disposition, Walk
@@ -196,6 +197,7 @@ def _environment(hops: list[Hop], topology: Topology):
                           "WSL2 in mirrored mode: Windows and Linux share the host's addresses and ports; a Windows "
                           "process on the same port wins, and the Hyper-V firewall blocks inbound by default",
                           "allow the port with New-NetFirewallHyperVRule and keep Windows services off the app's port")
+    yield from _macvlan_in_guest(hops, topology, hypervisors)
     if hops and not any(hop.action is Action.DELIVER for hop in hops):
         for (host, namespace, name), dev in topology.devices.items():
             config = dev.config
@@ -223,6 +225,36 @@ def _environment(hops: list[Hop], topology: Topology):
                               "traffic works",
                               f"ethtool -K {dev.name} tx-checksum-ip-generic off on every node (flannel does this "
                               "since 0.24 for VXLAN), or use a CNI backend without UDP encapsulation (host-gw)")
+
+
+_MAC_POLICY = {
+    Hypervisor.HYPERV: ("Hyper-V drops frames to and from a MAC address it did not assign to the VM's network "
+                        "adapter", "Set-VMNetworkAdapter -VMName <VM> -MacAddressSpoofing On (the VM's Advanced "
+                        "Features: Enable MAC address spoofing)"),
+    Hypervisor.VMWARE: ("a VMware vSwitch drops frames of a MAC it did not assign to the VM's vNIC (security "
+                        "policy: Promiscuous mode, MAC address changes and Forged transmits reject by default)",
+                        "set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group, "
+                        "or enable MAC learning on a distributed switch (vSphere 6.7+)"),
+}
+
+
+def _macvlan_in_guest(hops: list[Hop], topology: Topology, hypervisors: set):
+    """A macvlan child of a VM guest's vNIC: its own MAC must pass the hypervisor's switch."""
+    for hop in hops:
+        dev = _device(topology, hop)
+        lower = getattr(dev.config, "lower_namespace", None) if dev is not None and dev.kind is DeviceKind.MACVLAN \
+            else None
+        if lower is None:
+            continue
+        space = topology.spaces.get((hop.namespace.split(":", 1)[0], lower))
+        if space is None or space.namespace.kind is not NamespaceKind.VM:
+            continue
+        for hypervisor in sorted(hypervisors & set(_MAC_POLICY)):
+            why, fix = _MAC_POLICY[hypervisor]
+            yield Anomaly("macvlan_in_guest", hop.step, f"{hop.namespace}/{dev.name} is a macvlan on the guest's "
+                          f"vNIC {lower}/{dev.parent} with a MAC of its own: {why}; unless that is allowed, the container is unreachable",
+                          fix)
+        return
 
 
 def _return_path(trace: Trace, walk: Walk, answer: Walk | None, topology: Topology):

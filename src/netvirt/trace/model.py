@@ -176,6 +176,8 @@ Group = tuple[object, str, tuple[str, str, str] | None]
 def _group_of(event: Event, stages: dict[tuple[str, str], Stage]) -> Group:
     """The row key, name and labels (None: the first hop's) of an event on its own."""
     stage = stages.get((event.host, event.place))
+    if event.technique.startswith("tc eBPF program") and (event.host, event.namespace) in stages:
+        stage = stages[(event.host, event.namespace)]  # tc runs in the kernel, after the driver: its namespace's step
     if stage is None and event.action is Action.DRIVER:
         stage = stages.get((event.host, f"{event.namespace}/{event.device}"))
     if stage is None and event.device is None and event.action is not Action.SEND:

@@ -21,7 +21,7 @@ from netvirt.dataplane.events import Action, Disposition, Event, Walk
 from netvirt.dataplane.sim.run import Run
 from netvirt.dataplane.sim.netfilter import packet_key
 from netvirt.dataplane.sim.packets import ARP_TYPE, ETHERNET, IP_TYPES, IPV4_TYPE, IPV6_TYPE
-from netvirt.dataplane.sim.stack import Stack
+from netvirt.dataplane.sim.stack import Stack, pick_target
 from netvirt.dataplane.sim.state import State
 from netvirt.dataplane.sim.topology import Place, Topology
 from netvirt.graph import (
@@ -30,10 +30,12 @@ from netvirt.graph import (
     Accept,
     CtState,
     DeviceKind,
+    Dnat,
     HookKind,
     KINDS,
     HypervisorSwitch,
     NetworkGraph,
+    Snat,
     SwitchMode,
     Tunnel,
 )
@@ -206,10 +208,24 @@ class Simulator:
                 verdict = self._hook(run, place, hook, frame)
                 if verdict is not None:
                     return verdict
+        if frame[0] & 1 and any(child.kind is DeviceKind.MACVLAN and child.namespace != place[1] for child in bound):
+            taken = False  # a broadcast reaches every macvlan child too (bridge mode); copies nobody takes are not shown
+            for child in bound:
+                if child.kind is DeviceKind.MACVLAN and child.namespace != place[1]:
+                    mark = len(run.events)
+                    if self.stack.stack_in(run, (place[0], child.namespace, child.name), bytearray(frame)):
+                        taken = True
+                    else:
+                        del run.events[mark:]
+            if taken:
+                return True
         for child in bound:
             if child.kind is DeviceKind.MACVLAN and child.mac is not None and bytes(frame[0:6]) == topology.macs[
-                    (place[0], place[1], child.name)]:
-                return self.stack.stack_in(run, (place[0], place[1], child.name), frame)
+                    (place[0], child.namespace, child.name)]:
+                child_place = (place[0], child.namespace, child.name)
+                self.event(run, Action.RECEIVE, child_place, frame, f"macvlan: {mac_to_text(bytes(frame[0:6]))} is "
+                           f"this sub-interface of {place[1]}/{place[2]}")
+                return self.stack.stack_in(run, child_place, frame)
         if dev.master is not None:
             return self.switch(run, (place[0], place[1], dev.master), place, frame)
         if not mine:
@@ -281,6 +297,8 @@ class Simulator:
         name = f"{kind.value} {hook.program} " + (f"rule {index}" if index is not None else "policy")
         if index is not None and hook.rules[index].comment:
             name += f" ({hook.rules[index].comment})"
+        if isinstance(action, (Dnat, Snat)) and found is not None:
+            return self._hook_nat(run, place, frame, found, action, name, labels)
         if isinstance(action, Accept):
             if kind is HookKind.XDP and xsk is not None and index is not None:
                 return self._user_space(run, (place[0], place[1], xsk.name), frame, Action.REDIRECT,
@@ -290,6 +308,26 @@ class Simulator:
         self.event(run, Action.FILTER_DROP, place, frame, f"{name}: drop", labels=labels, rule=name)
         run.finish(Disposition.DROPPED, f"dropped by {name} on {place[1]}/{place[2]}")
         return True
+
+    def _hook_nat(self, run: Run, place: Place, frame, found, action, name: str, labels) -> None:
+        """A program's NAT (an eBPF service load balancer, as Cilium's kube-proxy replacement):
+        the rewrite in the program, no netfilter hop; it keeps no conntrack of its own here, so
+        its reverse translation is a rule of the egress program (stateless)."""
+        if isinstance(action, Dnat):
+            target = pick_target(action, found)
+            address = target.address.packed
+            port = target.port if target.port is not None and found.proto in (ipv4.TCP, ipv4.UDP) else None
+            old = (found.dst, found.dst_port)
+            packets.rewrite(frame, found, dst=address, dst_port=port)
+            what, before, after = "DNAT", old, (address, port if port is not None else found.dst_port)
+        else:
+            port = action.ports.first if action.ports is not None and found.proto in (ipv4.TCP, ipv4.UDP) else None
+            old = (found.src, found.src_port)
+            packets.rewrite(frame, found, src=action.address.packed, src_port=port)
+            what, before, after = "reverse NAT", old, (action.address.packed, port if port is not None else found.src_port)
+        text = f"{name}: {what} {ip_to_text(before[0])}:{before[1]} -> {ip_to_text(after[0])}:{after[1]} in eBPF"
+        self.event(run, Action.NAT, place, frame, text, labels=labels, rule=name)
+        return None
 
     # --- switches --------------------------------------------------------------------------------
 
@@ -422,6 +460,15 @@ class Simulator:
                 self.event(run, Action.TRANSMIT, place, frame, f"to {peer[1]}/{peer[2]}")
             return self.receive(run, peer, frame, place)
         return self.drop(run, place, frame, f"device {dev.name} is not connected to anything", "not-connected")
+
+    def _transmit_macvlan(self, run: Run, place: Place, dev, frame: bytearray) -> bool:
+        """A macvlan sends out of its lower device (wired ones: as any port)."""
+        if dev.parent is None or place in self.topology.wire:
+            return self._transmit_port(run, place, dev, frame)
+        lower = (place[0], self.topology.lower_namespace(dev), dev.parent)
+        if run.record:
+            self.event(run, Action.TRANSMIT, place, frame, f"out of its lower device {lower[1]}/{lower[2]}")
+        return self.transmit(run, lower, frame)
 
     def _segment(self, run: Run, source: Place, name: str, frame: bytearray) -> bool:
         topology = self.topology
@@ -560,7 +607,8 @@ RECEIVERS = ({kind: Simulator._receive_port for kind in DeviceKind}
 frame, source) -> taken``. A new kind (a user-mode device, say) adds its receiver here."""
 TRANSMITTERS = ({kind: Simulator._transmit_port for kind in DeviceKind}
                 | {kind: Simulator._transmit_switch for kind in SWITCH_KINDS}
-                | {kind: Simulator._transmit_tunnel for kind in TUNNEL_KINDS})
+                | {kind: Simulator._transmit_tunnel for kind in TUNNEL_KINDS}
+                | {DeviceKind.MACVLAN: Simulator._transmit_macvlan})
 """Device kind -> how it sends a frame on: ``(simulator, run, place, device, frame) -> taken``."""
 
 

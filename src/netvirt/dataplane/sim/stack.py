@@ -426,7 +426,7 @@ class Stack:
                 chain, classifier = found_chain
                 index, action = classifier.classify(packet_key(found, ct.state, in_iface, None))
                 if isinstance(action, Dnat):
-                    target = _pick(action, found)
+                    target = pick_target(action, found)
                     new_dst = target.address.packed
                     new_port = target.port if target.port is not None else found.dst_port
                     old = _endpoint(found.dst, found.dst_port, found.proto)
@@ -535,7 +535,7 @@ class Stack:
         return None if route is None else route.dev
 
 
-def _pick(action: Dnat, found: Headers):
+def pick_target(action: Dnat, found: Headers):
     """The DNAT target for this flow: a stable hash of the flow, so every packet of a flow — and
     every run — picks the same backend; with client-IP affinity the rule targets' source hash
     (``Dnat.affinity_target`` of the client address's low bits), exactly as the kernel picks."""

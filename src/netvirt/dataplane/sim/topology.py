@@ -143,8 +143,9 @@ class Topology:
         if dev.master is not None:
             self.ports.setdefault((host, dev.namespace, dev.master), []).append(place)
         if dev.parent is not None and dev.kind in BOUND_KINDS + (DeviceKind.HYPERVISOR_SWITCH,):
-            self.bound.setdefault((host, dev.namespace, dev.parent), []).append(dev)
-            self.binding.setdefault(((host, dev.namespace, dev.parent), dev.kind), dev)
+            lower = (host, self.lower_namespace(dev), dev.parent)
+            self.bound.setdefault(lower, []).append(dev)
+            self.binding.setdefault((lower, dev.kind), dev)
         for hook in dev.hooks:
             self.hooks[(place, hook.kind)] = hook
         self.members.setdefault((host, dev.namespace), []).append(dev)
@@ -192,6 +193,11 @@ class Topology:
         if peer is not None and peer in self.macs and self.devices[place].kind is not DeviceKind.VETH:
             return self.macs[peer]
         return self.macs.get(place)
+
+    @staticmethod
+    def lower_namespace(dev: Device) -> str:
+        """The namespace of ``dev``'s parent (a macvlan moved out of its lower device's namespace)."""
+        return getattr(dev.config, "lower_namespace", None) or dev.namespace
 
     def route(self, space: NamespaceIndex, dst: bytes) -> RouteEntry | None:
         """Longest-prefix match (lowest metric among equals) for ``dst``."""

@@ -29,6 +29,7 @@ from netvirt.graph import (
     Proto,
     Route,
     Rule,
+    Snat,
     Tunnel,
 )
 from netvirt.management.spec import KubernetesLayer
@@ -108,13 +109,17 @@ def node(walk: StackWalk, layer: KubernetesLayer, below: Level) -> Level:
     hooks = []
     if layer.xdp:
         hooks.append(DeviceHook(kind=HookKind.XDP, program="xdp-nodeport"))
-    if cni.tc_program is not None:
-        hooks.append(DeviceHook(kind=HookKind.TC_INGRESS, program=cni.tc_program))
+    # proxy ebpf on another CNI: Cilium chained to it (CNI chaining), its program on the node's NIC
+    program = cni.tc_program or ("cil_from_netdev" if proxy == "ebpf" else None)
+    if program is not None:
+        hooks.append(DeviceHook(kind=HookKind.TC_INGRESS, program=program))
     if hooks:
         ingress = walk.device(node, below.ingress)
         b.devices[b.devices.index(ingress)] = dataclasses.replace(ingress, hooks=tuple(hooks))
-    plan.filter.append(Chain(hook=NetfilterHook.FORWARD, rules=(
-        Rule(match=Match(ct_states=frozenset({CtState.INVALID})), action=DROP, comment="KUBE-FORWARD: invalid"),)))
+    walk.ebpf_proxy = proxy == "ebpf"
+    if not walk.ebpf_proxy:  # kube-proxy's own chain; a kube-proxy replacement runs no kube-proxy
+        plan.filter.append(Chain(hook=NetfilterHook.FORWARD, rules=(
+            Rule(match=Match(ct_states=frozenset({CtState.INVALID})), action=DROP, comment="KUBE-FORWARD: invalid"),)))
     walk.node = below
     if below.context == "host" and not walk.windows:
         name = "Host Namespace"
@@ -148,13 +153,26 @@ def _service(walk: StackWalk, node: str, pod: IPv4Interface, endpoint: str | Non
     walk.port = NODE_PORTS[0] + port % (NODE_PORTS[1] - NODE_PORTS[0] + 1)
     target = NatTarget(pod.ip, walk.app_port)
     proto = Proto(walk.proto)
-    walk.b.namespaces[node].nat.setdefault("prerouting", []).extend([
+    who = "cilium" if walk.ebpf_proxy else "kube-proxy"
+    rules = [
         Rule(match=Match(dst=ip_network(f"{vip}/{vip.max_prefixlen}"), proto=proto, dst_ports=PortRange.single(port)),
-             action=Dnat(targets=(target,)), comment=f"kube-proxy: ClusterIP svc/{name}"),
+             action=Dnat(targets=(target,)), comment=f"{who}: ClusterIP svc/{name}"),
         Rule(match=Match(dst=ip_network(f"{walk.node.address.ip}/32"), proto=proto,
                          dst_ports=PortRange.single(walk.port)),
-             action=Dnat(targets=(target,)), comment=f"kube-proxy: NodePort {walk.port} svc/{name}"),
-    ])
+             action=Dnat(targets=(target,)), comment=f"{who}: NodePort {walk.port} svc/{name}"),
+    ]
+    if not walk.ebpf_proxy:
+        walk.b.namespaces[node].nat.setdefault("prerouting", []).extend(rules)
+        return
+    # a kube-proxy replacement (Cilium): the service NAT is done by the eBPF program on the node's
+    # NIC (tc ingress, cil_from_netdev), no netfilter NAT; the reverse NAT of the answer by the one
+    # on its way out (tc egress, cil_to_netdev)
+    nic = walk.device(node, walk.node.ingress)
+    back = Rule(match=Match(src=ip_network(f"{pod.ip}/32"), proto=proto, src_ports=PortRange.single(walk.app_port)),
+                action=Snat(walk.node.address.ip, PortRange.single(walk.port)), comment=f"cilium: reverse NAT svc/{name}")
+    hooks = [dataclasses.replace(h, rules=(*h.rules, *rules)) if h.kind is HookKind.TC_INGRESS else h for h in nic.hooks]
+    hooks.append(DeviceHook(kind=HookKind.TC_EGRESS, program="cil_to_netdev", rules=(back,)))
+    walk.b.devices[walk.b.devices.index(nic)] = dataclasses.replace(nic, hooks=tuple(hooks))
 
 
 def _peer_host(walk: StackWalk, endpoint: str | None):

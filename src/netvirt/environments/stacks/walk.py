@@ -63,6 +63,7 @@ class StackWalk:
         self.port = self.app_port  # the port the outside uses; a NodePort once kubernetes exposes the app
         self.k8s: KubernetesLayer | None = None
         self.node: Level | None = None  # the kubernetes node, once there is one
+        self.ebpf_proxy = False  # the node's service proxy is eBPF (a kube-proxy replacement)
         self.lan = DEFAULT_LAN  # the host's LAN (set by the host layer)
         self.client_address: IPv4Address = DEFAULT_LAN.ip
         self.target: IPv4Address = DEFAULT_LAN.ip

@@ -13,6 +13,7 @@ from netvirt.graph import Bridge, DeviceKind, Macvlan, Masquerade, Match, Mode, 
 from netvirt.management.spec import ContainerLayer, PodLayer
 
 RUNTIME_BRIDGES = {"docker": "docker0", "podman": "podman0"}  # any other runtime: cni0
+GUEST_NICS = (DeviceKind.VIRTIO_NIC, DeviceKind.NIC)  # a guest's vNIC (virtio, or emulated: e1000, vmxnet3, netvsc)
 
 
 def workload(walk: StackWalk, layer: PodLayer | ContainerLayer, below: Level) -> Level:
@@ -82,12 +83,19 @@ def _macvlan(walk: StackWalk, layer: ContainerLayer, below: Level) -> Level:
     """A macvlan container: its own MAC on the LAN, behind the host NIC (bridge mode)."""
     b = walk.b
     nic = walk.device(below.ns, below.ingress)
-    if below.ns not in {a.namespace for a in b.segment} or nic.kind is not DeviceKind.NIC:
-        raise StackError(f"stack {walk.stack.name}: network macvlan needs the NIC on the LAN; the container "
-                         f"sits in {below.ns}, behind {nic.kind.value} {nic.name}. Use network: bridge")
     address = walk.tied(layer.endpoint, below.address.network) or host_address(below.address, 40)
-    child = b.device(DeviceKind.MACVLAN, "eth0", "container", config=Macvlan(), addresses=[str(address)])
-    b.link(nic, child, "macvlan (bridge mode)")
+    if below.context == "vm" and nic.kind in GUEST_NICS:
+        # on a VM guest's virtual NIC (docker's macvlan driver inside the guest): the hypervisor's
+        # switch must pass frames of a MAC it did not give the VM (anomaly macvlan_in_guest)
+        b.device(DeviceKind.MACVLAN, "eth0", "container", parent=nic.name, config=Macvlan(lower_namespace=below.ns),
+                 addresses=[str(address)])
+    elif below.ns not in {a.namespace for a in b.segment} or nic.kind is not DeviceKind.NIC:
+        raise StackError(f"stack {walk.stack.name}: network macvlan needs a NIC on the LAN (the host's, or a VM "
+                         f"guest's virtual NIC); the container sits in {below.ns}, behind {nic.kind.value} "
+                         f"{nic.name}. Use network: bridge")
+    else:
+        child = b.device(DeviceKind.MACVLAN, "eth0", "container", config=Macvlan(), addresses=[str(address)])
+        b.link(nic, child, "macvlan (bridge mode)")
     b.stage("Macvlan", Mode.KERNEL, "Linux Kernel", "Macvlan Sub-interface (own MAC on the LAN)", "container/eth0")
     b.stage(walk.name("Container Access", "Container Namespace"), Mode.KERNEL, "Namespace",
             "Network Namespace (isolated stack)", "container")
