@@ -8,7 +8,8 @@ from linux_network import deployed
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from netvirt.dataplane.linux.capture import Capture
+from netvirt.dataplane.kernel.capture import Capture
+from netvirt.dataplane.kernel.observe import KernelObserver
 from netvirt.control.compile import compile_network
 from netvirt.trace.plan import plan_trace, reach_network
 from netvirt.management.spec import load
@@ -31,7 +32,7 @@ def flow(source: str, port: int):
 def test_snat_to_external_is_observed_as_predicted(network):
     outside = network.names.graph_namespace("internet", "internet")
     host_a = str(SPEC.host("host-a").underlay.ip)
-    with Verifier(reach_network(network.graph), network.names) as verifier:
+    with Verifier(reach_network(network.graph), KernelObserver(network.names)) as verifier:
         with Capture([(outside, "eth0")]) as capture:
             result = verifier.verify(flow("web-1", 33001))
             syn = capture.wait_for(lambda f: not f.outgoing and TCP in Ether(f.data)

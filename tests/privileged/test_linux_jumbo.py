@@ -7,8 +7,8 @@ from linux_network import deployed
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
-from netvirt.dataplane.linux import netns
-from netvirt.dataplane.linux.capture import Capture
+from netvirt.dataplane.kernel import netns
+from netvirt.dataplane.kernel.capture import Capture
 from netvirt.control.compile import compile_network
 from netvirt.trace.plan import plan_trace
 from netvirt.management.spec import loads

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from netvirt.dataplane.linux.naming import TEST_PREFIX
+from netvirt.dataplane.kernel.naming import TEST_PREFIX
 
 SPEC = """
 version: 1

@@ -6,7 +6,8 @@ the log rule's records appear while it runs."""
 import pytest
 from linux_network import deployed
 
-from netvirt.dataplane.linux.nflog import Logs
+from netvirt.dataplane.kernel.nflog import Logs
+from netvirt.dataplane.kernel.observe import KernelObserver
 from netvirt.management.spec import loads
 from netvirt.trace.plan import reach_network, verify_probes
 from netvirt.trace.verify import Verifier
@@ -53,7 +54,7 @@ def network(tmp_path_factory):
 def test_verify_all_agrees_in_both_directions_and_the_log_rule_records(network):
     probes = verify_probes(SPEC, 23000)
     logged = [network.namespace("w1"), network.namespace("w2")]
-    with Logs(logged) as logs, Verifier(reach_network(network.graph), network.names) as verifier:
+    with Logs(logged) as logs, Verifier(reach_network(network.graph), KernelObserver(network.names)) as verifier:
         results = verifier.verify_all([p.flow for p in probes])
         records = logs.records()
     assert [(p.source, p.target, r.problems) for p, r in zip(probes, results) if not r.agrees] == []
