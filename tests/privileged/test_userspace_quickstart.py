@@ -47,7 +47,8 @@ def test_reach_matrix_is_the_spec_s(network):
 
 def test_verify_all_agrees_with_the_simulator(network):
     observer = registry.observer("userspace", network.names.deployment, prefix=TEST_PREFIX)
-    probes = verify_probes(SPEC, random.randrange(20000, 50000))
+    # the Mixed helper builds the spec's hosts only, not the outside world `netvirt up` adds
+    probes = [p for p in verify_probes(SPEC, random.randrange(20000, 50000)) if p.target != "external"]
     with Verifier(network.graph, observer, **verification(network.graph, network.userspace)) as verifier:
         results = verifier.verify_all([p.flow for p in probes])
     disagree = [(p.source, p.target, r.problems) for p, r in zip(probes, results) if not r.agrees]

@@ -200,6 +200,8 @@ def up(
 
             backends = UserspaceBackend.for_network(network, deployment=deployment, mode=poll_mode.value,
                                                     **kernel_settings())
+            outside = network_backends(network, deployment, **kernel_settings())
+            backends |= {host: outside[host] for host in backends if host not in hosts}  # the outside world: kernel
         problems = check_network(backends, network)
         if problems:
             for problem in problems:
