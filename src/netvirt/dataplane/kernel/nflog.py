@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from netvirt.dataplane.kernel import netns
-from netvirt.wire import ParseError, dissect, summary
+from netvirt.wire import ParseError, dissect, ethernet, summary
 
 LOG_GROUP = 77  # netvirt's NFLOG group in every namespace it builds
 NETLINK_NETFILTER = 12
@@ -35,7 +35,7 @@ NFULA_PAYLOAD, NFULA_PREFIX = 9, 10
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
 NLMSG_ERROR = 2
 HOOKS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
-ETHERTYPES = {4: b"\x08\x00", 6: b"\x86\xdd"}
+ETHERTYPES = {4: ethernet.IPV4_BYTES, 6: ethernet.IPV6_BYTES}
 
 
 class LogError(OSError):
