@@ -203,6 +203,8 @@ def reach_probes(spec: Spec) -> list[Probe]:
 def outside_world(network: NetworkGraph, flows: Iterable[Flow] = ()) -> NetworkGraph:
     """``network`` with the outside world (the ``external`` server), listening where ``flows`` go
     to it: the graph a kernel deployment builds (``netvirt up``) and ``verify`` checks against."""
+    if not network.segments:  # no hosts: no underlay for the outside world to sit on
+        return network
     ports = {(f.proto, f.dst_port) for f in flows if f.dst in (INTERNET, INTERNET6) and f.proto != "icmp"}
     return with_internet(network, ports)
 
