@@ -169,7 +169,7 @@ def test_verify_all_agrees_with_the_simulator(network):
     with Verifier(network.graph, KernelObserver(network.names)) as verifier:
         results = verifier.verify_all([p.flow for p in probes])
     assert [(p.source, p.target, r.problems) for p, r in zip(probes, results) if not r.agrees] == []
-    assert len(results) == 36 and {r.observed.disposition for r in results} >= {"delivered", "dropped", "rejected"}
+    assert len(results) == 42 and {r.observed.disposition for r in results} >= {"delivered", "dropped", "rejected"}
 
 
 def spoofed_udp(namespace: str, source: str, target: str, count: int) -> None:
