@@ -168,12 +168,7 @@ def get(
     token_file: TokenOption = None,
 ) -> None:
     """Print the applied spec (with every allocated value) and its revision."""
-    reply = Client(controller, _token(token_file), "get").call("GET", "/v1/spec")
-    if format is YamlOrJson.json:
-        typer.echo(json.dumps(reply, indent=2))
-    else:
-        typer.echo(f"# revision {reply['revision']}")
-        typer.echo(yaml.safe_dump(reply["spec"], sort_keys=False, allow_unicode=True), nl=False)
+    _print_revisioned(Client(controller, _token(token_file), "get").call("GET", "/v1/spec"), "spec", format)
 
 
 def delete(
@@ -238,11 +233,16 @@ def endpoint_list(
 ) -> None:
     """Print the applied spec's endpoints (with every allocated value) and its revision."""
     reply = Client(controller, _token(token_file), "endpoint list").call("GET", "/v1/endpoints")
+    _print_revisioned(reply, "endpoints", format)
+
+
+def _print_revisioned(reply: dict, key: str, format: YamlOrJson) -> None:
+    """A controller reply of ``key`` at a revision: JSON as it came, or YAML under a revision comment."""
     if format is YamlOrJson.json:
         typer.echo(json.dumps(reply, indent=2))
     else:
         typer.echo(f"# revision {reply['revision']}")
-        typer.echo(yaml.safe_dump(reply["endpoints"], sort_keys=False, allow_unicode=True), nl=False)
+        typer.echo(yaml.safe_dump(reply[key], sort_keys=False, allow_unicode=True), nl=False)
 
 
 def _endpoint_changed(client: "Client", method: str, path: str, body: Any, wait: bool, **request: Any) -> None:
