@@ -30,9 +30,9 @@ def _root(
 
 
 def _register() -> None:
-    from netvirt.management.cli import control, demo, diagram, importers, linux, pcap, spec, trace
+    from netvirt.management.cli import control, demo, diagram, importers, linux, pcap, spec, trace, verify
 
-    for module in (control, demo, diagram, importers, linux, pcap, spec, trace):
+    for module in (control, demo, diagram, importers, linux, pcap, spec, trace, verify):
         module.register(app)
 
 

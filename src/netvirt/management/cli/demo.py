@@ -170,7 +170,7 @@ def in_kernel(console: Console, spec, network) -> None:
 
 
 def verify_all(console: Console, spec, network, kernel_names) -> None:
-    from netvirt.management.cli.linux import _verify_table
+    from netvirt.management.cli.verify import _verify_table
     from netvirt.dataplane import registry
     from netvirt.trace.plan import verify_probes
     from netvirt.trace.verify import Verifier
